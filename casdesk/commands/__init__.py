@@ -1,0 +1,1 @@
+"""CLI subcommands, one module per workflow area; each module has ``register(subparsers)``."""

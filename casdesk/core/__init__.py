@@ -1,0 +1,1 @@
+"""Qt-free, torch-free core: raster and label IO, tiling, catalog, QC, metrics."""

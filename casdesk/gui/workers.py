@@ -1,0 +1,140 @@
+"""Run core job generators off the GUI thread and report by signals.
+
+A core job is a generator yielding :class:`~casdesk.core.jobs.Progress` and checking a
+:class:`~casdesk.core.jobs.CancelToken`. :class:`JobRunner` drives one in a ``QThread``:
+the same code path the CLI drives with a progress bar. The factory is called *in the
+worker thread*, so it can open its own :class:`Catalog` there.
+
+Usage::
+
+    runner = JobRunner(lambda token: compute_metrics(project_path, cancel=token), parent=self)
+    runner.progress.connect(self._on_progress)
+    runner.finished.connect(self._on_done)
+    runner.failed.connect(self._on_error)
+    runner.start()
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from casdesk.core.errors import Cancelled, CasdeskError
+from casdesk.core.jobs import CancelToken, Job
+
+log = logging.getLogger(__name__)
+
+JobFactory = Callable[[CancelToken], Job]
+
+
+class _Worker(QObject):
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str, str)
+    cancelled = Signal()
+
+    def __init__(self, factory: JobFactory, token: CancelToken):
+        super().__init__()
+        self._factory = factory
+        self._token = token
+
+    @Slot()
+    def run(self) -> None:
+        try:
+            job = self._factory(self._token)
+            while True:
+                try:
+                    event = next(job)
+                except StopIteration as stop:
+                    result = stop.value
+                    break
+                self.progress.emit(event)
+                if self._token.cancelled:
+                    job.close()
+                    raise Cancelled()
+        except Cancelled:
+            self.cancelled.emit()
+        except CasdeskError as exc:
+            log.warning("job failed: %s", exc)
+            self.failed.emit(str(exc), traceback.format_exc())
+        except Exception as exc:  # noqa: BLE001 - reported to the user, logged in full
+            log.exception("job crashed")
+            self.failed.emit(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+        else:
+            self.finished.emit(result)
+
+
+class JobRunner(QObject):
+    """One background job in its own QThread. Signals arrive on the GUI thread."""
+
+    progress = Signal(object)
+    finished = Signal(object)
+    failed = Signal(str, str)  # short message, details
+    cancelled = Signal()
+    done = Signal()  # after any of finished/failed/cancelled, once the thread has ended
+
+    def __init__(self, factory: JobFactory, parent: QObject | None = None, name: str = "job"):
+        super().__init__(parent)
+        self.name = name
+        self.token = CancelToken()
+        self._thread = QThread()
+        self._thread.setObjectName(f"casdesk-{name}")
+        self._worker = _Worker(factory, self.token)
+        self._worker.moveToThread(self._thread)
+        self._thread.started.connect(self._worker.run)
+        self._worker.progress.connect(self.progress)
+        self._worker.finished.connect(self.finished)
+        self._worker.failed.connect(self.failed)
+        self._worker.cancelled.connect(self.cancelled)
+        for signal in (self._worker.finished, self._worker.failed, self._worker.cancelled):
+            signal.connect(self._thread.quit)
+        self._thread.finished.connect(self._on_thread_finished)
+        self._running = False
+
+    def start(self) -> None:
+        self._running = True
+        self._thread.start()
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    def is_running(self) -> bool:
+        return self._running
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        """Block until the thread ends (used on shutdown and in tests)."""
+        return self._thread.wait(msecs)
+
+    def _on_thread_finished(self) -> None:
+        self._running = False
+        self.done.emit()
+
+    def shutdown(self, msecs: int = 30_000) -> None:
+        """Cancel and wait: nothing may outlive the window that owns the job."""
+        if self._thread.isRunning():
+            self.token.cancel()
+            self._thread.quit()
+            self._thread.wait(msecs)
+
+
+def run_in_background(
+    factory: JobFactory,
+    parent: QObject,
+    on_finished: Callable[[Any], None] | None = None,
+    on_failed: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[Any], None] | None = None,
+    name: str = "job",
+) -> JobRunner:
+    runner = JobRunner(factory, parent, name=name)
+    if on_progress:
+        runner.progress.connect(on_progress)
+    if on_finished:
+        runner.finished.connect(on_finished)
+    if on_failed:
+        runner.failed.connect(on_failed)
+    runner.start()
+    return runner
