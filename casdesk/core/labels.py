@@ -97,9 +97,8 @@ def mask_to_polygons(
 
 def mask_to_cas_label(mask: np.ndarray) -> np.ndarray:
     """The released CAS ``label/`` convention: 3-band RGB, landslide black on white."""
-    rgb = np.full((3, *mask.shape), 255, dtype=np.uint8)
-    rgb[:, mask > 0] = 0
-    return rgb
+    band = np.where(mask > 0, np.uint8(0), np.uint8(255))
+    return np.stack((band, band, band))
 
 
 def binarize_label_array(data: np.ndarray, path: Path | None = None) -> np.ndarray:

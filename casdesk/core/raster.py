@@ -9,16 +9,23 @@ NaN; a released CAS tile has none of these and is all valid.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import rasterio
-from affine import Affine
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
-from rasterio.windows import Window
+
+# GDAL's block cache defaults to 5 % of RAM and fills with every block a crop or a QC scan
+# reads once; a bounded cache keeps peak memory independent of scene size. Set before
+# rasterio initialises GDAL; a user's own GDAL_CACHEMAX wins.
+os.environ.setdefault("GDAL_CACHEMAX", "48")
+
+import rasterio  # noqa: E402
+from affine import Affine  # noqa: E402
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError  # noqa: E402
+from rasterio.windows import Window  # noqa: E402
 
 from casdesk.core.errors import RasterError
 
@@ -188,23 +195,38 @@ def read_window(
         try:
             if inside:
                 data = ds.read(indexes, window=window)
-                masks = ds.read_masks(indexes, window=window)
             else:
                 data = ds.read(indexes, window=window, boundless=True, fill_value=fill)
-                masks = ds.read_masks(indexes, window=window, boundless=True)
+            valid = _valid_from(ds, indexes, window, data, inside)
         except RasterioIOError as exc:
             raise RasterError(
                 f"pixels cannot be read in window {window_str(window)} ({_first_line(exc)})",
                 Path(ds.name),
                 "the file may be damaged",
             ) from exc
-        valid = np.any(masks > 0, axis=0)  # GDAL's dataset mask: valid in any band
-        if np.issubdtype(data.dtype, np.floating):
-            valid &= np.all(np.isfinite(data), axis=0)
         return data, valid
     finally:
         if own:
             ds.close()
+
+
+def _valid_from(
+    ds: rasterio.io.DatasetReader, indexes: list[int], window: Window, data: np.ndarray, inside: bool
+) -> np.ndarray:
+    """Validity of read pixels; computed from the data itself when the mask is only a
+    nodata value (one pass instead of a second read of the masks)."""
+    flags = [ds.mask_flag_enums[i - 1] for i in indexes]
+    names = {f.name for fl in flags for f in fl}
+    if inside and names <= {"all_valid"}:
+        valid = np.ones(data.shape[1:], dtype=bool)
+    elif inside and names == {"nodata"} and ds.nodata is not None and not math.isnan(ds.nodata):
+        valid = np.any(data != np.array(ds.nodata, dtype=data.dtype), axis=0)
+    else:
+        kwargs = {"window": window} if inside else {"window": window, "boundless": True}
+        valid = np.any(ds.read_masks(indexes, **kwargs) > 0, axis=0)  # GDAL: valid in any band
+    if np.issubdtype(data.dtype, np.floating):
+        valid &= np.all(np.isfinite(data), axis=0)
+    return valid
 
 
 def window_str(window: Window) -> str:
