@@ -118,3 +118,13 @@ def test_16bit_four_band_scene(project: Catalog, tmp_path: Path):
     with rasterio.open(tile.image_path) as ds:
         assert ds.count == 4 and ds.dtypes[0] == "uint16"
     assert sum(t.label_pixels for t in project.tiles()) > 0
+
+
+def test_unwritable_tile_folder_is_a_clear_error(project: Catalog, public_data: Path):
+    from casdesk.core.errors import OutputError
+
+    sid = add_scene(project, public_data / "RGB.byte.tif").scene_id
+    with pytest.raises(OutputError, match="cannot create the tile folders") as err:
+        run_job(crop_scene(project, sid, CropParams(256, 256), out_root=Path("/proc/casdesk-tiles")))
+    assert "/proc/casdesk-tiles" in str(err.value)
+    assert project.tile_count() == 0
