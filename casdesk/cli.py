@@ -17,6 +17,7 @@ from casdesk.core.errors import Cancelled, CasdeskError
 
 COMMAND_MODULES = [
     "casdesk.commands.project",
+    "casdesk.commands.qc",
 ]
 
 

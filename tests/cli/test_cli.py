@@ -113,3 +113,25 @@ def test_demo_builds_its_project(capsys, tmp_path: Path):
     assert info["tiles"] == 49
     assert info["scenes"][0]["labels"] >= 10
     assert 0.01 < info["labelled_fraction"] < 0.2
+
+
+def test_export_accepted_only_honours_qc(capsys, public_data: Path, tmp_path: Path):
+    from casdesk.core.catalog import Catalog
+    from casdesk.core.qc import accepted_tile_ids, set_decision
+
+    project = tmp_path / "p.casdesk"
+    run(capsys, "init", project)
+    run(capsys, "add-scene", project, public_data / "RGB.byte.tif", "--labels", public_data / "box.shp")
+    run(capsys, "crop", project, "--size", "256", "--stride", "128")
+    code, out, _ = run(capsys, "qc", project, "--json")
+    assert code == 0
+    with Catalog.open(project) as cat:
+        accepted = accepted_tile_ids(cat)
+        assert accepted, "some tiles are labelled and inside the footprint"
+        set_decision(cat, [accepted[0]], "reject", note="test")
+        expected = set(accepted_tile_ids(cat))
+        names = {t.name for t in cat.tiles(ids=sorted(expected))}
+    code, out, _ = run(capsys, "export", project, tmp_path / "out", "--accepted-only", "--json")
+    assert code == 0 and json.loads(out)["tiles"] == len(expected)
+    exported = {p.stem for p in (tmp_path / "out" / "RGB.byte" / "img").glob("*.tif")}
+    assert exported == names

@@ -1,0 +1,1 @@
+"""The QC panel: rule sliders with histograms, live counts, presets, the review queue."""

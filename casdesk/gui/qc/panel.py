@@ -1,0 +1,326 @@
+"""QC panel: compute metrics in a worker, move thresholds and watch the counts, manage
+presets, open the review queue. All counting is :mod:`casdesk.core.qc` on arrays already
+in memory; this module only wires widgets to it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from casdesk.core import qc
+from casdesk.core.errors import CasdeskError
+from casdesk.gui.context import ProjectContext
+from casdesk.gui.dialogs import show_error
+from casdesk.gui.qc.counts_view import CountsView
+from casdesk.gui.qc.review import ReviewDialog
+from casdesk.gui.qc.rule_editor import RuleEditor
+from casdesk.gui.workers import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class QCPanel(QWidget):
+    def __init__(self, context: ProjectContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.context = context
+        self.table: qc.QCTable | None = None
+        self.rules: list[qc.Rule] = qc.paper_defaults()
+        self.states = np.zeros(0, np.int8)
+        self.failed = np.zeros(0, np.uint32)
+        self.counts: dict[str, Any] = {}
+        self.runner: JobRunner | None = None
+        self.review: ReviewDialog | None = None
+        self._own_decision = False
+
+        self.heading = QLabel("No project open.")
+        self.compute_button = QPushButton("Compute metrics")
+        self.compute_button.clicked.connect(self.compute)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.setFormat("%v / %m tiles")
+        self.progress.hide()
+        self.preset_box = QComboBox()
+        self.preset_box.setMinimumWidth(160)
+        self.preset_box.activated.connect(lambda _i: self.apply_preset(self.preset_box.currentText()))
+        self.save_button = QPushButton("Save preset...")
+        self.save_button.clicked.connect(lambda: self.save_preset())
+        self.review_button = QPushButton("Review flagged...")
+        self.review_button.clicked.connect(self.open_review)
+
+        top = QHBoxLayout()
+        top.addWidget(self.compute_button)
+        top.addWidget(self.cancel_button)
+        top.addWidget(self.progress, 1)
+        top.addStretch(0)
+        top.addWidget(QLabel("Preset:"))
+        top.addWidget(self.preset_box)
+        top.addWidget(self.save_button)
+
+        self.editors: dict[str, RuleEditor] = {}
+        self.rules_box = QWidget()
+        self.rules_layout = QVBoxLayout(self.rules_box)
+        self.rules_layout.setContentsMargins(6, 6, 6, 6)
+        scroll = self.scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.rules_box)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+
+        self.counts_view = CountsView()
+        right = QWidget()
+        rl = QVBoxLayout(right)
+        rl.setContentsMargins(0, 0, 0, 0)
+        rl.addWidget(QLabel("<b>Tiles per state</b> (updates as you move a threshold)"))
+        rl.addWidget(self.counts_view, 1)
+        legend = QLabel(
+            "Flagged: within a rule's margin of its threshold; review them. Kept = accepted + "
+            "manual accept (what export and training use)."
+        )
+        legend.setWordWrap(True)
+        legend.setStyleSheet("color: gray")
+        rl.addWidget(legend)
+        rl.addWidget(self.review_button, alignment=Qt.AlignmentFlag.AlignLeft)
+
+        split = QSplitter()
+        split.addWidget(scroll)
+        split.addWidget(right)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.heading)
+        layout.addLayout(top)
+        layout.addWidget(split, 1)
+
+        context.project_opened.connect(lambda _p: self.reload())
+        context.project_closed.connect(self.reload)
+        context.tiles_changed.connect(self.reload)
+        context.metrics_changed.connect(self._on_metrics_changed)
+        context.decisions_changed.connect(self._on_decisions_changed)
+        self.reload()
+
+    # ---- loading
+    def reload(self) -> None:
+        catalog = self.context.catalog
+        self._set_enabled(catalog is not None)
+        if catalog is None:
+            self.table = None
+            self.heading.setText("No project open.")
+            self._build_editors(qc.paper_defaults())
+            self.counts_view.setRowCount(0)
+            return
+        self.table = qc.load_table(catalog)
+        self.preset_box.clear()
+        self.preset_box.addItems(qc.list_presets(catalog))
+        self.preset_box.setCurrentText(qc.active_preset(catalog))
+        self._build_editors(qc.current_rules(catalog))
+        self.recount()
+
+    def _set_enabled(self, on: bool) -> None:
+        for w in (self.compute_button, self.preset_box, self.save_button, self.review_button):
+            w.setEnabled(on)
+
+    def _build_editors(self, rules: list[qc.Rule]) -> None:
+        self.rules = list(rules)
+        if [e.rule.metric for e in self.editors.values()] == [r.metric for r in rules]:
+            for rule in rules:
+                self.editors[rule.metric].set_rule(rule)
+        else:
+            for e in self.editors.values():
+                e.setParent(None)
+                e.deleteLater()
+            self.editors = {}
+            while self.rules_layout.count():
+                self.rules_layout.takeAt(0)
+            for rule in rules:
+                ed = RuleEditor(rule)
+                ed.changed.connect(self._on_rule_changed)
+                self.editors[rule.metric] = ed
+                self.rules_layout.addWidget(ed)
+            self.rules_layout.addStretch(1)
+            bar = self.scroll.verticalScrollBar().sizeHint().width()
+            self.scroll.setMinimumWidth(self.rules_box.minimumSizeHint().width() + bar + 4)
+        self._update_histograms()
+
+    def _update_histograms(self) -> None:
+        for metric, ed in self.editors.items():
+            values = self.table.metrics.get(metric) if self.table is not None else None
+            ed.set_values(values if values is not None else np.zeros(0))
+
+    # ---- counting
+    def recount(self) -> None:
+        """Evaluate the rules on the in-memory table and show the counts (about 1 ms)."""
+        if self.table is None:
+            return
+        self.states, self.failed = qc.evaluate(self.table, self.rules)
+        self.counts = qc.count_states(self.table, self.states)
+        self.counts_view.set_counts(self.counts)
+        total = self.counts["total"]
+        self.heading.setText(
+            f"{total['tiles']} tiles: {total['kept']} kept, {total['rejected'] + total['manual_reject']} "
+            f"rejected, {total['flagged']} flagged, {total['pending']} without metrics"
+        )
+        for bit, rule in enumerate(self.rules):
+            ed = self.editors.get(rule.metric)
+            if ed is not None:
+                n = int(np.count_nonzero(self.failed & np.uint32(1 << bit)))
+                ed.set_summary(f"{n} beyond")
+
+    def snapshot(self) -> tuple[qc.QCTable, np.ndarray, np.ndarray, list[qc.Rule]]:
+        assert self.table is not None
+        return self.table, self.states, self.failed, self.rules
+
+    def state_of(self, tile_id: int) -> str:
+        assert self.table is not None
+        return qc.STATE_NAMES[int(self.states[self.table.rows([tile_id])[0]])]
+
+    def _on_rule_changed(self, rule: qc.Rule) -> None:
+        self.rules = [rule if r.metric == rule.metric else r for r in self.rules]
+        self.recount()
+
+    def set_threshold(self, metric: str, value: float) -> None:
+        """Move a rule's threshold as the slider would (also used by scripts and tests)."""
+        self.editors[metric].set_threshold(value)
+
+    # ---- presets
+    def apply_preset(self, name: str) -> None:
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        try:
+            rules = qc.load_preset(catalog, name)
+            qc.set_active_preset(catalog, name)
+        except CasdeskError as exc:
+            show_error(self, "Cannot load preset", str(exc))
+            return
+        self._build_editors(rules)
+        self.recount()
+
+    def save_preset(self, name: str | None = None) -> None:
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        if name is None:
+            name, ok = QInputDialog.getText(self, "Save preset", "Preset name:")
+            if not ok or not name.strip():
+                return
+        try:
+            qc.save_preset(catalog, name, self.rules)
+        except CasdeskError as exc:
+            show_error(self, "Cannot save preset", str(exc))
+            return
+        self.preset_box.clear()
+        self.preset_box.addItems(qc.list_presets(catalog))
+        self.preset_box.setCurrentText(name.strip())
+
+    # ---- decisions
+    def decide(self, tile_ids: list[int], decision: str, note: str | None = None) -> None:
+        catalog = self.context.catalog
+        if catalog is None or self.table is None:
+            return
+        try:
+            qc.set_decision(catalog, tile_ids, decision, note=note)
+        except CasdeskError as exc:
+            show_error(self, "Cannot record the decision", str(exc))
+            return
+        qc.update_table(catalog, self.table, tile_ids)
+        self.recount()
+        self._own_decision = True
+        try:
+            self.context.decisions_changed.emit(list(tile_ids))
+        finally:
+            self._own_decision = False
+
+    def _on_decisions_changed(self, tile_ids: Any) -> None:
+        if self._own_decision or self.table is None or self.context.catalog is None:
+            return
+        qc.update_table(self.context.catalog, self.table, tile_ids or [])
+        self.recount()
+
+    def review_queue(self) -> list[int]:
+        """Flagged tiles first, then rejected ones (rule decisions only)."""
+        if self.table is None:
+            return []
+        ids = self.table.tile_ids
+        return [int(t) for t in ids[self.states == qc.FLAGGED]] + [
+            int(t) for t in ids[self.states == qc.REJECTED]
+        ]
+
+    def open_review(self) -> ReviewDialog | None:
+        if self.table is None:
+            return None
+        if self.review is not None:
+            self.review.close()
+        self.review = ReviewDialog(self, self.review_queue(), self.decide, self)
+        self.review.resize(900, 620)
+        self.review.show()
+        return self.review
+
+    # ---- computing
+    def compute(self) -> None:
+        catalog = self.context.catalog
+        if catalog is None or (self.runner is not None and self.runner.is_running()):
+            return
+        path = catalog.path
+        self.runner = JobRunner(lambda token: qc.compute_metrics(path, cancel=token), self, name="qc")
+        self.runner.progress.connect(self._on_progress)
+        self.runner.finished.connect(self._on_computed)
+        self.runner.failed.connect(lambda msg, details: show_error(self, "QC metrics failed", msg, details))
+        self.runner.cancelled.connect(lambda: self.context.status_message.emit("QC scan cancelled"))
+        self.runner.done.connect(self._on_job_done)
+        self.compute_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.runner.start()
+
+    def cancel(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel()
+
+    def _on_progress(self, event: Any) -> None:
+        if event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.done)
+        ids = event.data.get("tile_ids") if event.data else None
+        if ids and self.table is not None and self.context.catalog is not None:
+            qc.update_table(self.context.catalog, self.table, ids)
+            self.recount()
+
+    def _on_computed(self, n: int) -> None:
+        self.context.status_message.emit(f"QC metrics computed for {n} tiles")
+
+    def _on_job_done(self) -> None:
+        self.compute_button.setEnabled(self.context.catalog is not None)
+        self.cancel_button.setEnabled(False)
+        self.progress.hide()
+        self.context.metrics_changed.emit()
+
+    def _on_metrics_changed(self) -> None:
+        if self.table is not None and self.context.catalog is not None:
+            self.table = qc.load_table(self.context.catalog)
+            self._update_histograms()
+            self.recount()
+
+    def shutdown(self) -> None:
+        if self.runner is not None:
+            self.runner.shutdown()
+        if self.review is not None:
+            self.review.close()

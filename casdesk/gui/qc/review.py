@@ -1,0 +1,213 @@
+"""Review queue: flagged and rejected tiles one at a time, image with the landslide mask
+overlaid, metric values and failing rules. Keys: A accept, R reject, Left/Right previous/
+next, N note, Ctrl+Z undo the last decision. Decisions go through the panel, which writes
+them to the catalog and tells the other panels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage, QKeySequence, QPixmap, QShortcut
+from PySide6.QtWidgets import (
+    QDialog,
+    QHBoxLayout,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from casdesk.core.errors import CasdeskError
+from casdesk.core.qc import METRICS, STATE_NAMES, Rule, failed_rule_names
+from casdesk.core.qc_metrics import load_tile
+
+
+def overlay(rgb: np.ndarray, mask: np.ndarray | None, fill: np.ndarray | None) -> np.ndarray:
+    """RGB with landslide pixels tinted red and fill tinted blue (display only)."""
+    out = rgb.astype(np.float32)
+    if mask is not None:
+        m = mask.astype(bool)
+        out[m] = out[m] * 0.55 + np.array([255, 0, 0]) * 0.45
+    if fill is not None and fill.any():
+        out[fill] = out[fill] * 0.5 + np.array([0, 90, 255]) * 0.5
+    return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+class ReviewDialog(QDialog):
+    """Non-modal; ``decide(tile_ids, decision, note)`` is the panel's callback."""
+
+    def __init__(
+        self,
+        panel: Any,
+        tile_ids: Sequence[int],
+        decide: Callable[[list[int], str, str | None], None],
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Review flagged tiles")
+        self.panel = panel
+        self.queue = [int(t) for t in tile_ids]
+        self.pos = 0
+        self._decide = decide
+        self.undo_stack: list[tuple[int, str, str | None]] = []
+        self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
+        self.image.setMinimumSize(512, 512)
+        self.info = QLabel()
+        self.info.setTextFormat(Qt.TextFormat.RichText)
+        self.info.setWordWrap(True)
+        self.info.setMinimumWidth(280)
+        self.info.setAlignment(Qt.AlignmentFlag.AlignTop)
+        buttons = QHBoxLayout()
+        for text, slot in (
+            ("< Previous", self.previous),
+            ("Accept (A)", self.accept_tile),
+            ("Reject (R)", self.reject_tile),
+            ("Note (N)", self.note),
+            ("Undo (Ctrl+Z)", self.undo),
+            ("Next >", self.next),
+        ):
+            b = QPushButton(text)
+            b.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+            b.clicked.connect(slot)
+            buttons.addWidget(b)
+        side = QVBoxLayout()
+        side.addWidget(self.info, 1)
+        top = QHBoxLayout()
+        top.addWidget(self.image, 1)
+        top.addLayout(side)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addLayout(buttons)
+        for key, slot in (
+            ("A", self.accept_tile),
+            ("R", self.reject_tile),
+            ("N", self.note),
+            (QKeySequence.StandardKey.Undo, self.undo),
+            ("Right", self.next),
+            ("Left", self.previous),
+        ):
+            QShortcut(QKeySequence(key), self, activated=slot)
+        self.show_current()
+
+    @property
+    def current(self) -> int | None:
+        return self.queue[self.pos] if 0 <= self.pos < len(self.queue) else None
+
+    def show_current(self) -> None:
+        tid = self.current
+        if tid is None:
+            self.image.setPixmap(QPixmap())
+            self.info.setText("Nothing to review: no flagged or rejected tiles.")
+            return
+        table, states, failed, rules = self.panel.snapshot()
+        row = int(table.rows([tid])[0])
+        catalog = self.panel.context.catalog
+        tile = catalog.tile(tid)
+        try:
+            data = load_tile(tile.image_path, tile.mask_path, tile.sensor)
+            rgb = overlay(data.rgb, data.mask, data.fill)
+            h, w, _ = rgb.shape
+            qimg = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+            pix = QPixmap.fromImage(qimg).scaled(
+                512, 512, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation
+            )
+            self.image.setPixmap(pix)
+        except CasdeskError as exc:
+            self.image.setText(str(exc))
+        lines = [
+            f"<b>{tile.subdataset} / {tile.name}</b> ({self.pos + 1} of {len(self.queue)})",
+            f"State: <b>{STATE_NAMES[int(states[row])]}</b>",
+        ]
+        fails = failed_rule_names(int(failed[row]), rules)
+        lines.append("Failing rules: " + (", ".join(fails) if fails else "none"))
+        near = near_rules(table, row, rules)
+        if near:
+            lines.append("Near a threshold: " + ", ".join(near))
+        lines.append("<br>".join(f"{METRICS[m].label}: {_fmt(v[row])}" for m, v in table.metrics.items() if m in METRICS))
+        note = table.notes.get(tid)
+        if note:
+            lines.append(f"Note: <i>{note}</i>")
+        lines.append("<span style='color:gray'>red: landslide label, blue: fill</span>")
+        self.info.setText("<br><br>".join(lines))
+
+    # ---- navigation
+    def next(self) -> None:
+        if self.pos < len(self.queue) - 1:
+            self.pos += 1
+            self.show_current()
+
+    def previous(self) -> None:
+        if self.pos > 0:
+            self.pos -= 1
+            self.show_current()
+
+    # ---- decisions
+    def _previous_decision(self, tid: int) -> tuple[str, str | None]:
+        table = self.panel.table
+        manual = int(table.manual[table.rows([tid])[0]])
+        return {1: "accept", -1: "reject"}.get(manual, "clear"), table.notes.get(tid)
+
+    def _record(self, decision: str, note: str | None = None, advance: bool = True) -> None:
+        tid = self.current
+        if tid is None:
+            return
+        before, before_note = self._previous_decision(tid)
+        self.undo_stack.append((tid, before, before_note))
+        self._decide([tid], decision, note)
+        if advance and self.pos < len(self.queue) - 1:
+            self.pos += 1
+        self.show_current()
+
+    def accept_tile(self) -> None:
+        self._record("accept")
+
+    def reject_tile(self) -> None:
+        self._record("reject")
+
+    def note(self, text: str | None = None) -> None:
+        """Attach a note to the current tile's decision (asks for one without a decision)."""
+        tid = self.current
+        if tid is None:
+            return
+        decision, _ = self._previous_decision(tid)
+        if text is None:
+            text, ok = QInputDialog.getText(self, "Note", "Note for this tile:")
+            if not ok:
+                return
+        if decision == "clear":
+            decision = "reject" if self.panel.state_of(tid) in ("rejected",) else "accept"
+        self._record(decision, text, advance=False)
+
+    def undo(self) -> None:
+        if not self.undo_stack:
+            return
+        tid, decision, note = self.undo_stack.pop()
+        self._decide([tid], decision, note)
+        if tid in self.queue:
+            self.pos = self.queue.index(tid)
+        self.show_current()
+
+
+def near_rules(table: Any, row: int, rules: Sequence[Rule]) -> list[str]:
+    """Rules whose threshold this tile's value lies within the margin of (why it is flagged)."""
+    sub = table.subdataset_names[int(table.subdataset_codes[row])]
+    out = []
+    for rule in rules:
+        values = table.metrics.get(rule.metric)
+        thr = rule.overrides.get(sub, rule.threshold) if rule.overrides else rule.threshold
+        if values is None or thr is None or not rule.enabled or rule.margin <= 0:
+            continue
+        if abs(values[row] - thr) <= rule.margin:
+            out.append(f"{rule.describe()} (value {values[row]:.4g}, margin {rule.margin:g})")
+    return out
+
+
+def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{value:.4g}"

@@ -1,0 +1,130 @@
+"""pytest-qt: the QC panel's live counts, presets, manual decisions and worker."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QThread
+
+from casdesk.core import qc
+from casdesk.core.jobs import run_job
+from casdesk.gui.context import ProjectContext
+from casdesk.gui.qc.panel import QCPanel
+
+from .conftest import synthetic_rgb
+
+
+def _fill_tile(frac: float, seed: int) -> np.ndarray:
+    img = synthetic_rgb(96, seed)
+    img[:, :, : int(96 * frac)] = 255  # a straight white strip along the left edge
+    return img
+
+
+@pytest.fixture
+def panel(qtbot, make_project):
+    rng = np.random.default_rng(0)
+    specs = []
+    for i, frac in enumerate(np.linspace(0.0, 0.8, 12)):
+        mask = (rng.random((96, 96)) < 0.05).astype(np.uint8)
+        specs.append({"subdataset": "A" if i % 2 else "B", "image": _fill_tile(frac, i), "mask": mask, "sensor": "UAV"})
+    catalog = make_project(specs)
+    path = catalog.path
+    catalog.close()
+    ctx = ProjectContext()
+    widget = QCPanel(ctx)
+    qtbot.addWidget(widget)
+    ctx.open(path)
+    yield widget
+    widget.shutdown()
+    ctx.close()
+
+
+def shown_matches_core(panel: QCPanel) -> None:
+    table = qc.load_table(panel.context.catalog)
+    expected = qc.count_states(table, qc.evaluate(table, panel.rules)[0])
+    for sub, counts in [("Total", expected["total"]), *expected["subdatasets"].items()]:
+        for key in ("accepted", "rejected", "flagged", "manual_accept", "pending"):
+            assert panel.counts_view.value(sub, key) == counts[key], (sub, key)
+
+
+def compute(panel: QCPanel, qtbot) -> None:
+    with qtbot.waitSignal(panel.context.metrics_changed, timeout=60_000):
+        panel.compute()
+    qtbot.waitUntil(lambda: not panel.runner.is_running(), timeout=10_000)
+    panel.runner.wait()
+
+
+def test_compute_in_worker_then_drag_threshold(panel: QCPanel, qtbot) -> None:
+    assert panel.counts_view.value("Total", "pending") == 12
+    compute(panel, qtbot)
+    assert panel.counts_view.value("Total", "pending") == 0
+    shown_matches_core(panel)
+    before = panel.counts_view.value("Total", "rejected")
+    ed = panel.editors["fill_fraction"]
+    ed.slider.setValue(ed._to_slider(0.1))  # as the user drags the slider
+    assert panel.rules[0].threshold == pytest.approx(0.1, abs=1e-3)
+    assert ed.spin.value() == pytest.approx(0.1, abs=1e-3)
+    assert panel.counts_view.value("Total", "rejected") > before
+    shown_matches_core(panel)
+    ed.line.setValue(0.6)  # drag the histogram's threshold line
+    assert ed.slider.value() == ed._to_slider(0.6)
+    shown_matches_core(panel)
+
+
+def test_manual_decision_survives_threshold_change(panel: QCPanel, qtbot) -> None:
+    compute(panel, qtbot)
+    queue = panel.review_queue()
+    assert queue
+    seen: list = []
+    panel.context.decisions_changed.connect(seen.append)
+    dialog = panel.open_review()
+    qtbot.addWidget(dialog)
+    first = dialog.current
+    dialog.accept_tile()
+    assert seen == [[first]]
+    assert panel.state_of(first) == "manual accept"
+    for value in (0.05, 0.5, 0.95):
+        panel.set_threshold("fill_fraction", value)
+        assert panel.state_of(first) == "manual accept"
+        shown_matches_core(panel)
+    dialog.undo()
+    assert panel.state_of(first) != "manual accept"
+    dialog.reject_tile()  # advances to the next tile
+    dialog.previous()
+    assert dialog.current == first
+    dialog.note("blurry")
+    assert panel.state_of(first) == "manual reject"
+    table = qc.load_table(panel.context.catalog)
+    assert table.notes[first] == "blurry"
+    dialog.close()
+
+
+def test_presets_and_external_decisions(panel: QCPanel, qtbot) -> None:
+    compute(panel, qtbot)
+    panel.set_threshold("fill_fraction", 0.7)
+    panel.save_preset("loose")
+    assert panel.preset_box.currentText() == "loose"
+    panel.apply_preset(qc.PAPER_PRESET)
+    assert panel.rules[0].threshold == pytest.approx(0.30)
+    panel.apply_preset("loose")
+    assert panel.editors["fill_fraction"].spin.value() == pytest.approx(0.7)
+    # another panel (the tile browser) decides: we recount
+    tid = int(panel.table.tile_ids[-1])
+    qc.set_decision(panel.context.catalog, [tid], "reject")
+    panel.context.decisions_changed.emit([tid])
+    assert panel.state_of(tid) == "manual reject"
+    shown_matches_core(panel)
+
+
+def test_no_leaked_threads(panel: QCPanel, qtbot) -> None:
+    compute(panel, qtbot)
+    assert not panel.runner._thread.isRunning()
+    assert isinstance(panel.runner._thread, QThread)
+
+
+def test_recompute_is_noop_when_fresh(panel: QCPanel) -> None:
+    catalog = panel.context.catalog
+    run_job(qc.compute_metrics(catalog))
+    with catalog.transaction() as db:
+        db.execute("UPDATE tiles SET modified = '2000-01-01T00:00:00+00:00'")
+    assert run_job(qc.compute_metrics(catalog)) == 0

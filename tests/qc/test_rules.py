@@ -1,0 +1,168 @@
+"""Rules, states, decisions, presets, compute_metrics, CLI and report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+
+import numpy as np
+import pytest
+
+from casdesk.cli import main
+from casdesk.core import qc
+from casdesk.core.jobs import CancelToken, run_job
+
+from .conftest import real_tile, synthetic_rgb
+
+
+def small_table() -> qc.QCTable:
+    return qc.QCTable.from_arrays(
+        ["A", "A", "A", "B", "B", "B"],
+        {
+            "fill_fraction": np.array([0.0, 0.5, 0.28, 0.0, 0.0, np.nan]),
+            "label_fraction": np.array([0.01, 0.01, 0.01, 0.0, np.nan, np.nan]),
+            "cloud_fraction": np.array([0.9, 0.0, 0.0, 0.0, 0.0, np.nan]),
+        },
+        sensors=["UAV", "UAV", "UAV", "SAT", "SAT", "SAT"],
+    )
+
+
+def test_evaluate_states_and_failed_bits() -> None:
+    t = small_table()
+    rules = qc.paper_defaults()[:3]
+    states, bits = qc.evaluate(t, rules)
+    assert list(states) == [qc.ACCEPTED, qc.REJECTED, qc.FLAGGED, qc.REJECTED, qc.ACCEPTED, qc.PENDING]
+    assert bits[1] == 1 and bits[3] == 2 and bits[0] == 0  # cloud rule is SAT-only
+    counts = qc.count_states(t, states)
+    assert counts["total"]["tiles"] == 6 and counts["total"]["pending"] == 1
+    assert counts["subdatasets"]["A"] == {**counts["subdatasets"]["A"], "accepted": 1, "rejected": 1, "flagged": 1}
+
+
+def test_overrides_disable_and_retarget_per_subdataset() -> None:
+    t = small_table()
+    rule = qc.Rule("fill_fraction", "max", 0.3, overrides={"A": 0.6})
+    states, _ = qc.evaluate(t, [rule])
+    assert states[1] == qc.ACCEPTED
+    off = qc.Rule("label_fraction", "min", 0.001, overrides={"B": None})
+    states, _ = qc.evaluate(t, [off])
+    assert states[3] == qc.ACCEPTED
+    disabled = qc.Rule("fill_fraction", "max", 0.3, enabled=False)
+    assert qc.evaluate(t, [disabled])[0][1] == qc.ACCEPTED
+
+
+def test_manual_decision_wins_over_rules() -> None:
+    t = small_table()
+    t.manual[1] = 1
+    t.manual[0] = -1
+    for thr in (0.1, 0.3, 0.9):
+        states, _ = qc.evaluate(t, qc.with_threshold(qc.paper_defaults(), "fill_fraction", thr))
+        assert states[1] == qc.MANUAL_ACCEPT and states[0] == qc.MANUAL_REJECT
+
+
+def test_recount_100k_is_fast() -> None:
+    rng = np.random.default_rng(0)
+    n = 100_000
+    t = qc.QCTable.from_arrays(
+        rng.choice(list("ABCDEFGH"), n),
+        {m: rng.random(n) for m in ("fill_fraction", "label_fraction", "cloud_fraction", "seam_score")},
+        sensors=rng.choice(["SAT", "UAV"], n),
+    )
+    rules = qc.paper_defaults()
+    qc.count_states(t, qc.evaluate(t, rules)[0])
+    start = time.perf_counter()
+    for thr in np.linspace(0.1, 0.9, 20):
+        qc.count_states(t, qc.evaluate(t, qc.with_threshold(rules, "fill_fraction", thr))[0])
+    assert (time.perf_counter() - start) / 20 < 0.02  # goal 5 ms; generous for shared CI
+
+
+@pytest.fixture
+def project(make_project):
+    hok = real_tile("Hokkaido1238.tiff")
+    hai = real_tile("Haiti146.tiff")
+    blank = hok.copy()
+    yy, xx = np.mgrid[0:512, 0:512]
+    blank[:, xx < 300] = 255  # a straight strip: 59 % fill
+    mask = np.zeros((512, 512), np.uint8)
+    mask[100:200, 350:450] = 1
+    specs = [
+        {"subdataset": "Hok", "image": hok, "mask": mask, "sensor": "SAT"},
+        {"subdataset": "Hok", "image": blank, "mask": mask, "sensor": "SAT"},
+        {"subdataset": "Hok", "image": hok, "mask": np.zeros_like(mask), "sensor": "SAT"},
+        {"subdataset": "Hai", "image": hai, "mask": mask, "sensor": "UAV"},
+        {"subdataset": "Syn", "image": synthetic_rgb(128, 1), "mask": None},
+    ]
+    return make_project(specs)
+
+
+def test_compute_metrics_stores_and_skips_fresh(project) -> None:
+    n = run_job(qc.compute_metrics(project, workers=2))
+    assert n == 5
+    table = qc.load_table(project)
+    assert table.computed.all()
+    assert table.metrics["fill_fraction"][1] == pytest.approx(300 / 512, abs=0.01)
+    assert math.isnan(table.metrics["label_fraction"][4])
+    # computed now; make the tiles look older than their metrics -> nothing to do
+    with project.transaction() as db:
+        db.execute("UPDATE tiles SET modified = '2000-01-01T00:00:00+00:00'")
+    assert run_job(qc.compute_metrics(project)) == 0
+    project.touch_tile(int(table.tile_ids[0]))
+    assert run_job(qc.compute_metrics(project)) == 1
+    with project.transaction() as db:
+        db.execute("UPDATE qc_metrics SET version = 0 WHERE metric = 'seam_score'")
+    assert run_job(qc.compute_metrics(project, metrics=["seam_score"])) == 5
+
+
+def test_compute_metrics_cancel_keeps_consistent_rows(project) -> None:
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(qc.CasdeskError):
+        run_job(qc.compute_metrics(project, cancel=token, workers=1))
+    rows = project.query("SELECT tile_id, COUNT(*) FROM qc_metrics GROUP BY tile_id")
+    assert all(c == len(qc.METRICS) for _, c in rows)
+
+
+def test_decisions_presets_and_accepted_ids(project) -> None:
+    run_job(qc.compute_metrics(project, workers=2))
+    ids = [int(i) for i in qc.load_table(project).tile_ids]
+    rules = qc.current_rules(project)
+    states, _ = qc.evaluate(qc.load_table(project), rules)
+    assert states[1] == qc.REJECTED and states[2] == qc.REJECTED  # fill; no landslide
+    qc.set_decision(project, [ids[1]], "accept", note="fill is fine here", author="me")
+    assert ids[1] in qc.accepted_tile_ids(project)
+    loose = qc.with_threshold(rules, "fill_fraction", 0.9)
+    qc.save_preset(project, "loose", loose)
+    assert qc.list_presets(project) == [qc.PAPER_PRESET, "loose"]
+    assert qc.current_rules(project) == loose
+    table = qc.load_table(project)
+    assert qc.evaluate(table, loose)[0][1] == qc.MANUAL_ACCEPT
+    assert table.notes[ids[1]] == "fill is fine here"
+    qc.set_decision(project, [ids[1]], "clear")
+    assert ids[1] in qc.accepted_tile_ids(project)  # now accepted by the loose preset
+    assert ids[1] not in qc.accepted_tile_ids(project, qc.paper_defaults())
+    with pytest.raises(qc.QCError):
+        qc.save_preset(project, qc.PAPER_PRESET, loose)
+    with pytest.raises(qc.QCError):
+        qc.set_decision(project, ids, "maybe")
+
+
+def test_cli_json_and_report(project, capsys, tmp_path) -> None:
+    assert main(["qc", str(project.path), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["total"]["tiles"] == 5
+    assert set(out["subdatasets"]) == {"Hok", "Hai", "Syn"}
+    table = qc.load_table(project)
+    expected = qc.count_states(table, qc.evaluate(table, qc.paper_defaults())[0])
+    assert out["total"] == expected["total"]
+    assert main(["qc", str(project.path), "--fill-max", "0.9", "--json", "--no-compute"]) == 0
+    loose = json.loads(capsys.readouterr().out)
+    assert loose["subdatasets"]["Hok"]["rejected"] < expected["subdatasets"]["Hok"]["rejected"]
+    assert main(["qc", str(project.path)]) == 0
+    assert "TOTAL" in capsys.readouterr().out
+    report = tmp_path / "report.csv"
+    assert main(["qc-report", str(project.path), str(report)]) == 0
+    rows = list(csv.DictReader(report.open()))
+    assert len(rows) == 5 and "fill_fraction > 0.3" in rows[1]["failed_rules"]
+    assert not list(tmp_path.glob("report.csv.*"))
+    assert main(["qc", str(project.path), "--preset", "nope"]) == 2
