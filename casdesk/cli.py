@@ -18,6 +18,7 @@ from casdesk.core.errors import Cancelled, CasdeskError
 COMMAND_MODULES = [
     "casdesk.commands.project",
     "casdesk.commands.qc",
+    "casdesk.commands.labels",
 ]
 
 

@@ -8,4 +8,5 @@ define ``shutdown()`` (stop its workers) and ``can_close() -> bool`` (ask before
 PANELS: list[tuple[str, str]] = [
     ("Project", "casdesk.gui.project_panel:ProjectPanel"),
     ("QC", "casdesk.gui.qc.panel:QCPanel"),
+    ("Label", "casdesk.gui.editor.panel:EditorPanel"),
 ]

@@ -1,0 +1,91 @@
+"""`casdesk labels export|import`: polygons to and from GeoPackage / Shapefile / GeoJSON
+(whole scenes, scene CRS; GeoJSON in WGS-84) and LabelMe JSON (one file per tile)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from casdesk.commands.common import drive, open_project, print_json
+from casdesk.core.errors import LabelError
+from casdesk.core.label_exchange import (
+    export_labelme_folder,
+    export_vector,
+    import_labelme_folder,
+    import_vector,
+)
+from casdesk.core.label_sync import regenerate_masks
+
+VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("labels", help="export or import label polygons")
+    lsub = p.add_subparsers(dest="labels_command", metavar="ACTION", required=True)
+
+    e = lsub.add_parser("export", help="scene polygons to OUT.gpkg|OUT.shp|OUT.geojson, or LabelMe JSON per tile")
+    e.add_argument("project")
+    e.add_argument("out", nargs="?", help="vector file (.gpkg, .shp, .geojson)")
+    e.add_argument("--labelme", metavar="DIR", help="write one LabelMe JSON per labelled tile into DIR")
+    e.add_argument("--scene", type=int, action="append", dest="scenes", metavar="ID", help="scene id (repeatable; default: all)")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+    e.set_defaults(func=cmd_export)
+
+    i = lsub.add_parser("import", help="add polygons from a vector file, or LabelMe JSON (file or folder) onto tiles")
+    i.add_argument("project")
+    i.add_argument("source", help="vector file, LabelMe .json, or a folder of LabelMe .json")
+    i.add_argument("--scene", type=int, action="append", dest="scenes", metavar="ID", help="scene id for vector files (default: every scene they overlap)")
+    i.add_argument("--label-name", action="append", dest="label_names", metavar="NAME", help="keep only these labels (repeatable; default: all)")
+    i.add_argument("--label-field", help="attribute holding the label name in a vector file")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_import)
+
+
+def _report(rep: Any, as_json: bool, verb: str) -> None:
+    data = {"labels": rep.labels, "files": [str(p) for p in rep.written], "tiles_updated": len(set(rep.tiles)), "messages": rep.messages}
+    if as_json:
+        print_json(data)
+        return
+    for m in rep.messages:
+        print(m)
+    print(f"{verb} {rep.labels} polygon(s)" + (f" to {len(rep.written)} file(s)" if rep.written else ""))
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    if bool(args.out) == bool(args.labelme):
+        raise LabelError("give either an output vector file or --labelme DIR")
+    with open_project(args.project, readonly=True) as cat:
+        if args.labelme:
+            rep = export_labelme_folder(cat, args.labelme)
+        else:
+            if Path(args.out).suffix.lower() not in VECTOR_SUFFIXES:
+                raise LabelError("unknown vector format", args.out, "use .gpkg, .shp or .geojson")
+            rep = export_vector(cat, args.out, args.scenes)
+    _report(rep, args.json, "exported")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    src = Path(args.source)
+    if not src.exists():
+        raise LabelError("file not found", src, "check the path")
+    with open_project(args.project) as cat:
+        if src.is_dir() or (src.suffix.lower() == ".json" and _is_labelme(src)):
+            rep = import_labelme_folder(cat, src, args.label_names)
+        else:
+            rep = import_vector(cat, src, args.scenes, args.label_names, args.label_field)
+        if rep.tiles:
+            drive(regenerate_masks(cat, sorted(set(rep.tiles))), "masks", quiet=args.json)
+    _report(rep, args.json, "imported")
+    return 0
+
+
+def _is_labelme(path: Path) -> bool:
+    import json
+
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "shapes" in data
