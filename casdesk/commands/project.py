@@ -232,6 +232,9 @@ def build_demo(folder: str | Path, quiet: bool = True) -> Path:
         added = add_scene(cat, scene.path, labels=labels, subdataset="Demo UAV (0.5m)", sensor="UAV",
                           source="casdesk synthetic demo", licence="CC0")
         drive(crop_scene(cat, added.scene_id, CropParams(512, 256, "shift")), "crop demo", quiet=quiet)
+        from casdesk.core.qc import compute_metrics
+
+        drive(compute_metrics(cat), "QC metrics", quiet=quiet)
     return project
 
 
