@@ -107,13 +107,14 @@ def test_older_schema_is_migrated(tmp_path: Path, monkeypatch):
     cat.add_tiles([_tile("t1")])
     cat.close()
 
-    def migration_2(db):
+    def migration_next(db):
         db.executescript("ALTER TABLE tiles ADD COLUMN extra TEXT; CREATE TABLE added (x INTEGER);")
 
-    monkeypatch.setattr(catalog_module, "MIGRATIONS", [*catalog_module.MIGRATIONS, migration_2])
-    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", 2)
+    migrations = [*catalog_module.MIGRATIONS, migration_next]
+    monkeypatch.setattr(catalog_module, "MIGRATIONS", migrations)
+    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", len(migrations))
     cat = Catalog.open(tmp_path / "p.casdesk")
-    assert cat.schema_version == 2
+    assert cat.schema_version == len(migrations)
     assert cat.query("SELECT name, extra FROM tiles")[0]["name"] == "t1"
     cat.close()
 
