@@ -19,6 +19,8 @@ COMMAND_MODULES = [
     "casdesk.commands.project",
     "casdesk.commands.qc",
     "casdesk.commands.labels",
+    "casdesk.commands.ml",
+    "casdesk.commands.predict",
 ]
 
 

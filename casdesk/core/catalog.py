@@ -30,8 +30,9 @@ SENSORS = ("SAT", "UAV")
 
 
 def utc_now() -> str:
-    """Timestamps are ISO 8601 UTC strings with seconds."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+    """Timestamps are ISO 8601 UTC strings with milliseconds (tile changes within a second
+    must still invalidate thumbnails and QC metrics)."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 # --------------------------------------------------------------------------- migrations
@@ -196,7 +197,25 @@ def _migration_1(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Any] = [_migration_1]
+def _migration_2(db: sqlite3.Connection) -> None:
+    """Label-error finder (casdesk.core.suspects): one row per (tile, model) ranked."""
+    db.executescript(
+        """
+        CREATE TABLE suspects (
+            tile_id INTEGER NOT NULL REFERENCES tiles(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            score REAL NOT NULL,            -- 0..1, see casdesk.core.suspects
+            kind TEXT NOT NULL,             -- missed_landslide, false_label, misaligned, agree
+            attributes TEXT NOT NULL,       -- JSON: region_path (disagreement mask), counts, shift
+            created TEXT NOT NULL,
+            PRIMARY KEY (tile_id, model)
+        );
+        CREATE INDEX suspects_score ON suspects(score);
+        """
+    )
+
+
+MIGRATIONS: list[Any] = [_migration_1, _migration_2]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

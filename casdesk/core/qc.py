@@ -234,10 +234,11 @@ def _parse_time(text: str) -> datetime:
 
 
 def _is_fresh(computed: str, modified: str) -> bool:
-    """A value is fresh when computed after the tile's last modification. ``modified`` has
-    one-second resolution, so a value computed within that same second is stale."""
+    """A value is fresh when computed after the tile's last modification. Projects written
+    before timestamps had milliseconds store whole seconds: a value computed within that
+    second counts as stale."""
     c, m = _parse_time(computed), _parse_time(modified)
-    if m.microsecond == 0:
+    if "." not in modified:
         m += timedelta(seconds=1)
     return c >= m
 

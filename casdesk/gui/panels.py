@@ -7,6 +7,8 @@ define ``shutdown()`` (stop its workers) and ``can_close() -> bool`` (ask before
 
 PANELS: list[tuple[str, str]] = [
     ("Project", "casdesk.gui.project_panel:ProjectPanel"),
+    ("Browse", "casdesk.gui.browser.panel:BrowserPanel"),
     ("QC", "casdesk.gui.qc.panel:QCPanel"),
     ("Label", "casdesk.gui.editor.panel:EditorPanel"),
+    ("Train", "casdesk.gui.training.panel:TrainingPanel"),
 ]

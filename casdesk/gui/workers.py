@@ -44,6 +44,10 @@ class _Worker(QObject):
 
     @Slot()
     def run(self) -> None:
+        """Drive the job. Cancelling is the job's own business: every core job polls its
+        token between steps and raises Cancelled or returns a consistent partial result
+        (a training run saves its checkpoint first), so the generator is never closed
+        from outside."""
         try:
             job = self._factory(self._token)
             while True:
@@ -53,9 +57,6 @@ class _Worker(QObject):
                     result = stop.value
                     break
                 self.progress.emit(event)
-                if self._token.cancelled:
-                    job.close()
-                    raise Cancelled()
         except Cancelled:
             self.cancelled.emit()
         except CasdeskError as exc:

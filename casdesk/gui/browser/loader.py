@@ -1,0 +1,374 @@
+"""Thumbnails decoded in a thread pool, kept in a byte-bounded LRU cache in memory.
+
+The grid's delegate asks :meth:`ThumbnailLoader.get` for each *painted* cell; a miss queues
+a request and returns None (a placeholder is painted). Worker threads take the *newest*
+request first (what is on screen now), so a fast scroll does not leave the screen waiting
+behind thousands of cells that scrolled past; the queue is bounded and old requests fall
+off. Finished thumbnails arrive in batches on the GUI thread (:attr:`ready`), which only
+inserts ready-made ``QImage`` objects: the GUI thread never decodes or converts pixels.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtGui import QImage
+
+from casdesk.core import thumbnails
+from casdesk.core.errors import CasdeskError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CACHE_BYTES = 160 * 1024 * 1024
+"""Memory for decoded thumbnails (~2,500 thumbnails at 128 px, ~600 at 256 px)."""
+MAX_QUEUED = 768
+"""Requests waiting for a worker; older ones are dropped (they scrolled out of view)."""
+
+
+@dataclass(frozen=True)
+class ThumbRequest:
+    """What to decode: a tile at one cached size. ``modified`` keys the disk cache."""
+
+    tile_id: int
+    modified: str
+    size: int
+    image_path: Path
+    mask_path: Path | None
+
+    @property
+    def key(self) -> tuple[int, int, str]:
+        return (self.tile_id, self.size, self.modified)
+
+
+@dataclass(frozen=True)
+class ThumbImages:
+    """A thumbnail ready to paint: the image, and the mask as transparent colour layers."""
+
+    rgb: QImage | None  # None: the tile could not be read
+    fill: QImage | None
+    outline: QImage | None
+    nbytes: int
+    error: str = ""
+
+
+def _rgba_layer(sel: np.ndarray, color: tuple[int, int, int]) -> QImage:
+    rows, cols = sel.shape
+    layer = np.zeros((rows, cols, 4), np.uint8)
+    layer[sel] = (*color, 255)
+    return QImage(layer.data, cols, rows, 4 * cols, QImage.Format.Format_RGBA8888).copy()
+
+
+def to_images(thumb: thumbnails.Thumbnail) -> ThumbImages:
+    """Numpy thumbnail -> QImages (done in the worker; QImage is safe off the GUI thread)."""
+    rgb = np.ascontiguousarray(thumb.rgb)
+    rows, cols = rgb.shape[:2]
+    image = QImage(rgb.data, cols, rows, 3 * cols, QImage.Format.Format_RGB888).copy()
+    fill = outline = None
+    if thumb.mask is not None and thumb.mask.any():
+        fill = _rgba_layer(thumb.mask > 0, thumbnails.OVERLAY_RGB)
+        width = max(1, min(rows, cols) // 128)
+        outline = _rgba_layer(thumbnails.mask_outline(thumb.mask, width), thumbnails.OVERLAY_RGB)
+    nbytes = image.sizeInBytes() + sum(i.sizeInBytes() for i in (fill, outline) if i is not None)
+    return ThumbImages(image, fill, outline, nbytes + 200)
+
+
+def load_images(request: ThumbRequest, cache: thumbnails.ThumbnailCache | None) -> ThumbImages:
+    """Decode (or read from the disk cache) one thumbnail. Runs in a worker thread only."""
+    try:
+        if cache is not None:
+            thumb = cache.load(
+                request.tile_id, request.modified, request.size, request.image_path, request.mask_path
+            )
+        else:
+            thumb = thumbnails.decode_thumbnail(request.image_path, request.mask_path, request.size)
+    except (CasdeskError, OSError, ValueError) as exc:
+        return ThumbImages(None, None, None, 200, str(exc))
+    except Exception as exc:  # noqa: BLE001 - a broken tile must not kill the worker
+        log.warning("thumbnail of tile %s failed: %s", request.tile_id, exc)
+        return ThumbImages(None, None, None, 200, f"{type(exc).__name__}: {exc}")
+    return to_images(thumb)
+
+
+class _Bridge(QObject):
+    """Lives in the GUI thread; workers emit on it, so delivery is a queued call."""
+
+    done = Signal(int, object, object)  # generation, request, ThumbImages
+
+
+class _Queue:
+    """Requests shared by the workers: newest first, bounded, thread-safe. Also counts the
+    draining workers, so a request starts a new pool task only when a thread is free."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.items: deque[ThumbRequest] = deque()
+        self.keys: set[tuple[int, int, str]] = set()
+        self.stopped = False
+        self.workers = 0
+        self.generation = 0  # results of an older generation are dropped on arrival
+        self.cache: thumbnails.ThumbnailCache | None = None
+
+    def push(self, request: ThumbRequest, max_workers: int) -> bool:
+        """Queue a request; True when the caller should start one more worker."""
+        with self.lock:
+            if request.key in self.keys or self.stopped:
+                return False
+            self.items.append(request)
+            self.keys.add(request.key)
+            while len(self.items) > MAX_QUEUED:
+                self.keys.discard(self.items.popleft().key)
+            if self.workers < max_workers:
+                self.workers += 1
+                return True
+            return False
+
+    def pop(self) -> tuple[ThumbRequest, int, thumbnails.ThumbnailCache | None] | None:
+        """(newest request, generation, disk cache), or None: then the calling worker is no
+        longer counted and must end."""
+        with self.lock:
+            if not self.items or self.stopped:
+                self.workers -= 1
+                return None
+            request = self.items.pop()
+            self.keys.discard(request.key)
+            return request, self.generation, self.cache
+
+    def clear(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.keys.clear()
+
+    def pop_all_and_leave(self) -> None:
+        with self.lock:
+            self.items.clear()
+            self.keys.clear()
+            self.workers -= 1
+
+
+class _Task(QRunnable):
+    """Drains the queue, newest request first, until it is empty."""
+
+    def __init__(self, queue: _Queue, bridge: _Bridge) -> None:
+        super().__init__()
+        self.setAutoDelete(True)
+        self._queue = queue
+        self._bridge = bridge
+
+    def run(self) -> None:
+        while (item := self._queue.pop()) is not None:
+            request, generation, cache = item
+            images = load_images(request, cache)
+            try:
+                self._bridge.done.emit(generation, request, images)
+            except RuntimeError:  # the loader was deleted during shutdown
+                self._queue.pop_all_and_leave()
+                return
+
+
+class ThumbnailLoader(QObject):
+    """Asynchronous thumbnails with an in-memory LRU bounded by bytes.
+
+    ``ready`` carries the tile ids whose thumbnails arrived since the last emission (at most
+    one emission per ~30 ms, so a burst of decodes costs one repaint).
+    """
+
+    ready = Signal(object)  # list[int]
+
+    def __init__(
+        self,
+        parent: QObject | None = None,
+        max_bytes: int = DEFAULT_CACHE_BYTES,
+        threads: int | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.max_bytes = max_bytes
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads or max(2, min(4, (os.cpu_count() or 2) - 1)))
+        self._pool.setExpiryTimeout(5_000)
+        self._queue = _Queue()
+        self._bridge = _Bridge()
+        self._bridge.done.connect(self._on_done)
+        self._disk: thumbnails.ThumbnailCache | None = None
+        self._lru: OrderedDict[tuple[int, int, str], ThumbImages] = OrderedDict()
+        self._bytes = 0
+        self._generation = 0
+        self._batch: list[int] = []
+        self._timer = QTimer(self, singleShot=True, interval=30)
+        self._timer.timeout.connect(self._flush)
+        self.decoded = 0  # thumbnails delivered (for tests and the benchmark)
+
+    # ---- configuration
+    def set_disk_cache(self, cache: thumbnails.ThumbnailCache | None) -> None:
+        """Use ``cache`` (None: decode every time); drops everything queued or in memory."""
+        self.reset()
+        self._disk = cache
+        with self._queue.lock:
+            self._queue.cache = cache
+
+    def reset(self) -> None:
+        self._generation += 1
+        with self._queue.lock:
+            self._queue.generation = self._generation
+        self._queue.clear()
+        self._lru.clear()
+        self._bytes = 0
+        self._batch.clear()
+
+    # ---- requests
+    def get(self, request: ThumbRequest) -> ThumbImages | None:
+        """The thumbnail if in memory (marks it recently used), else queue it and return None."""
+        images = self._lru.get(request.key)
+        if images is not None:
+            self._lru.move_to_end(request.key)
+            return images
+        if self._queue.push(request, self._pool.maxThreadCount()):
+            self._pool.start(_Task(self._queue, self._bridge))
+        return None
+
+    def cached(self, key: tuple[int, int, str]) -> ThumbImages | None:
+        """The thumbnail for a key ``(tile_id, size, modified)`` if in memory (marks it used);
+        never queues: lets the painter skip building a request on a hit."""
+        images = self._lru.get(key)
+        if images is not None:
+            self._lru.move_to_end(key)
+        return images
+
+    @property
+    def memory_bytes(self) -> int:
+        return self._bytes
+
+    def pending(self) -> int:
+        """Requests queued or running."""
+        return len(self._queue.items) + self._pool.activeThreadCount()
+
+    def drop_tile(self, tile_id: int) -> None:
+        """Forget a tile's thumbnails in memory (its files changed)."""
+        for key in [k for k in self._lru if k[0] == tile_id]:
+            self._bytes -= self._lru.pop(key).nbytes
+
+    @Slot(int, object, object)
+    def _on_done(self, generation: int, request: ThumbRequest, images: ThumbImages) -> None:
+        if generation != self._generation:
+            return
+        old = self._lru.pop(request.key, None)
+        if old is not None:
+            self._bytes -= old.nbytes
+        self._lru[request.key] = images
+        self._bytes += images.nbytes
+        while self._bytes > self.max_bytes and len(self._lru) > 1:
+            _, evicted = self._lru.popitem(last=False)
+            self._bytes -= evicted.nbytes
+        self.decoded += 1
+        self._batch.append(request.tile_id)
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _flush(self) -> None:
+        batch, self._batch = self._batch, []
+        if batch:
+            self.ready.emit(batch)
+
+    # ---- lifetime
+    def shutdown(self, msecs: int = 10_000) -> bool:
+        """Drop queued work and wait for running decodes: no thread outlives the panel."""
+        self._generation += 1
+        with self._queue.lock:
+            self._queue.generation = self._generation
+            self._queue.stopped = True
+        self._queue.clear()
+        self._pool.clear()
+        done = self._pool.waitForDone(msecs)
+        self._timer.stop()
+        return done
+
+    def restart(self) -> None:
+        """Accept requests again after :meth:`shutdown` (a project re-opened)."""
+        with self._queue.lock:
+            self._queue.stopped = False
+
+
+# --------------------------------------------------------------------------- one-off jobs
+class _CallBridge(QObject):
+    finished = Signal(int, object)
+    failed = Signal(int, str)
+
+
+class _CallTask(QRunnable):
+    def __init__(self, func: Callable[[], Any], ticket: int, bridge: _CallBridge) -> None:
+        super().__init__()
+        self._func = func
+        self._ticket = ticket
+        self._bridge = bridge
+
+    def run(self) -> None:
+        try:
+            result = self._func()
+        except CasdeskError as exc:
+            self._emit_failed(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user, logged in full
+            log.exception("background call failed")
+            self._emit_failed(f"{type(exc).__name__}: {exc}")
+        else:
+            try:
+                self._bridge.finished.emit(self._ticket, result)
+            except RuntimeError:
+                pass
+
+    def _emit_failed(self, message: str) -> None:
+        try:
+            self._bridge.failed.emit(self._ticket, message)
+        except RuntimeError:
+            pass
+
+
+class LatestCall(QObject):
+    """Runs a function in its own one-thread pool and reports only the *latest* call's
+    result: loading the tile index or a detail view, where a newer request makes an older
+    one moot."""
+
+    finished = Signal(object)
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._pool.setExpiryTimeout(5_000)
+        self._bridge = _CallBridge()
+        self._bridge.finished.connect(self._on_finished)
+        self._bridge.failed.connect(self._on_failed)
+        self._ticket = 0
+
+    def submit(self, func: Callable[[], Any]) -> None:
+        self._ticket += 1
+        self._pool.clear()  # a queued older call will never be wanted
+        self._pool.start(_CallTask(func, self._ticket, self._bridge))
+
+    def is_busy(self) -> bool:
+        return self._pool.activeThreadCount() > 0
+
+    def cancel(self) -> None:
+        """Ignore the result of every call made so far."""
+        self._ticket += 1
+
+    def _on_finished(self, ticket: int, result: object) -> None:
+        if ticket == self._ticket:
+            self.finished.emit(result)
+
+    def _on_failed(self, ticket: int, message: str) -> None:
+        if ticket == self._ticket:
+            self.failed.emit(message)
+
+    def shutdown(self, msecs: int = 10_000) -> bool:
+        self._ticket += 1
+        self._pool.clear()
+        return self._pool.waitForDone(msecs)

@@ -1,0 +1,95 @@
+"""A thin list model over a :class:`~casdesk.core.tile_index.TileIndex` view.
+
+The model holds the index and ``rows``: index positions of the tiles shown, in display
+order, as computed by the core's filter/sort functions. Nothing is stored per item, so a
+model of 100k rows costs two int arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+
+from casdesk.core.tile_index import TileIndex
+
+TILE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
+INDEX_ROW_ROLE = Qt.ItemDataRole.UserRole + 2
+
+_AnyIndex = QModelIndex | QPersistentModelIndex
+
+
+class TileListModel(QAbstractListModel):
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.index_data: TileIndex | None = None
+        self.rows = np.zeros(0, np.int64)
+        self._view_row = np.zeros(0, np.int64)  # index row -> view row (-1 hidden)
+
+    # ---- content
+    def set_view(self, index: TileIndex | None, rows: np.ndarray | None) -> None:
+        """Show ``rows`` (index positions, display order) of ``index``."""
+        self.beginResetModel()
+        self.index_data = index
+        self.rows = np.zeros(0, np.int64) if index is None or rows is None else np.asarray(rows, np.int64)
+        n = 0 if index is None else len(index)
+        self._view_row = np.full(n, -1, np.int64)
+        self._view_row[self.rows] = np.arange(self.rows.size)
+        self.endResetModel()
+
+    @property
+    def total(self) -> int:
+        return 0 if self.index_data is None else len(self.index_data)
+
+    # ---- Qt interface
+    def rowCount(self, parent: _AnyIndex = QModelIndex()) -> int:  # noqa: B008, N802 - Qt API
+        return 0 if parent.isValid() else int(self.rows.size)
+
+    def data(self, index: _AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid() or self.index_data is None or index.row() >= self.rows.size:
+            return None
+        r = int(self.rows[index.row()])
+        if role == Qt.ItemDataRole.DisplayRole:
+            return str(self.index_data.names[r])
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self.index_data.tooltip(r)
+        if role == TILE_ID_ROLE:
+            return int(self.index_data.ids[r])
+        if role == INDEX_ROW_ROLE:
+            return r
+        return None
+
+    def flags(self, index: _AnyIndex) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    # ---- lookups
+    def index_row(self, view_row: int) -> int:
+        return int(self.rows[view_row])
+
+    def tile_id(self, view_row: int) -> int:
+        assert self.index_data is not None
+        return int(self.index_data.ids[self.rows[view_row]])
+
+    def tile_ids(self, view_rows: Iterable[int]) -> list[int]:
+        if self.index_data is None:
+            return []
+        rows = np.fromiter(view_rows, np.int64)
+        return self.index_data.ids[self.rows[rows]].tolist() if rows.size else []
+
+    def view_rows_of_ids(self, tile_ids: Sequence[int]) -> np.ndarray:
+        """View rows of tile ids (hidden or unknown ids dropped)."""
+        if self.index_data is None:
+            return np.zeros(0, np.int64)
+        rows = self.index_data.rows_of(tile_ids)
+        view = self._view_row[rows]
+        return view[view >= 0]
+
+    def refresh_rows(self, view_rows: np.ndarray) -> None:
+        """Repaint some rows (thumbnails arrived, QC state changed)."""
+        if view_rows.size == 0:
+            return
+        lo, hi = int(view_rows.min()), int(view_rows.max())
+        self.dataChanged.emit(self.index(lo), self.index(hi), [Qt.ItemDataRole.DecorationRole])

@@ -1,0 +1,1 @@
+"""Training and inference panel: job form, live plots, runs table, paper experiments."""

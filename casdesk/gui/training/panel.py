@@ -1,0 +1,438 @@
+"""Training panel: a job form, a queue of runs executed one by one in a worker QThread,
+live plots, and the runs table with comparison and paper-style export.
+
+Why a QThread and not a subprocess: the engine is a generator that yields progress and
+polls a cancel token between batches, so a thread gives live events and a cancel that
+acts within one batch with no IPC; CUDA errors surface as Python exceptions in the worker
+and are shown as dialogs. (A hard CUDA crash would take the app down; the engine's
+checkpoints make the run resumable afterwards.)
+
+Pause = cancel keeping the checkpoint; Resume = continue that run from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QApplication,
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from casdesk.core.catalog import Catalog
+from casdesk.core.experiments import EXPERIMENTS, PlannedRun, prepare_split
+from casdesk.core.jobs import CancelToken, Job, Progress
+from casdesk.core.runs import (
+    PAPER_COLUMNS,
+    comparison_csv,
+    comparison_markdown,
+    list_runs,
+    run_epochs,
+)
+from casdesk.gui.context import ProjectContext
+from casdesk.gui.dialogs import show_error
+from casdesk.gui.training.form import TrainingForm
+from casdesk.gui.training.plots import TrainingPlots
+from casdesk.gui.workers import JobRunner
+
+log = logging.getLogger(__name__)
+RUN_COLUMNS = ["Id", "Run", "Model", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds:
+        return "-"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class TrainingPanel(QWidget):
+    def __init__(self, context: ProjectContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.runner: JobRunner | None = None
+        self.device_runner: JobRunner | None = None
+        self.queue: list[dict[str, Any]] = []
+        self.current: dict[str, Any] | None = None
+        self.last_run_dir: Path | None = None
+        self.paused_run_dir: Path | None = None
+        self.epoch_points = 0
+
+        self.form = TrainingForm()
+        self.start_button = QPushButton("Start training")
+        self.start_button.setDefault(True)
+        self.start_button.clicked.connect(self.start_from_form)
+        self.pause_button = QPushButton("Pause")
+        self.pause_button.clicked.connect(self.pause)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.clicked.connect(self.cancel)
+        self.experiment = QComboBox()
+        self.experiment.addItems(list(EXPERIMENTS))
+        self.queue_button = QPushButton("Queue experiment")
+        self.queue_button.clicked.connect(lambda: self.queue_experiment(self.experiment.currentText()))
+        self.progress = QProgressBar()
+        self.status = QLabel("Idle")
+        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.queue_label = QLabel("")
+
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.cancel_button):
+            buttons.addWidget(b)
+        exp = QHBoxLayout()
+        exp.addWidget(self.experiment, 1)
+        exp.addWidget(self.queue_button)
+        left = QVBoxLayout()
+        left.addWidget(self.form)
+        left.addLayout(buttons)
+        left.addWidget(QLabel("<b>Paper experiments</b> (queue runs, fill the comparison table)"))
+        left.addLayout(exp)
+        left.addWidget(self.queue_label)
+        left.addStretch(1)
+        left_widget = QWidget()
+        left_widget.setLayout(left)
+        left_widget.setMaximumWidth(430)
+
+        self.plots = TrainingPlots()
+        self.runs = QTableWidget(0, len(RUN_COLUMNS))
+        self.runs.setHorizontalHeaderLabels(RUN_COLUMNS)
+        self.runs.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.runs.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.runs.verticalHeader().hide()
+        self.runs.itemSelectionChanged.connect(self._on_runs_selected)
+        compare_key = QComboBox()
+        for key, heading in PAPER_COLUMNS:
+            compare_key.addItem(heading, key)
+        compare_key.setCurrentIndex(compare_key.findData("miou"))
+        self.compare_key = compare_key
+        compare_key.currentIndexChanged.connect(self._on_runs_selected)
+        export_md = QPushButton("Export table (Markdown)...")
+        export_md.clicked.connect(lambda: self.export_table("md"))
+        export_csv = QPushButton("Export table (CSV)...")
+        export_csv.clicked.connect(lambda: self.export_table("csv"))
+        runs_bar = QHBoxLayout()
+        runs_bar.addWidget(QLabel("Select runs to compare; curve:"))
+        runs_bar.addWidget(compare_key)
+        runs_bar.addStretch(1)
+        runs_bar.addWidget(export_md)
+        runs_bar.addWidget(export_csv)
+        runs_box = QWidget()
+        runs_layout = QVBoxLayout(runs_box)
+        runs_layout.setContentsMargins(0, 0, 0, 0)
+        runs_layout.addLayout(runs_bar)
+        runs_layout.addWidget(self.runs)
+
+        right_split = QSplitter(Qt.Orientation.Vertical)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        status_row = QHBoxLayout()
+        status_row.addWidget(self.progress, 2)
+        status_row.addWidget(self.status, 3)
+        top_layout.addLayout(status_row)
+        top_layout.addWidget(self.plots, 1)
+        right_split.addWidget(top)
+        right_split.addWidget(runs_box)
+        right_split.setStretchFactor(0, 3)
+        right_split.setStretchFactor(1, 2)
+
+        layout = QHBoxLayout(self)
+        layout.addWidget(left_widget)
+        layout.addWidget(right_split, 1)
+        self._update_buttons()
+        context.project_opened.connect(lambda _p: self.refresh())
+        context.project_closed.connect(self.refresh)
+        context.tiles_changed.connect(self.form.refresh_splits)
+        self._devices_detected = False
+
+    # ---- lifecycle
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if not self._devices_detected:
+            self._devices_detected = True
+            self.detect_devices()
+
+    def detect_devices(self) -> None:
+        """List GPUs in a worker: importing torch takes seconds; the window must not wait."""
+
+        def job(_token: CancelToken) -> Job:
+            yield Progress(0, 1, "detecting devices")
+            import torch
+
+            from casdesk.ml.device import available_devices
+
+            out = []
+            for name in available_devices():
+                if name.startswith("cuda"):
+                    props = torch.cuda.get_device_properties(int(name.split(":")[1]))
+                    out.append((name, f"{name} {props.name} ({props.total_memory / 2**30:.0f} GB)"))
+                else:
+                    out.append((name, name))
+            return out
+
+        self.device_runner = JobRunner(job, self, name="devices")
+        self.device_runner.finished.connect(self.form.set_devices)
+        self.device_runner.start()
+
+    def refresh(self) -> None:
+        self.form.set_catalog(self.context.catalog)
+        self.refresh_runs()
+        self._update_buttons()
+
+    @property
+    def busy(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def _update_buttons(self) -> None:
+        has_project = self.context.catalog is not None
+        self.start_button.setEnabled(has_project and not self.busy)
+        self.queue_button.setEnabled(has_project)
+        self.cancel_button.setEnabled(self.busy or bool(self.queue))
+        self.pause_button.setEnabled(self.busy or self.paused_run_dir is not None)
+        self.pause_button.setText("Resume" if self.paused_run_dir is not None and not self.busy else "Pause")
+        self.queue_label.setText(f"{len(self.queue)} run(s) queued" if self.queue else "")
+
+    # ---- starting runs
+    def start_from_form(self) -> None:
+        split, holdout = self.form.split_choice()
+        tiles = self.form.tile_choice()
+        sensors = (tiles,) if tiles in ("UAV", "SAT") else ("UAV", "SAT")
+        kind = split.split(":", 1)[1] if split.startswith("new:") else None
+        planned = PlannedRun(
+            name=f"{self.form.config_values()['model']}",
+            model=self.form.config_values()["model"],
+            sensors=sensors,
+            qc_accepted_only=tiles != "all",
+            split_kind=kind or "random",
+            holdout=tuple(holdout),
+        )
+        self.enqueue(planned, self.form.config_values(), existing_split=None if kind else split)
+
+    def queue_experiment(self, title: str) -> list[PlannedRun]:
+        if self.context.catalog is None:
+            return []
+        try:
+            runs = EXPERIMENTS[title](self.context.catalog)
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            show_error(self, "Cannot queue the experiment", str(exc))
+            return []
+        base = self.form.config_values()
+        for planned in runs:
+            self.enqueue(planned, {**base, "model": planned.model, "encoder": None,
+                                   "qc_accepted_only": planned.qc_accepted_only, "name": planned.name})
+        return runs
+
+    def enqueue(self, planned: PlannedRun, config: dict[str, Any], existing_split: str | None = None,
+                resume: Path | None = None) -> None:
+        self.queue.append({"planned": planned, "config": config, "split": existing_split, "resume": resume})
+        self._update_buttons()
+        if not self.busy:
+            self._start_next()
+
+    def _start_next(self) -> None:
+        if not self.queue or self.context.catalog is None:
+            self._update_buttons()
+            return
+        item = self.queue.pop(0)
+        self.current = item
+        path = self.context.catalog.path
+
+        def factory(token: CancelToken) -> Job:
+            def job() -> Job:
+                from casdesk.ml.config import TrainConfig
+                from casdesk.ml.train import train
+
+                yield Progress(0, 0, "preparing the split")
+                config = dict(item["config"])
+                if item["resume"] is None:
+                    with Catalog.open(path) as cat:
+                        config["split"] = item["split"] or prepare_split(cat, item["planned"], seed=config["seed"])
+                    return (yield from train(path, TrainConfig(**config), cancel=token))
+                return (yield from train(path, TrainConfig(**config), cancel=token, resume=item["resume"]))
+
+            return job()
+
+        runner = JobRunner(factory, self, name="training")
+        runner.progress.connect(self._on_progress)
+        runner.finished.connect(self._on_finished)
+        runner.failed.connect(self._on_failed)
+        runner.cancelled.connect(lambda: self.status.setText("Cancelled"))
+        runner.done.connect(self._on_done)
+        self.runner = runner
+        self.plots.clear()
+        self.epoch_points = 0
+        self.t_start = time.monotonic()
+        self.status.setText(f"Starting {item['planned'].name}...")
+        self.progress.setRange(0, 0)
+        runner.start()
+        self._update_buttons()
+
+    # ---- progress
+    def _on_progress(self, event: Progress) -> None:
+        data = event.data or {}
+        kind = data.get("event")
+        if event.total:
+            self.progress.setRange(0, event.total)
+            self.progress.setValue(event.done)
+        if kind == "start":
+            self.last_run_dir = Path(data["run_dir"]) if data.get("run_dir") else None
+            self.device_text = data.get("device", "")
+            self.status.setText(
+                f"{event.message} | {data.get('train_tiles', 0)} train / {data.get('val_tiles', 0)} val tiles"
+            )
+            self.refresh_runs()
+        elif kind == "batch":
+            self.plots.add_batch(data)
+            self.status.setText(
+                f"epoch {data['epoch']}/{data['epochs']} batch {data['batch']}/{data['batches']} | "
+                f"loss {data['loss']:.4f} | {data['samples_per_s']:.1f} samples/s | "
+                f"ETA {_fmt_eta(data.get('eta_s'))} | {getattr(self, 'device_text', '')}{self._gpu_memory()}"
+            )
+        elif kind == "epoch":
+            self.plots.add_epoch(data)
+            self.epoch_points += 1
+            self.refresh_runs()
+        elif kind == "oom":
+            self.context.status_message.emit(event.message)
+            log.warning(event.message)
+        elif event.message:
+            self.status.setText(event.message)
+
+    def _gpu_memory(self) -> str:
+        if not getattr(self, "device_text", "").startswith("cuda"):
+            return ""
+        import torch  # already imported by the worker
+
+        return f" | GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GB"
+
+    def _on_finished(self, result: Any) -> None:
+        best = getattr(result, "best_metrics", {}) or {}
+        text = f"{getattr(result, 'status', 'done')}: best epoch {getattr(result, 'best_epoch', '-')}"
+        if best:
+            text += f", mIoU {100 * best.get('miou', 0):.2f} %, F1 (class mean) {100 * best.get('f1_mean', 0):.2f} %"
+        self.status.setText(text)
+        self.context.status_message.emit(f"training {text}")
+
+    def _on_failed(self, message: str, details: str) -> None:
+        self.status.setText(f"Failed: {message}")
+        show_error(self, "Training failed", message, details)
+
+    def _on_done(self) -> None:
+        self.runner = None
+        self.current = None
+        self.progress.setRange(0, 1)
+        self.refresh_runs()
+        self.form.refresh_splits()
+        self._start_next()
+        self._update_buttons()
+
+    # ---- control
+    def cancel(self) -> None:
+        self.queue.clear()
+        self.paused_run_dir = None
+        if self.runner is not None:
+            self.runner.cancel()
+            self.status.setText("Cancelling (within one batch)...")
+        self._update_buttons()
+
+    def pause(self) -> None:
+        if self.busy and self.current is not None:
+            self.paused_run_dir = self.last_run_dir
+            self.paused_item = self.current
+            self.runner.cancel()
+            self.status.setText("Pausing: the checkpoint is kept")
+        elif self.paused_run_dir is not None:
+            item, run_dir = self.paused_item, self.paused_run_dir
+            self.paused_run_dir = None
+            self.enqueue(item["planned"], item["config"], item["split"], resume=run_dir)
+        self._update_buttons()
+
+    def can_close(self) -> bool:
+        if not self.busy:
+            return True
+        answer = QMessageBox.question(
+            self, "Training is running",
+            "A training run is in progress. Cancel it (its last checkpoint is kept) and quit?",
+        )
+        if answer == QMessageBox.StandardButton.Yes:
+            self.cancel()
+            return True
+        return False
+
+    def shutdown(self) -> None:
+        self.queue.clear()
+        for runner in (self.runner, self.device_runner):
+            if runner is not None:
+                runner.shutdown(120_000)
+
+    # ---- runs table
+    def refresh_runs(self) -> None:
+        catalog = self.context.catalog
+        self.runs.setRowCount(0)
+        if catalog is None:
+            return
+        runs = list_runs(catalog)
+        self.runs.setRowCount(len(runs))
+        for r, run in enumerate(runs):
+            values = [str(run.id), run.name, run.model, run.split or "", run.status, run.device or "",
+                      "" if run.duration_s is None else f"{run.duration_s / 60:.1f}"]
+            values += ["" if run.best.get(k) is None else f"{100 * run.best[k]:.2f}" for k, _ in PAPER_COLUMNS]
+            for c, v in enumerate(values):
+                item = QTableWidgetItem(v)
+                if c >= 7 or c == 0:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.runs.setItem(r, c, item)
+
+    def selected_run_ids(self) -> list[int]:
+        rows = sorted({i.row() for i in self.runs.selectedIndexes()})
+        return [int(self.runs.item(r, 0).text()) for r in rows]
+
+    def _on_runs_selected(self) -> None:
+        if self.busy or self.context.catalog is None:
+            return
+        ids = self.selected_run_ids()
+        if not ids:
+            return
+        runs = {r.id: r for r in list_runs(self.context.catalog)}
+        if len(ids) == 1:
+            self.plots.show_history(run_epochs(self.context.catalog, ids[0]))
+        else:
+            self.plots.overlay([(runs[i].name, run_epochs(self.context.catalog, i)) for i in ids if i in runs],
+                               key=self.compare_key.currentData())
+
+    def export_table(self, fmt: str, path: str | None = None) -> str | None:
+        if self.context.catalog is None:
+            return None
+        runs = list_runs(self.context.catalog)
+        ids = set(self.selected_run_ids())
+        if ids:
+            runs = [r for r in runs if r.id in ids]
+        text = comparison_markdown(runs) if fmt == "md" else comparison_csv(runs)
+        if path is None:
+            suffix = "Markdown (*.md)" if fmt == "md" else "CSV (*.csv)"
+            path, _ = QFileDialog.getSaveFileName(self, "Export runs table", f"runs.{fmt}", suffix)
+            if not path:
+                QApplication.clipboard().setText(text)
+                return None
+        tmp = Path(path).with_name(Path(path).name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+        return path
+

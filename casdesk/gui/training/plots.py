@@ -1,0 +1,119 @@
+"""Live training plots (pyqtgraph): loss per step and per epoch, validation metrics, LR.
+
+Curves grow by appending to numpy buffers and calling ``setData`` (cheap; downsampled and
+clipped to the view), so plotting never slows training down.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QGridLayout, QWidget
+
+# (key in the epoch record's "val", legend name, colour)
+VAL_CURVES: tuple[tuple[str, str, str], ...] = (
+    ("precision", "Precision", "#1f77b4"),
+    ("recall", "Recall", "#ff7f0e"),
+    ("iou", "IoU (landslide)", "#2ca02c"),
+    ("f1_landslide", "F1 (landslide)", "#d62728"),
+    ("f1_mean", "F1 (class mean, paper)", "#9467bd"),
+    ("miou", "mIoU", "#8c564b"),
+    ("accuracy", "OA", "#7f7f7f"),
+)
+
+
+class Series:
+    """A growing x/y buffer bound to one curve."""
+
+    def __init__(self, curve: pg.PlotDataItem):
+        self.curve = curve
+        self.x: list[float] = []
+        self.y: list[float] = []
+
+    def append(self, x: float, y: float) -> None:
+        self.x.append(x)
+        self.y.append(y)
+        self.curve.setData(np.asarray(self.x), np.asarray(self.y))
+
+    def set(self, x: list[float], y: list[float]) -> None:
+        self.x, self.y = list(x), list(y)
+        self.curve.setData(np.asarray(self.x, dtype=float), np.asarray(self.y, dtype=float))
+
+    def clear(self) -> None:
+        self.set([], [])
+
+
+class TrainingPlots(QWidget):
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        pg.setConfigOptions(antialias=True)
+        self.loss_plot = pg.PlotWidget(title="Loss")
+        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.addLegend(offset=(-10, 10))
+        self.metric_plot = pg.PlotWidget(title="Validation metrics (%)")
+        self.metric_plot.setLabel("bottom", "epoch")
+        self.metric_plot.setYRange(0, 100)
+        self.metric_plot.addLegend(offset=(-10, 10))
+        self.lr_plot = pg.PlotWidget(title="Learning rate")
+        self.lr_plot.setLabel("bottom", "epoch")
+        for plot in (self.loss_plot, self.metric_plot, self.lr_plot):
+            plot.showGrid(x=True, y=True, alpha=0.2)
+            plot.setBackground("w")
+            plot.getPlotItem().setClipToView(True)
+            plot.getPlotItem().setDownsampling(auto=True, mode="peak")
+        self.step_loss = Series(self.loss_plot.plot(name="train (per batch)", pen=pg.mkPen("#9ecae1", width=1)))
+        self.train_loss = Series(self.loss_plot.plot(name="train (epoch)", pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=5))
+        self.val_loss = Series(self.loss_plot.plot(name="validation", pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=5))
+        self.metrics = {
+            key: Series(self.metric_plot.plot(name=name, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4))
+            for key, name, colour in VAL_CURVES
+        }
+        self.lr = Series(self.lr_plot.plot(pen=pg.mkPen("#333333", width=2)))
+        self.compare_curves: list[pg.PlotDataItem] = []
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        grid.addWidget(self.loss_plot, 0, 0)
+        grid.addWidget(self.metric_plot, 0, 1)
+        grid.addWidget(self.lr_plot, 1, 0, 1, 2)
+        grid.setRowStretch(0, 3)
+        grid.setRowStretch(1, 1)
+
+    def clear(self) -> None:
+        for s in (self.step_loss, self.train_loss, self.val_loss, self.lr, *self.metrics.values()):
+            s.clear()
+        for c in self.compare_curves:
+            self.metric_plot.removeItem(c)
+        self.compare_curves = []
+
+    def add_batch(self, data: dict[str, Any]) -> None:
+        x = (data["epoch"] - 1) + data["batch"] / max(data["batches"], 1)
+        self.step_loss.append(x, float(data["loss"]))
+        self.lr.append(x, float(data["lr"]))
+
+    def add_epoch(self, record: dict[str, Any]) -> None:
+        epoch = float(record["epoch"])
+        self.train_loss.append(epoch, float(record["train"]["loss"]))
+        val = record.get("val", {})
+        if "loss" in val:
+            self.val_loss.append(epoch, float(val["loss"]))
+        for key, series in self.metrics.items():
+            if key in val:
+                series.append(epoch, 100 * float(val[key]))
+
+    def show_history(self, history: list[dict[str, Any]]) -> None:
+        self.clear()
+        for record in history:
+            self.add_epoch(record)
+
+    def overlay(self, runs: list[tuple[str, list[dict[str, Any]]]], key: str = "miou") -> None:
+        """Overlay one validation metric of several runs (run comparison)."""
+        self.clear()
+        colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2"]
+        for i, (name, history) in enumerate(runs):
+            xs = [float(r["epoch"]) for r in history if key in r.get("val", {})]
+            ys = [100 * float(r["val"][key]) for r in history if key in r.get("val", {})]
+            curve = self.metric_plot.plot(xs, ys, name=f"{name} {key}",
+                                          pen=pg.mkPen(colours[i % len(colours)], width=2), symbol="o", symbolSize=4)
+            self.compare_curves.append(curve)

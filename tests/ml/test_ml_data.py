@@ -1,0 +1,96 @@
+"""Dataset: any band count/dtype, normalisation from valid pixels, nodata -> ignore."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from casdesk.core.catalog import Catalog
+from casdesk.ml.data import (
+    IGNORE_INDEX,
+    Augment,
+    Normalization,
+    TileDataset,
+    accepted_tile_ids,
+    compute_normalization,
+    select_tiles,
+)
+from casdesk.ml.errors import DataError
+
+
+def _tiles(project: Path) -> list[Any]:
+    with Catalog.open(project) as cat:
+        return select_tiles(cat, None, None)
+
+
+def test_uint16_fourteen_bands_normalised_not_divided(make_project: Any) -> None:
+    tiles = _tiles(make_project(n=5, bands=14, dtype="uint16", size=48))
+    norm = compute_normalization(tiles)
+    assert norm.bands == 14 and min(norm.mean) > 255  # raw uint16 units, no /255
+    ds = TileDataset(tiles, norm)
+    image, target = ds[0]
+    assert image.shape == (14, 64, 64) and target.shape == (64, 64)  # padded to 32 multiple
+    assert (target[48:, :] == IGNORE_INDEX).all() and (target[:, 48:] == IGNORE_INDEX).all()
+    valid = target != IGNORE_INDEX
+    assert abs(float(image[:, valid].mean())) < 1.5
+
+
+def test_nodata_pixels_are_ignored_and_excluded_from_stats(make_project: Any) -> None:
+    tiles = _tiles(make_project(n=5, size=64))
+    border_tile = tiles[4]  # the fixture gives every 5th tile a nodata strip on the left
+    ds = TileDataset([border_tile], Normalization([0.0] * 3, [1.0] * 3))
+    image, target = ds[0]
+    assert (target[:, :16] == IGNORE_INDEX).all() and (target[:, 16:] != IGNORE_INDEX).all()
+    assert (image[:, :, :16] == 0).all()
+    with_border = compute_normalization([border_tile])
+    assert min(with_border.mean) > 30  # zeros of the nodata strip did not drag the mean down
+
+
+def test_augmentation_is_reproducible_per_epoch(make_project: Any) -> None:
+    tiles = _tiles(make_project(n=3))
+    norm = compute_normalization(tiles)
+    ds = TileDataset(tiles, norm, augment=Augment(), seed=1)
+    ds.set_epoch(2)
+    a = ds[1]
+    b = ds[1]
+    assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
+    outs = set()
+    for epoch in range(6):
+        ds.set_epoch(epoch)
+        outs.add(ds[1][1].numpy().tobytes())
+    assert len(outs) > 1
+    image, target = ds[1]
+    assert image.shape[1:] == target.shape
+
+
+def test_band_mismatch_is_a_clear_error(make_project: Any) -> None:
+    tiles = _tiles(make_project(n=2, bands=4))
+    ds = TileDataset(tiles, Normalization([0.0] * 3, [1.0] * 3))
+    with pytest.raises(DataError, match="4 bands but the model expects 3"):
+        ds[0]
+
+
+def test_qc_filter_only_when_qc_ran(make_project: Any) -> None:
+    project = make_project(n=4)
+    with Catalog.open(project) as cat:
+        assert accepted_tile_ids(cat) is None
+        assert len(select_tiles(cat, None, None)) == 4
+        ids = [t.id for t in cat.tiles()]
+        with cat.transaction() as db:
+            db.execute("INSERT INTO qc_decisions(tile_id, decision, decided) VALUES (?, 'reject', 'now')",
+                       (ids[0],))
+        accepted = accepted_tile_ids(cat)
+        if accepted is not None:  # casdesk.core.qc decides once QC information exists
+            selected = {t.id for t in select_tiles(cat, None, None)}
+            assert ids[0] not in selected
+            assert len(select_tiles(cat, None, None, qc_accepted_only=False)) == 4
+
+
+def test_normalization_roundtrip() -> None:
+    n = Normalization([1.0, 2.0], [3.0, 0.5])
+    assert Normalization.from_dict(n.to_dict()) == n
+    out = n.apply(np.ones((2, 2, 2), dtype=np.float32))
+    assert out[0, 0, 0] == 0.0 and out[1, 0, 0] == -2.0
