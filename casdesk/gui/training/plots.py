@@ -24,6 +24,12 @@ VAL_CURVES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+def _style(colour: str, size: int) -> dict[str, Any]:
+    """A line with round markers, both in one colour (pyqtgraph's default marker is blue)."""
+    return {"pen": pg.mkPen(colour, width=2), "symbol": "o", "symbolSize": size,
+            "symbolBrush": pg.mkBrush(colour), "symbolPen": pg.mkPen(colour)}
+
+
 class Series:
     """A growing x/y buffer bound to one curve."""
 
@@ -64,11 +70,10 @@ class TrainingPlots(QWidget):
             plot.getPlotItem().setClipToView(True)
             plot.getPlotItem().setDownsampling(auto=True, mode="peak")
         self.step_loss = Series(self.loss_plot.plot(name="train (per batch)", pen=pg.mkPen("#9ecae1", width=1)))
-        self.train_loss = Series(self.loss_plot.plot(name="train (epoch)", pen=pg.mkPen("#1f77b4", width=2), symbol="o", symbolSize=5))
-        self.val_loss = Series(self.loss_plot.plot(name="validation", pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=5))
+        self.train_loss = Series(self.loss_plot.plot(name="train (epoch)", **_style("#1f77b4", 5)))
+        self.val_loss = Series(self.loss_plot.plot(name="validation", **_style("#d62728", 5)))
         self.metrics = {
-            key: Series(self.metric_plot.plot(name=name, pen=pg.mkPen(colour, width=2), symbol="o", symbolSize=4))
-            for key, name, colour in VAL_CURVES
+            key: Series(self.metric_plot.plot(name=name, **_style(colour, 4))) for key, name, colour in VAL_CURVES
         }
         self.lr = Series(self.lr_plot.plot(pen=pg.mkPen("#333333", width=2)))
         self.compare_curves: list[pg.PlotDataItem] = []
@@ -114,6 +119,5 @@ class TrainingPlots(QWidget):
         for i, (name, history) in enumerate(runs):
             xs = [float(r["epoch"]) for r in history if key in r.get("val", {})]
             ys = [100 * float(r["val"][key]) for r in history if key in r.get("val", {})]
-            curve = self.metric_plot.plot(xs, ys, name=f"{name} {key}",
-                                          pen=pg.mkPen(colours[i % len(colours)], width=2), symbol="o", symbolSize=4)
+            curve = self.metric_plot.plot(xs, ys, name=f"{name} {key}", **_style(colours[i % len(colours)], 4))
             self.compare_curves.append(curve)
