@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Sequence
 
 from casdesk import __version__
 from casdesk.core.errors import Cancelled, CasdeskError
+from casdesk.logsetup import setup_logging
 
 COMMAND_MODULES = [
     "casdesk.commands.project",
     "casdesk.commands.qc",
-    "casdesk.commands.labels",
     "casdesk.commands.ml",
+    "casdesk.commands.labels",
     "casdesk.commands.predict",
+    "casdesk.commands.selftest",
 ]
 
 
@@ -40,10 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(verbose=args.verbose)
     if not getattr(args, "func", None):
         parser.print_help()
         return 1

@@ -9,6 +9,13 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+@pytest.fixture(autouse=True, scope="session")
+def _log_to_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
+    """Tests never write to the user's real log folder."""
+    os.environ["CASDESK_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
+    yield
+
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = (REPO / ".." / "shared" / "data" / "public").resolve()
 

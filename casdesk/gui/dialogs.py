@@ -19,7 +19,7 @@ def show_error(parent: QWidget | None, title: str, message: str, details: str = 
     box.setObjectName("errorDialog")
     if details:
         box.setDetailedText(details)
-        copy = QPushButton("Copy details")
+        copy = QPushButton("Copy details", box)  # parented: the box owns it after return
         box.addButton(copy, QMessageBox.ButtonRole.ActionRole)
         copy.clicked.disconnect()
         copy.clicked.connect(lambda: QApplication.clipboard().setText(f"{message}\n\n{details}"))

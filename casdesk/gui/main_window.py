@@ -17,17 +17,17 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QPlainTextEdit,
     QTabWidget,
     QWidget,
 )
 
-from casdesk import __version__
 from casdesk.core.errors import CasdeskError
+from casdesk.gui.appicon import app_icon
 from casdesk.gui.context import ProjectContext
 from casdesk.gui.dialogs import show_error
 from casdesk.gui.panels import PANELS
+from casdesk.gui.settings import PreferencesDialog, last_folder, remember_folder
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 8
@@ -56,6 +56,7 @@ class MainWindow(QMainWindow):
     def __init__(self, settings: QSettings | None = None) -> None:
         super().__init__()
         self.setWindowTitle("casdesk")
+        self.setWindowIcon(app_icon())
         self.setAcceptDrops(True)
         self.settings = settings or QSettings("casdesk", "casdesk")
         self.context = ProjectContext(self)
@@ -113,7 +114,11 @@ class MainWindow(QMainWindow):
         close.triggered.connect(self.context.close)
         file_menu.addAction(close)
         file_menu.addSeparator()
-        quit_ = QAction("&Quit", self, shortcut=QKeySequence.StandardKey.Quit)
+        prefs = QAction("&Preferences...", self, shortcut=QKeySequence("Ctrl+,"))
+        prefs.triggered.connect(lambda: PreferencesDialog(self.settings, self).open())
+        file_menu.addAction(prefs)
+        file_menu.addSeparator()
+        quit_ = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))  # StandardKey.Quit is empty on Windows
         quit_.triggered.connect(self.close)
         file_menu.addAction(quit_)
 
@@ -125,9 +130,11 @@ class MainWindow(QMainWindow):
             view_menu.addAction(act)
 
         help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("F1"))
+        keys.triggered.connect(self.show_shortcuts)
         about = QAction("&About casdesk", self)
         about.triggered.connect(self.show_about)
-        help_menu.addAction(about)
+        help_menu.addActions([keys, about])
 
     # ---- projects
     def open_project(self, path: str | Path) -> bool:
@@ -139,7 +146,7 @@ class MainWindow(QMainWindow):
         return True
 
     def new_project_dialog(self) -> None:
-        start = str(self.settings.value("paths/last_project_dir", str(Path.home())))
+        start = last_folder(self.settings, "project")
         path, _ = QFileDialog.getSaveFileName(self, "New project", start, "casdesk project (*.casdesk)")
         if path:
             try:
@@ -148,7 +155,7 @@ class MainWindow(QMainWindow):
                 show_error(self, "Cannot create project", str(exc))
 
     def open_project_dialog(self) -> None:
-        start = str(self.settings.value("paths/last_project_dir", str(Path.home())))
+        start = last_folder(self.settings, "project")
         path, _ = QFileDialog.getOpenFileName(self, "Open project", start, "casdesk project (*.casdesk)")
         if path:
             self.open_project(path)
@@ -156,7 +163,7 @@ class MainWindow(QMainWindow):
     def _on_project_opened(self, path: Path) -> None:
         self.setWindowTitle(f"{path.stem} - casdesk")
         self.project_label.setText(str(path))
-        self.settings.setValue("paths/last_project_dir", str(path.parent))
+        remember_folder(self.settings, "project", path)
         recent = [p for p in self._recent() if p != str(path)]
         self.settings.setValue("recent/projects", [str(path), *recent][:MAX_RECENT])
         self._refresh_recent()
@@ -181,16 +188,14 @@ class MainWindow(QMainWindow):
 
     # ---- misc
     def show_about(self) -> None:
-        import platform
+        from casdesk.gui.about import AboutDialog
 
-        import rasterio
+        AboutDialog(self).open()
 
-        lines = [
-            f"casdesk {__version__}",
-            f"Python {platform.python_version()}",
-            f"rasterio {rasterio.__version__}, GDAL {rasterio.__gdal_version__}",
-        ]
-        QMessageBox.about(self, "About casdesk", "\n".join(lines))
+    def show_shortcuts(self) -> None:
+        from casdesk.gui.shortcuts import ShortcutsDialog
+
+        ShortcutsDialog(self).open()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
         if event.mimeData().hasUrls():

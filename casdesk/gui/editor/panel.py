@@ -82,6 +82,7 @@ class TargetRow:
     kind: str  # "scene" | "tile"
     id: int
     text: str
+    tooltip: str = ""
 
 
 class TargetModel(QAbstractListModel):
@@ -105,6 +106,8 @@ class TargetModel(QAbstractListModel):
         row = self.rows[index.row()]
         if role == Qt.ItemDataRole.DisplayRole:
             return row.text
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return row.tooltip or row.text
         if role == Qt.ItemDataRole.UserRole:
             return row
         return None
@@ -137,6 +140,7 @@ class EditorPanel(QWidget):
         self.target_view = QListView()
         self.target_view.setModel(self.proxy)
         self.target_view.setUniformItemSizes(True)
+        self.target_view.setTextElideMode(Qt.TextElideMode.ElideLeft)
         self.target_view.selectionModel().currentChanged.connect(lambda cur, _prev: self._open_index(cur))
 
         self.shape_list = QListWidget()
@@ -245,12 +249,14 @@ class EditorPanel(QWidget):
             return
         rows = [TargetRow("scene", s.id, f"scene  {s.name}  ({s.width}x{s.height})") for s in cat.scenes()]
         rows += [
-            TargetRow("tile", int(r["id"]), f"tile  {r['sub']}/{r['name']}")
+            TargetRow("tile", int(r["id"]), f"tile  {r['name']}", f"{r['sub']} / {r['name']}")
             for r in cat.query(
                 "SELECT t.id, t.name, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id ORDER BY t.id"
             )
         ]
         self.targets.reset(rows)
+        if self.target is None and rows:  # show something at once: the first scene or tile
+            self.open_target(rows[0].kind, rows[0].id)
 
     def _refresh_if_needed(self) -> None:
         if self.context.catalog is not None and len(self.targets.rows) != len(self.context.catalog.scenes()) + self.context.catalog.tile_count():
