@@ -128,3 +128,39 @@ def test_recompute_is_noop_when_fresh(panel: QCPanel) -> None:
     with catalog.transaction() as db:
         db.execute("UPDATE tiles SET modified = '2000-01-01T00:00:00+00:00'")
     assert run_job(qc.compute_metrics(catalog)) == 0
+
+
+def test_suspect_labels_review_queue_highlights_disagreement(qtbot, panel):
+    """Tiles ranked by the label-error finder open worst first, region shown in yellow."""
+    import json
+
+    import rasterio
+
+    from casdesk.core.catalog import utc_now
+
+    catalog = panel.context.catalog
+    tiles = catalog.tiles()
+    region = np.zeros((96, 96), np.uint8)
+    region[10:40, 10:40] = 1
+    region_path = catalog.data_dir / "region.tif"
+    with rasterio.open(region_path, "w", driver="GTiff", width=96, height=96, count=1, dtype="uint8") as dst:
+        dst.write(region[None])
+    scores = {tiles[3].id: 0.9, tiles[7].id: 0.6}
+    with catalog.transaction() as db:
+        for tid, score in scores.items():
+            db.execute("INSERT INTO qc_metrics(tile_id, metric, version, value, computed) VALUES (?, 'suspect_score', 1, ?, ?)",
+                       (tid, score, utc_now()))
+            db.execute("INSERT INTO suspects(tile_id, model, score, kind, attributes, created) VALUES (?, 'm', ?, ?, ?, ?)",
+                       (tid, score, "missed_landslide", json.dumps({"region_path": str(region_path)}), utc_now()))
+    review = panel.open_suspects()
+    assert review.queue == [tiles[3].id, tiles[7].id]
+    assert "missed landslide" in review.info.text() and "0.90" in review.info.text()
+    image = review.image.pixmap().toImage()
+    x, y = int(25 * image.width() / 96), int(25 * image.height() / 96)
+    colour = image.pixelColor(x, y)
+    assert colour.red() > 150 and colour.green() > 120 and colour.blue() < 100  # yellow tint
+    review.reject_tile()
+    from casdesk.core.qc import latest_decisions
+
+    assert latest_decisions(catalog)[tiles[3].id]["decision"] == "reject"
+    review.close()

@@ -64,6 +64,11 @@ class QCPanel(QWidget):
         self.save_button.clicked.connect(lambda: self.save_preset())
         self.review_button = QPushButton("Review flagged...")
         self.review_button.clicked.connect(self.open_review)
+        self.suspects_button = QPushButton("Review suspect labels...")
+        self.suspects_button.setToolTip(
+            "Tiles where a confident model disagrees with the label (casdesk suspects), worst first"
+        )
+        self.suspects_button.clicked.connect(self.open_suspects)
 
         top = QHBoxLayout()
         top.addWidget(self.compute_button)
@@ -96,7 +101,11 @@ class QCPanel(QWidget):
         legend.setWordWrap(True)
         legend.setStyleSheet("color: gray")
         rl.addWidget(legend)
-        rl.addWidget(self.review_button, alignment=Qt.AlignmentFlag.AlignLeft)
+        review_row = QHBoxLayout()
+        review_row.addWidget(self.review_button)
+        review_row.addWidget(self.suspects_button)
+        review_row.addStretch(1)
+        rl.addLayout(review_row)
 
         split = QSplitter()
         split.addWidget(scroll)
@@ -269,6 +278,25 @@ class QCPanel(QWidget):
         if self.review is not None:
             self.review.close()
         self.review = ReviewDialog(self, self.review_queue(), self.decide, self)
+        self.review.resize(900, 620)
+        self.review.show()
+        return self.review
+
+    def open_suspects(self) -> ReviewDialog | None:
+        """The label-error finder's ranking as a review queue, disagreement highlighted."""
+        from casdesk.core.suspects import stored_suspects, suspect_queue
+
+        catalog = self.context.catalog
+        if self.table is None or catalog is None:
+            return None
+        queue = suspect_queue(catalog)
+        ranked: dict[int, Any] = {}
+        for suspect in stored_suspects(catalog):
+            ranked.setdefault(suspect.tile_id, suspect)
+        if self.review is not None:
+            self.review.close()
+        self.review = ReviewDialog(self, queue, self.decide, self, suspects=ranked)
+        self.review.setWindowTitle("Review suspect labels")
         self.review.resize(900, 620)
         self.review.show()
         return self.review

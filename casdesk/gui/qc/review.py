@@ -27,15 +27,31 @@ from casdesk.core.qc import METRICS, STATE_NAMES, Rule, failed_rule_names
 from casdesk.core.qc_metrics import load_tile
 
 
-def overlay(rgb: np.ndarray, mask: np.ndarray | None, fill: np.ndarray | None) -> np.ndarray:
-    """RGB with landslide pixels tinted red and fill tinted blue (display only)."""
+def overlay(
+    rgb: np.ndarray, mask: np.ndarray | None, fill: np.ndarray | None, region: np.ndarray | None = None
+) -> np.ndarray:
+    """RGB with landslide pixels tinted red, fill blue and a suspect region yellow."""
     out = rgb.astype(np.float32)
     if mask is not None:
         m = mask.astype(bool)
         out[m] = out[m] * 0.55 + np.array([255, 0, 0]) * 0.45
     if fill is not None and fill.any():
         out[fill] = out[fill] * 0.5 + np.array([0, 90, 255]) * 0.5
+    if region is not None and region.shape == out.shape[:2] and region.any():
+        r = region.astype(bool)
+        out[r] = out[r] * 0.4 + np.array([255, 230, 0]) * 0.6
     return np.ascontiguousarray(np.clip(out, 0, 255).astype(np.uint8))
+
+
+def _read_region(catalog: Any, suspect: Any) -> np.ndarray | None:
+    """The disagreement mask the label-error finder stored for a tile, if any."""
+    path = catalog.resolve(suspect.attributes.get("region_path")) if suspect is not None else None
+    if path is None or not path.exists():
+        return None
+    import rasterio
+
+    with rasterio.open(path) as ds:
+        return ds.read(1) > 0
 
 
 class ReviewDialog(QDialog):
@@ -47,8 +63,10 @@ class ReviewDialog(QDialog):
         tile_ids: Sequence[int],
         decide: Callable[[list[int], str, str | None], None],
         parent: QWidget | None = None,
+        suspects: dict[int, Any] | None = None,
     ) -> None:
         super().__init__(parent)
+        self.suspects = suspects or {}
         self.setWindowTitle("Review flagged tiles")
         self.panel = panel
         self.queue = [int(t) for t in tile_ids]
@@ -102,7 +120,11 @@ class ReviewDialog(QDialog):
         tid = self.current
         if tid is None:
             self.image.setPixmap(QPixmap())
-            self.info.setText("Nothing to review: no flagged or rejected tiles.")
+            self.info.setText(
+                "No suspect labels: predict the project's tiles and run `casdesk suspects` first."
+                if self.suspects or self.windowTitle().startswith("Review suspect")
+                else "Nothing to review: no flagged or rejected tiles."
+            )
             return
         table, states, failed, rules = self.panel.snapshot()
         row = int(table.rows([tid])[0])
@@ -110,7 +132,7 @@ class ReviewDialog(QDialog):
         tile = catalog.tile(tid)
         try:
             data = load_tile(tile.image_path, tile.mask_path, tile.sensor)
-            rgb = overlay(data.rgb, data.mask, data.fill)
+            rgb = overlay(data.rgb, data.mask, data.fill, _read_region(catalog, self.suspects.get(tid)))
             h, w, _ = rgb.shape
             qimg = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
             pix = QPixmap.fromImage(qimg).scaled(
@@ -123,6 +145,12 @@ class ReviewDialog(QDialog):
             f"<b>{tile.subdataset} / {tile.name}</b> ({self.pos + 1} of {len(self.queue)})",
             f"State: <b>{STATE_NAMES[int(states[row])]}</b>",
         ]
+        suspect = self.suspects.get(tid)
+        if suspect is not None:
+            lines.append(
+                f"Suspect label: <b>{suspect.kind.replace('_', ' ')}</b>, score {suspect.score:.2f} "
+                f"(model {suspect.model}); yellow: where model and label disagree"
+            )
         fails = failed_rule_names(int(failed[row]), rules)
         lines.append("Failing rules: " + (", ".join(fails) if fails else "none"))
         near = near_rules(table, row, rules)
