@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from casdesk.core.catalog import Catalog
-from casdesk.core.jobs import CancelToken, Job
+from casdesk.core.jobs import CancelToken, Job, Progress, run_job
 
 
 def open_project(path: str | Path, readonly: bool = False) -> Catalog:
@@ -53,19 +53,18 @@ def drive(job: Job, desc: str, quiet: bool = False, on_event: Callable[[Any], No
     from tqdm import tqdm
 
     bar = tqdm(desc=desc, unit="step", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+
+    def show(event: Progress) -> None:
+        if event.total and bar.total != event.total:
+            bar.total = event.total
+        bar.n = event.done
+        if event.message:
+            bar.set_postfix_str(event.message[:40], refresh=False)
+        bar.refresh()
+        if on_event is not None:
+            on_event(event)
+
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
-            if event.total and bar.total != event.total:
-                bar.total = event.total
-            bar.n = event.done
-            if event.message:
-                bar.set_postfix_str(event.message[:40], refresh=False)
-            bar.refresh()
-            if on_event is not None:
-                on_event(event)
+        return run_job(job, show)
     finally:
         bar.close()

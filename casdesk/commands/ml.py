@@ -158,23 +158,24 @@ def _drive_training(job: Any, quiet: bool) -> Any:
     """Live progress: a tqdm bar over the batches on a terminal, one line per epoch."""
     from tqdm import tqdm
 
+    from casdesk.core.jobs import run_job
+
     bar = tqdm(unit="batch", disable=quiet or not sys.stderr.isatty(), file=sys.stderr, leave=False)
+
+    def show(event: Any) -> None:
+        kind = event.data.get("event")
+        if kind == "batch":
+            bar.total = event.total
+            bar.n = event.done
+            bar.set_postfix(loss=f"{event.data['loss']:.4f}", sps=f"{event.data['samples_per_s']:.1f}",
+                            refresh=False)
+            bar.refresh()
+        elif kind in ("epoch", "start", "oom") and not quiet:
+            bar.clear()
+            print(event.message, file=sys.stderr)
+
     try:
-        while True:
-            try:
-                event = next(job)
-            except StopIteration as stop:
-                return stop.value
-            kind = event.data.get("event")
-            if kind == "batch":
-                bar.total = event.total
-                bar.n = event.done
-                bar.set_postfix(loss=f"{event.data['loss']:.4f}",
-                                sps=f"{event.data['samples_per_s']:.1f}", refresh=False)
-                bar.refresh()
-            elif kind in ("epoch", "start", "oom") and not quiet:
-                bar.clear()
-                print(event.message, file=sys.stderr)
+        return run_job(job, show)
     finally:
         bar.close()
 

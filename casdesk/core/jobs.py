@@ -8,7 +8,7 @@ drives the same generator in a thread and forwards the events as signals.
 from __future__ import annotations
 
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,13 +50,16 @@ class CancelToken:
 Job = Generator[Progress, None, Any]
 
 
-def run_job(job: Job) -> Any:
-    """Drive a job generator to the end without reporting; return its return value."""
+def run_job(job: Job, on_event: Callable[[Progress], None] | None = None) -> Any:
+    """Drive a job generator to the end, passing each event to ``on_event``; return the
+    job's return value."""
     while True:
         try:
-            next(job)
+            event = next(job)
         except StopIteration as stop:
             return stop.value
+        if on_event is not None:
+            on_event(event)
 
 
 def iter_job(job: Job) -> Iterator[Progress]:
