@@ -18,8 +18,8 @@ from casdesk.logsetup import setup_logging
 COMMAND_MODULES = [
     "casdesk.commands.project",
     "casdesk.commands.qc",
-    "casdesk.commands.ml",
     "casdesk.commands.labels",
+    "casdesk.commands.ml",
     "casdesk.commands.predict",
     "casdesk.commands.selftest",
 ]

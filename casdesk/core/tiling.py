@@ -8,6 +8,7 @@ bounded number of windows in flight, so peak memory does not grow with scene siz
 
 from __future__ import annotations
 
+import errno
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -180,7 +181,17 @@ def crop_scene(
                     break
                 finished, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in finished:
-                    row = fut.result()
+                    try:
+                        row = fut.result()
+                    except OSError as exc:  # disk full, folder removed, ...: name the folder
+                        token.cancel()
+                        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
+                        raise OutputError(
+                            f"writing tiles failed: {reason}; the {len(ids) + len(rows)} tiles written "
+                            "before it are kept",
+                            root / subdataset,
+                            "free disk space or pick another folder, then crop again",
+                        ) from exc
                     row["subdataset"] = subdataset
                     rows.append(row)
                     done += 1
@@ -231,8 +242,6 @@ def _write_tile(
     base = {"driver": "GTiff", "width": size_c, "height": size_r, "crs": crs, "transform": transform}
     if compress:
         base["compress"] = compress
-    if size_c % 16 == 0 and size_r % 16 == 0 and size_c >= 256:
-        base.update(tiled=True, blockxsize=256, blockysize=256)
     nodata = scene.nodata
     img_profile = {**base, "count": data.shape[0], "dtype": data.dtype.name}
     write_mask = None

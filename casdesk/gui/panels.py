@@ -11,4 +11,5 @@ PANELS: list[tuple[str, str]] = [
     ("QC", "casdesk.gui.qc.panel:QCPanel"),
     ("Label", "casdesk.gui.editor.panel:EditorPanel"),
     ("Train", "casdesk.gui.training.panel:TrainingPanel"),
+    ("Predict", "casdesk.gui.predict.panel:PredictPanel"),
 ]

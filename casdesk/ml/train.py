@@ -616,6 +616,7 @@ class _Trainer:
         self.ctx.all_reduce_sum(cm)
         metrics = segmentation_metrics(cm.cpu().numpy())
         metrics["loss"] = float(stats[0] / max(float(stats[1]), 1.0))
+        metrics["confusion"] = cm.cpu().numpy().astype(int).tolist()  # [[TN, FP], [FN, TP]] pixels, for the GUI
         return metrics
 
     def _end_epoch(self, val: dict[str, float], t_train: float, train_samples: int, t_epoch: float) -> bool:

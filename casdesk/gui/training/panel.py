@@ -49,7 +49,8 @@ from casdesk.core.runs import (
 from casdesk.gui.context import ProjectContext
 from casdesk.gui.dialogs import show_error
 from casdesk.gui.training.form import TrainingForm
-from casdesk.gui.training.plots import TrainingPlots
+from casdesk.gui.training.plots import ConfusionTable, TrainingPlots
+from casdesk.gui.training.preview import ValidationPreview
 from casdesk.gui.workers import JobRunner
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class TrainingPanel(QWidget):
         left_widget.setMaximumWidth(430)
 
         self.plots = TrainingPlots()
+        self.confusion = ConfusionTable()
+        self.preview = ValidationPreview()
         self.runs = QTableWidget(0, len(RUN_COLUMNS))
         self.runs.setHorizontalHeaderLabels(RUN_COLUMNS)
         self.runs.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
@@ -148,6 +151,14 @@ class TrainingPanel(QWidget):
         status_row.addWidget(self.status, 3)
         top_layout.addLayout(status_row)
         top_layout.addWidget(self.plots, 1)
+        extras = QHBoxLayout()
+        confusion_box = QVBoxLayout()
+        confusion_box.addWidget(QLabel("Validation confusion (last epoch)"))
+        confusion_box.addWidget(self.confusion)
+        self.confusion.setMaximumWidth(420)
+        extras.addLayout(confusion_box, 2)
+        extras.addWidget(self.preview, 3)
+        top_layout.addLayout(extras)
         right_split.addWidget(top)
         right_split.addWidget(runs_box)
         right_split.setStretchFactor(0, 3)
@@ -277,6 +288,8 @@ class TrainingPanel(QWidget):
         runner.done.connect(self._on_done)
         self.runner = runner
         self.plots.clear()
+        self.confusion.clear_counts()
+        self.preview.reset()
         self.epoch_points = 0
         self.t_start = time.monotonic()
         self.status.setText(f"Starting {item['planned'].name}...")
@@ -307,7 +320,10 @@ class TrainingPanel(QWidget):
             )
         elif kind == "epoch":
             self.plots.add_epoch(data)
+            self.confusion.set_counts((data.get("val") or {}).get("confusion"))
             self.epoch_points += 1
+            if self.context.catalog is not None:
+                self.preview.on_epoch(self.last_run_dir, self.context.catalog.path, data.get("best_epoch"))
             self.refresh_runs()
         elif kind == "oom":
             self.context.status_message.emit(event.message)
@@ -378,6 +394,7 @@ class TrainingPanel(QWidget):
 
     def shutdown(self) -> None:
         self.queue.clear()
+        self.preview.shutdown()
         for runner in (self.runner, self.device_runner):
             if runner is not None:
                 runner.shutdown(120_000)
@@ -412,7 +429,9 @@ class TrainingPanel(QWidget):
             return
         runs = {r.id: r for r in list_runs(self.context.catalog)}
         if len(ids) == 1:
-            self.plots.show_history(run_epochs(self.context.catalog, ids[0]))
+            history = run_epochs(self.context.catalog, ids[0])
+            self.plots.show_history(history)
+            self.confusion.set_counts((history[-1].get("val") or {}).get("confusion") if history else None)
         else:
             self.plots.overlay([(runs[i].name, run_epochs(self.context.catalog, i)) for i in ids if i in runs],
                                key=self.compare_key.currentData())

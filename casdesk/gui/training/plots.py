@@ -10,7 +10,16 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QGridLayout, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QGridLayout,
+    QHeaderView,
+    QTableWidget,
+    QTableWidgetItem,
+    QWidget,
+)
 
 # (key in the epoch record's "val", legend name, colour)
 VAL_CURVES: tuple[tuple[str, str, str], ...] = (
@@ -121,3 +130,49 @@ class TrainingPlots(QWidget):
             ys = [100 * float(r["val"][key]) for r in history if key in r.get("val", {})]
             curve = self.metric_plot.plot(xs, ys, name=f"{name} {key}", **_style(colours[i % len(colours)], 4))
             self.compare_curves.append(curve)
+
+
+class ConfusionTable(QTableWidget):
+    """The last epoch's validation confusion counts as a 2x2 table (rows: truth, columns:
+    prediction), each cell with its share of all valid pixels: shows *how* a model errs
+    (missed scars vs false alarms), which the averaged metrics hide."""
+
+    CELLS = (("TN", 0, 0), ("FP", 0, 1), ("FN", 1, 0), ("TP", 1, 1))
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(2, 2, parent)
+        self.setHorizontalHeaderLabels(["pred. background", "pred. landslide"])
+        self.setVerticalHeaderLabels(["true background", "true landslide"])
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+        self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.setToolTip("Validation pixels of the last epoch")
+        self.setMaximumHeight(110)
+        self.counts: list[list[int]] | None = None
+        self.clear_counts()
+
+    def clear_counts(self) -> None:
+        self.counts = None
+        for name, r, c in self.CELLS:
+            self._set(r, c, f"{name} -")
+
+    def set_counts(self, confusion: list[list[int]] | None) -> None:
+        """``confusion`` is [[TN, FP], [FN, TP]] (pixels), as the training engine stores it."""
+        if not confusion or len(confusion) < 2 or len(confusion[0]) < 2:
+            self.clear_counts()
+            return
+        self.counts = [[int(confusion[r][c]) for c in range(2)] for r in range(2)]
+        total = max(sum(map(sum, self.counts)), 1)
+        for name, r, c in self.CELLS:
+            n = self.counts[r][c]
+            self._set(r, c, f"{name} {n:,} ({100 * n / total:.1f} %)")
+
+    def _set(self, r: int, c: int, text: str) -> None:
+        item = QTableWidgetItem(text)
+        item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+        if r == c:
+            item.setForeground(QColor("#2ca02c") if r else QColor("#333333"))
+        else:
+            item.setForeground(QColor("#d62728"))
+        self.setItem(r, c, item)

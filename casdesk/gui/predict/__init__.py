@@ -1,0 +1,1 @@
+"""The Predict tab: whole-scene inference and project-tile predictions from the GUI."""

@@ -1,0 +1,110 @@
+"""Fixtures for the Predict tab and the Train tab extras: a tiny model file, a small
+generated scene, a tiny tile project, and a main window whose workers are shut down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from PySide6.QtCore import QSettings
+
+from casdesk.core.catalog import Catalog
+
+
+@pytest.fixture(autouse=True)
+def _few_threads() -> None:
+    torch.set_num_threads(1)
+
+
+def meta_for(bands: int = 3, tile: int = 64, mean: float = 80.0, std: float = 40.0) -> dict:
+    return {
+        "architecture": "unet", "encoder": "mobilenet_v2", "in_channels": bands, "bands": bands,
+        "classes": 1, "threshold": 0.5, "tile_size": [tile, tile], "resolution_m": [0.5],
+        "normalization": {"mean": [mean] * bands, "std": [std] * bands},
+        "metrics": {"miou": 0.61, "f1_mean": 0.7}, "epoch": 3,
+    }
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real model file (U-Net, MobileNetV2 encoder, random weights, 64 px tiles) written
+    with the training engine's save_model_file, as `casdesk train` would."""
+    from casdesk.ml.modelfile import save_model_file
+    from casdesk.ml.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("unet", encoder="mobilenet_v2", in_channels=3, classes=1)
+    with torch.no_grad():  # a bias that makes some pixels landslide, so polygons exist
+        head = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        head.weight.mul_(0.0)
+        head.bias.fill_(0.0)
+    path = tmp_path_factory.mktemp("model") / "tiny.pt"
+    save_model_file(path, model, meta_for())
+    return path
+
+
+@pytest.fixture(scope="session")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from casdesk.core.synthetic import make_scene
+
+    folder = tmp_path_factory.mktemp("scene")
+    return make_scene(folder / "scene.tif", width=256, height=256, seed=1, n_scars=4).path
+
+
+@pytest.fixture()
+def bad_model(tmp_path: Path) -> Path:
+    p = tmp_path / "broken.pt"
+    p.write_bytes(b"this is not a model file")
+    return p
+
+
+def write_tile(path: Path, data: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2],
+                       count=data.shape[0], dtype=data.dtype.name) as dst:
+        dst.write(data)
+
+
+@pytest.fixture()
+def tiny_project(tmp_path: Path) -> Path:
+    """16 tiles of 64x64 in two subdatasets (UAV, SAT): bright square landslides on noise."""
+    rng = np.random.default_rng(0)
+    cat = Catalog.create(tmp_path / "tiny")
+    rows = []
+    for i in range(16):
+        sub = "uav" if i % 2 else "sat"
+        img = rng.integers(30, 90, size=(3, 64, 64), dtype=np.uint8)
+        mask = np.zeros((64, 64), np.uint8)
+        r, c = rng.integers(4, 36, size=2)
+        mask[r:r + 20, c:c + 20] = 1
+        img[:, mask == 1] = 200
+        ip, mp = tmp_path / "t" / sub / "img" / f"{i}.tif", tmp_path / "t" / sub / "mask" / f"{i}.tif"
+        write_tile(ip, img)
+        write_tile(mp, mask[None])
+        rows.append({"name": f"t{i}", "subdataset": sub, "image_path": ip, "mask_path": mp, "width": 64,
+                     "height": 64, "label_pixels": int(mask.sum()), "valid_pixels": 64 * 64})
+    cat.add_tiles(rows)
+    cat.ensure_subdataset("uav", sensor="UAV")
+    cat.ensure_subdataset("sat", sensor="SAT")
+    cat.close()
+    return tmp_path / "tiny.casdesk"
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path: Path, tiny_project: Path):
+    """The main window with the tiny project open; every panel's workers are stopped after."""
+    from casdesk.gui.main_window import MainWindow
+
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    win = MainWindow(settings=settings)
+    qtbot.addWidget(win)
+    assert win.open_project(tiny_project)
+    yield win
+    for panel in win.panels.values():
+        shutdown = getattr(panel, "shutdown", None)
+        if shutdown is not None:
+            shutdown()
+    win.close()
