@@ -59,8 +59,12 @@ def export_dataset(
         os.replace(partial, out)
     except OSError as exc:
         shutil.rmtree(partial, ignore_errors=True)
-        reason = "the disk is full" if exc.errno == errno.ENOSPC else (exc.strerror or str(exc))
-        raise OutputError(f"export failed: {reason}; no partial output was left", out) from exc
+        if exc.errno == errno.ENOSPC:
+            reason = "the disk is full"
+        else:
+            reason = f"the output folder cannot be written ({exc.strerror or exc})"
+        raise OutputError(f"export failed: {reason}; no partial output was left", out,
+                          "free disk space or pick a writable folder") from exc
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

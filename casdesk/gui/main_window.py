@@ -17,12 +17,14 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMessageBox,
     QPlainTextEdit,
     QTabWidget,
     QWidget,
 )
 
 from casdesk.core.errors import CasdeskError
+from casdesk.core.lock import LockInfo, ProjectLockedError
 from casdesk.gui.appicon import app_icon
 from casdesk.gui.context import ProjectContext
 from casdesk.gui.dialogs import show_error
@@ -139,11 +141,32 @@ class MainWindow(QMainWindow):
     # ---- projects
     def open_project(self, path: str | Path) -> bool:
         try:
-            self.context.open(path)
+            try:
+                self.context.open(path)
+            except ProjectLockedError as exc:
+                if not self._ask_readonly(exc.holder):
+                    return False
+                self.context.open(path, readonly=True)
         except CasdeskError as exc:
             show_error(self, "Cannot open project", str(exc))
             return False
         return True
+
+    def _ask_readonly(self, holder: LockInfo | None) -> bool:
+        """Another casdesk holds the project: open it read-only (True) or cancel (False).
+
+        A separate method so tests can answer without a modal dialog."""
+        who = holder.describe() if holder is not None else "another program (its lock file cannot be written)"
+        answer = QMessageBox.question(
+            self,
+            "Project in use",
+            f"This project is open in another casdesk window:\n{who}\n\n"
+            "Two windows editing one project would overwrite each other's work. "
+            "Open it read-only?",
+            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Open
 
     def new_project_dialog(self) -> None:
         start = last_folder(self.settings, "project")
@@ -161,8 +184,9 @@ class MainWindow(QMainWindow):
             self.open_project(path)
 
     def _on_project_opened(self, path: Path) -> None:
-        self.setWindowTitle(f"{path.stem} - casdesk")
-        self.project_label.setText(str(path))
+        suffix = " (read-only)" if self.context.readonly else ""
+        self.setWindowTitle(f"{path.stem}{suffix} - casdesk")
+        self.project_label.setText(f"{path}{suffix}")
         remember_folder(self.settings, "project", path)
         recent = [p for p in self._recent() if p != str(path)]
         self.settings.setValue("recent/projects", [str(path), *recent][:MAX_RECENT])
