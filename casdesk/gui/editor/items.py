@@ -60,6 +60,9 @@ class ShapeItem(QGraphicsPathItem):
         self._handles: dict[tuple[int, int], QPolygonF] = {}
         self.fast = False  # set while dragging: big shapes drop antialiasing
         self.setFlag(QGraphicsItem.GraphicsItemFlag.ItemIsSelectable, False)
+        # unselected shapes repaint from a cached pixmap: a full-view repaint while one
+        # shape is dragged then redraws only that shape's path
+        self.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self.set_name(name)
         self.rebuild(parts)
 
@@ -109,6 +112,9 @@ class ShapeItem(QGraphicsPathItem):
         if selected != self.selected:
             self.selected = selected
             self.setZValue(20 if selected else 10)
+            self.setCacheMode(
+                QGraphicsItem.CacheMode.NoCache if selected else QGraphicsItem.CacheMode.DeviceCoordinateCache
+            )
             self.update()
 
     # hit testing on the filled area only (the stroked outline is costly for big paths)
