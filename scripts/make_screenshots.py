@@ -77,7 +77,17 @@ def main() -> int:
     train.start_from_form()
     wait(app, lambda: not train.busy and train.runner is None)
     shoot("Train")
-    if "Predict" in window.panels:
+    predict = window.panels.get("Predict")
+    if predict is not None:
+        from casdesk.core.runs import list_runs
+
+        run = list_runs(window.context.catalog)[0]
+        window.tabs.setCurrentWidget(predict)
+        predict.set_model(run.model_path or Path(run.out_dir or "") / "model.pt")
+        wait(app, lambda: predict.model_info is not None, timeout=120)
+        predict.set_source(tmp / "demo" / "demo_scene.tif")
+        predict.run()
+        wait(app, lambda: not predict.busy and predict.current_result() is not None)
         shoot("Predict")
     window.close()
     return 0
