@@ -112,6 +112,9 @@ class PredictPanel(QWidget):
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.batch_size = QSpinBox(minimum=1, maximum=256, value=4)
+        self.min_area = QDoubleSpinBox(minimum=0.0, maximum=1e7, value=10.0, decimals=1, suffix=" m²")
+        self.min_area.setToolTip("Polygons smaller than this are dropped (speckle); 0 keeps all. "
+                                 "Ignored when the scene has no metric CRS.")
         for w in (self.overlap, self.batch_size):
             w.valueChanged.connect(self._request_memory)
         self.tta.toggled.connect(self._request_memory)
@@ -130,6 +133,7 @@ class PredictPanel(QWidget):
         form.addRow("Polygons", self.vector)
         form.addRow("Device", self.device)
         form.addRow("Batch size", self.batch_size)
+        form.addRow("Min polygon area", self.min_area)
         form.addRow(self.memory_text)
 
         self.run_button = QPushButton("Predict scene(s)")
@@ -346,6 +350,7 @@ class PredictPanel(QWidget):
             "vector": self.vector.currentData(),
             "device": self.device.currentText(),
             "batch_size": self.batch_size.value(),
+            "min_area_m2": self.min_area.value(),
         }
 
     def output_folder(self) -> Path:
