@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
 import torch
 from PySide6.QtCore import QSettings
-
-from casdesk.core.catalog import Catalog
 
 
 @pytest.fixture(autouse=True)
@@ -59,38 +55,6 @@ def bad_model(tmp_path: Path) -> Path:
     p = tmp_path / "broken.pt"
     p.write_bytes(b"this is not a model file")
     return p
-
-
-def write_tile(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2],
-                       count=data.shape[0], dtype=data.dtype.name) as dst:
-        dst.write(data)
-
-
-@pytest.fixture()
-def tiny_project(tmp_path: Path) -> Path:
-    """16 tiles of 64x64 in two subdatasets (UAV, SAT): bright square landslides on noise."""
-    rng = np.random.default_rng(0)
-    cat = Catalog.create(tmp_path / "tiny")
-    rows = []
-    for i in range(16):
-        sub = "uav" if i % 2 else "sat"
-        img = rng.integers(30, 90, size=(3, 64, 64), dtype=np.uint8)
-        mask = np.zeros((64, 64), np.uint8)
-        r, c = rng.integers(4, 36, size=2)
-        mask[r:r + 20, c:c + 20] = 1
-        img[:, mask == 1] = 200
-        ip, mp = tmp_path / "t" / sub / "img" / f"{i}.tif", tmp_path / "t" / sub / "mask" / f"{i}.tif"
-        write_tile(ip, img)
-        write_tile(mp, mask[None])
-        rows.append({"name": f"t{i}", "subdataset": sub, "image_path": ip, "mask_path": mp, "width": 64,
-                     "height": 64, "label_pixels": int(mask.sum()), "valid_pixels": 64 * 64})
-    cat.add_tiles(rows)
-    cat.ensure_subdataset("uav", sensor="UAV")
-    cat.ensure_subdataset("sat", sensor="SAT")
-    cat.close()
-    return tmp_path / "tiny.casdesk"
 
 
 @pytest.fixture()
