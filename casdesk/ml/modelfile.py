@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from casdesk.core.errors import CasdeskError
 from casdesk.ml.errors import ModelError
 
 MODEL_FORMAT = "casdesk-model"
@@ -57,20 +58,32 @@ def save_model_file(path: Path, model: nn.Module, meta: dict[str, Any]) -> None:
     )
 
 
+def load_tagged(
+    path: Path, fmt: str, error: type[CasdeskError], what: str, hint: str | None = None,
+    weights_only: bool = True,
+) -> dict[str, Any]:
+    """torch.load a casdesk file (model or checkpoint) and check its ``format`` tag.
+
+    Any unreadable file is the same user error: ``error`` naming the file and ``what`` it
+    should have been.
+    """
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        raise error(f"not a readable {what} ({str(exc).splitlines()[0][:200]})", path) from exc
+    if not isinstance(blob, dict) or blob.get("format") != fmt:
+        raise error(f"not a {what}", path, hint)
+    return blob
+
+
 def read_model_file(path: str | Path) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise ModelError("model file not found", p, "check the path")
-    try:
-        blob = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise ModelError(f"not a readable casdesk model file ({str(exc).splitlines()[0][:200]})", p) from exc
-    if not isinstance(blob, dict) or blob.get("format") != MODEL_FORMAT:
-        raise ModelError(
-            "not a casdesk model file",
-            p,
-            "use the model.pt written by `casdesk train` (checkpoints *.ckpt are for --resume)",
-        )
+    blob = load_tagged(
+        p, MODEL_FORMAT, ModelError, "casdesk model file",
+        "use the model.pt written by `casdesk train` (checkpoints *.ckpt are for --resume)",
+    )
     if int(blob.get("format_version", 0)) > MODEL_FORMAT_VERSION:
         raise ModelError("the model file was written by a newer casdesk", p, "update casdesk")
     return blob

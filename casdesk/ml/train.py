@@ -53,7 +53,13 @@ from casdesk.ml.device import describe_device
 from casdesk.ml.errors import DataError, TrainingError
 from casdesk.ml.evaluate import autocast, confusion_torch, iter_confusion
 from casdesk.ml.losses import get_loss
-from casdesk.ml.modelfile import CHECKPOINT_FORMAT, atomic_save, save_model_file, unwrap
+from casdesk.ml.modelfile import (
+    CHECKPOINT_FORMAT,
+    atomic_save,
+    load_tagged,
+    save_model_file,
+    unwrap,
+)
 from casdesk.ml.models import create_model, resolve_spec
 
 __all__ = ["TrainConfig", "TrainResult", "train", "read_checkpoint"]
@@ -102,12 +108,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         p = p / "last.ckpt"
     if not p.is_file():
         raise TrainingError("no checkpoint to resume from", p, "pass a run folder or its last.ckpt")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise TrainingError(f"the checkpoint cannot be read ({str(exc).splitlines()[0][:200]})", p) from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise TrainingError("not a casdesk training checkpoint", p)
+    # optimizer and RNG states need the full unpickler; the file is casdesk's own
+    ckpt = load_tagged(p, CHECKPOINT_FORMAT, TrainingError, "casdesk training checkpoint", weights_only=False)
     ckpt["path"] = str(p)
     return ckpt
 
