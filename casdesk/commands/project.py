@@ -191,7 +191,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from casdesk.core.export import export_dataset
 
-    with open_project(args.project) as cat, interruptible() as token:
+    with open_project(args.project, readonly=True) as cat, interruptible() as token:
         ids: list[int] | None = None
         if args.accepted_only:
             from casdesk.core.qc import accepted_tile_ids

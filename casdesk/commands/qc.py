@@ -82,7 +82,7 @@ def _print_table(counts: dict[str, Any], rules: list[qc.Rule]) -> None:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    with open_project(args.project) as catalog:
+    with open_project(args.project, readonly=True) as catalog:
         rules = qc.load_preset(catalog, args.preset) if args.preset else qc.current_rules(catalog)
         n = qc.write_report(catalog, args.out, rules)
     print(f"wrote {n} rows to {args.out}")

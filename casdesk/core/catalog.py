@@ -273,6 +273,10 @@ class Label:
 
 
 # --------------------------------------------------------------------------- catalog
+def _sidecar(file: Path, suffix: str) -> Path:
+    return file.with_name(file.name + suffix)
+
+
 def project_paths(path: str | Path) -> tuple[Path, Path]:
     """Return (project file, data folder) for a project path, adding ``.casdesk`` if absent."""
     p = Path(path).expanduser()
@@ -330,27 +334,35 @@ class Catalog:
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False) -> Catalog:
+        """Open a project; ``readonly`` opens it with SQLite's ``mode=ro``.
+
+        A project whose file or folder is not writable (an archive on a read-only share)
+        opens read-only whatever ``readonly`` says, with ``immutable=1`` when SQLite could
+        not create its shared-memory file there; writes then fail with "open read-only".
+
+        The file is only ever touched through SQLite. On POSIX, closing *any* descriptor of
+        a file drops every lock this process holds on it, so a plain ``open()``/``close()``
+        of the project file beside a live connection (the GUI's) lets another process
+        believe it is the last user, checkpoint and delete the WAL under the running app.
+        SQLite's own VFS defers such closes, so the header checks run through a probe
+        connection instead of Python's ``open()``.
+        """
         file, _ = project_paths(path)
         if not file.exists():
             raise CatalogError("no such project file", file, "create it with `casdesk init`")
-        with open(file, "rb") as fh:
-            header = fh.read(100)
-        if not header.startswith(b"SQLite format 3\x00"):
-            raise CatalogError("not a casdesk project (not an SQLite database)", file)
-        page_size = int.from_bytes(header[16:18], "big") if len(header) >= 18 else 0
-        page_size = 65536 if page_size == 1 else page_size
-        if len(header) < 100 or not page_size or file.stat().st_size % page_size != 0:
-            raise CatalogError(
-                "the project file is truncated or damaged; it was not modified",
-                file,
-                "restore it from a backup",
-            )
-        app_id = int.from_bytes(header[68:72], "big")
-        if app_id != APPLICATION_ID:
-            raise CatalogError("not a casdesk project (an SQLite file of another program)", file)
-        uri = f"file:{file}?mode=ro" if readonly else str(file)
+        if file.is_dir():
+            raise CatalogError("this is a folder, not a casdesk project file", file,
+                               "pass the NAME.casdesk file")
+        writable = os.access(file, os.W_OK) and os.access(file.parent, os.W_OK)
+        readonly = readonly or not writable
+        immutable = not os.access(file.parent, os.W_OK) and not _sidecar(file, "-shm").exists()
+        cls._probe(file, immutable)
+        if readonly:
+            uri = f"{file.as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+        else:
+            uri = file.as_uri()
         try:
-            db = sqlite3.connect(uri, uri=readonly, timeout=30.0, check_same_thread=False)
+            db = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
             db.row_factory = sqlite3.Row
             db.execute("PRAGMA foreign_keys = ON")
             db.execute("PRAGMA busy_timeout = 30000")
@@ -368,13 +380,51 @@ class Catalog:
             if not readonly:
                 cls._migrate(db, file)
             else:
-                cls._check_version(db, file)
+                cls._check_version(db, file)  # an older schema is read as it is
         except sqlite3.DatabaseError as exc:
             raise CatalogError(f"the project database cannot be read ({exc})", file) from exc
         cat = cls(file, db, readonly=readonly)
         if not readonly:
             cat.data_dir.mkdir(exist_ok=True)
         return cat
+
+    @staticmethod
+    def _probe(file: Path, immutable: bool) -> None:
+        """Refuse a file that is not an intact casdesk database, without modifying it.
+
+        Reads the header fields through a read-only SQLite connection (see :meth:`open` for
+        why never through Python's ``open()``); the size comes from ``stat``.
+        """
+        uri = f"{file.as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
+        try:
+            probe = sqlite3.connect(uri, uri=True, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise CatalogError(f"the project file cannot be opened ({exc})", file) from exc
+        try:
+            try:
+                app_id = probe.execute("PRAGMA application_id").fetchone()[0]
+                page_size = probe.execute("PRAGMA page_size").fetchone()[0]
+            except sqlite3.DatabaseError as exc:
+                if "not a database" in str(exc):
+                    raise CatalogError("not a casdesk project (not an SQLite database)", file) from exc
+                raise CatalogError(
+                    f"the project file is truncated or damaged; it was not modified ({exc})",
+                    file,
+                    "restore it from a backup",
+                ) from exc
+        finally:
+            probe.close()
+        size = file.stat().st_size
+        if size < 100:
+            raise CatalogError("not a casdesk project (not an SQLite database)", file)
+        if size % page_size:
+            raise CatalogError(
+                "the project file is truncated or damaged; it was not modified",
+                file,
+                "restore it from a backup",
+            )
+        if app_id != APPLICATION_ID:
+            raise CatalogError("not a casdesk project (an SQLite file of another program)", file)
 
     @staticmethod
     def _schema_version(db: sqlite3.Connection) -> int:
