@@ -36,8 +36,8 @@ import psutil  # noqa: E402
 import rasterio  # noqa: E402
 from affine import Affine  # noqa: E402
 
-from casdesk.core import tile_index as ti  # noqa: E402
-from casdesk.core.catalog import Catalog, utc_now  # noqa: E402
+from casdesk.core.dataset import tile_table as ti  # noqa: E402
+from casdesk.core.project.catalog import Catalog, utc_now  # noqa: E402
 
 PX = 128
 
@@ -107,7 +107,7 @@ def generate(folder: Path, n_tiles: int, n_images: int) -> Path:
 def _visible_keys(panel) -> list[tuple[int, int, str]]:
     from PySide6.QtCore import QPoint
 
-    from casdesk.core.thumbnails import size_bucket
+    from casdesk.core.raster.thumbnails import size_bucket
 
     grid, model, index = panel.grid, panel.model, panel.index
     vp = grid.viewport().rect()
@@ -169,7 +169,7 @@ class Stalls:
 
 def open_panel(app, project: Path, cache_mb: int):
     from casdesk.gui.browser.panel import BrowserPanel
-    from casdesk.gui.context import ProjectContext
+    from casdesk.gui.shell.context import ProjectContext
 
     context = ProjectContext()
     panel = BrowserPanel(context)

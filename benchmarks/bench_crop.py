@@ -71,10 +71,10 @@ def baseline_crop(scene: Path, out: Path, size: int) -> int:
 
 
 def casdesk_crop(scene: Path, labels: Path, project: Path, size: int) -> tuple[int, float]:
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
     from casdesk.core.jobs import run_job
-    from casdesk.core.scenes import add_scene
-    from casdesk.core.tiling import CropParams, crop_scene
+    from casdesk.core.project.catalog import Catalog
 
     with Catalog.create(project) as cat:
         sid = add_scene(cat, scene, labels=labels).scene_id
@@ -98,7 +98,7 @@ def main() -> None:
     if args.child:
         _child(*args.child[:3], int(args.child[3]))
         return
-    from casdesk.core.labels import write_vector_labels
+    from casdesk.core.labels.io import write_vector_labels
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

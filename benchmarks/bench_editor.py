@@ -60,10 +60,10 @@ def main() -> int:
     from PySide6.QtCore import QRectF
     from PySide6.QtWidgets import QApplication
 
-    from casdesk.core import geometry_edit as ge
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.label_sync import LabelStore, scene_target
-    from casdesk.core.scenes import add_scene
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.labels import geometry as ge
+    from casdesk.core.labels.store import LabelStore, scene_target
+    from casdesk.core.project.catalog import Catalog
     from casdesk.gui.editor.canvas import EditorCanvas
     from casdesk.gui.editor.document import EditorDocument
     from casdesk.gui.editor.imagery import ImageLayer

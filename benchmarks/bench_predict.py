@@ -55,7 +55,7 @@ def make_model_file(path: Path, arch: str, encoder: str, tile: int) -> None:
     import torch
 
     from casdesk.ml.modelfile import save_model_file
-    from casdesk.ml.models import create_model
+    from casdesk.ml.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model(arch, encoder=encoder, in_channels=3, classes=1)
@@ -70,7 +70,7 @@ def tiny_predictor(tile: int):  # noqa: ANN201 - a Predictor; torch imported laz
     import torch
     from torch import nn
 
-    from casdesk.ml.predict import Predictor
+    from casdesk.ml.inference.scene import Predictor
 
     class Bright(nn.Module):
         """Bright (scar) pixels are landslide, smoothed 5x5: masks like a real model's."""
@@ -92,7 +92,7 @@ def bare_forwards(model_file: Path, windows: int, batch: int, tile: int, device:
     """Seconds for ``windows`` forwards (in batches) of random in-memory tensors."""
     import torch
 
-    from casdesk.ml.predict import load_predictor
+    from casdesk.ml.inference.scene import load_predictor
 
     pred = load_predictor(model_file, device)
     x = torch.randn(batch, 3, tile, tile)
@@ -109,7 +109,7 @@ def bare_forwards(model_file: Path, windows: int, batch: int, tile: int, device:
 
 def scene_run(model_file: Path, scene: Path, out: Path, overlap: int, batch: int, device: str) -> tuple[float, int]:
     from casdesk.core.jobs import run_job
-    from casdesk.ml.predict import load_predictor, predict_scene
+    from casdesk.ml.inference.scene import load_predictor, predict_scene
 
     pred = load_predictor(model_file, device)
     import torch
@@ -139,7 +139,7 @@ def rss_child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     from casdesk.core.jobs import run_job
-    from casdesk.ml.predict import load_predictor, predict_scene
+    from casdesk.ml.inference.scene import load_predictor, predict_scene
 
     pred = tiny_predictor(args.tile) if args.rss_model == "tiny" else load_predictor(args.model_file, args.device)
     t = time.perf_counter()

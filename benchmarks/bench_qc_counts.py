@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from casdesk.core import qc
+from casdesk.core.qc import rules as qc
 
 
 def main() -> None:

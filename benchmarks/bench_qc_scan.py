@@ -19,10 +19,10 @@ import numpy as np
 import rasterio
 from rasterio.transform import from_origin
 
-from casdesk.core.catalog import Catalog
 from casdesk.core.jobs import run_job
-from casdesk.core.qc import compute_metrics
-from casdesk.core.raster import read_window
+from casdesk.core.project.catalog import Catalog
+from casdesk.core.qc.rules import compute_metrics
+from casdesk.core.raster.io import read_window
 
 
 def make_tiles(folder: Path, n: int) -> list[Path]:

@@ -35,7 +35,7 @@ CASDESK = """
 import sys
 from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QApplication
-from casdesk.gui.main_window import MainWindow
+from casdesk.gui.shell.main_window import MainWindow
 app = QApplication([])
 w = MainWindow(settings=QSettings(sys.argv[1], QSettings.Format.IniFormat)); w.show(); app.processEvents()
 print("shown", "torch" in sys.modules, flush=True)

@@ -64,7 +64,7 @@ def bare_loop(args: argparse.Namespace, pairs: list[tuple[Path, Path]], device: 
               amp: torch.dtype | None) -> list[float]:
     import segmentation_models_pytorch as smp
 
-    from casdesk.ml.losses import dice_loss
+    from casdesk.ml.training.losses import dice_loss
 
     torch.manual_seed(0)
     arch = args.model.removeprefix("smp:")
@@ -96,8 +96,8 @@ def bare_loop(args: argparse.Namespace, pairs: list[tuple[Path, Path]], device: 
 
 def casdesk_loop(args: argparse.Namespace, project: Path, device: torch.device) -> list[float]:
     from casdesk.core.jobs import run_job
-    from casdesk.ml.config import TrainConfig
-    from casdesk.ml.train import train
+    from casdesk.ml.training.config import TrainConfig
+    from casdesk.ml.training.trainer import train
 
     cfg = TrainConfig(model=args.model, encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size,
                       num_workers=args.workers, device=str(device), augment=False, amp=args.amp,
@@ -124,8 +124,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.splits import make_split
+    from casdesk.core.dataset.splits import make_split
+    from casdesk.core.project.catalog import Catalog
     from casdesk.ml.device import resolve_device
 
     device = resolve_device(args.device)

@@ -93,7 +93,7 @@ def step_gui(state: SelftestState) -> str:
     from PySide6 import __version__ as pyside_version
     from PySide6.QtCore import QSettings, QtMsgType, qInstallMessageHandler
 
-    from casdesk.gui.main_window import MainWindow
+    from casdesk.gui.shell.main_window import MainWindow
 
     def to_log(mode: QtMsgType, context: object, message: str) -> None:
         log.debug("Qt: %s", message)  # offscreen-platform chatter stays out of the report
@@ -117,8 +117,8 @@ def step_gui(state: SelftestState) -> str:
 def step_scene(state: SelftestState) -> str:
     from rasterio.crs import CRS
 
-    from casdesk.core.labels import write_vector_labels
-    from casdesk.core.synthetic import make_scene
+    from casdesk.core.dataset.synthetic import make_scene
+    from casdesk.core.labels.io import write_vector_labels
 
     scene = make_scene(state.folder / "scene.tif", width=SCENE_SIZE, height=SCENE_SIZE, seed=3, n_scars=3)
     labels = write_vector_labels(
@@ -130,8 +130,8 @@ def step_scene(state: SelftestState) -> str:
 
 
 def step_add_scene(state: SelftestState) -> str:
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.scenes import add_scene
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.project.catalog import Catalog
 
     scene, labels = state.need("scene", "scene"), state.need("labels", "scene")
     project = state.folder / "selftest.casdesk"
@@ -142,9 +142,9 @@ def step_add_scene(state: SelftestState) -> str:
 
 
 def step_crop(state: SelftestState) -> str:
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
     from casdesk.core.jobs import run_job
-    from casdesk.core.tiling import CropParams, crop_scene
+    from casdesk.core.project.catalog import Catalog
 
     project, scene_id = state.need("project", "add-scene"), state.need("scene_id", "add-scene")
     with Catalog.open(project) as cat:
@@ -157,15 +157,15 @@ def step_crop(state: SelftestState) -> str:
 
 
 def step_qc(state: SelftestState) -> str:
-    from casdesk.core.catalog import Catalog
     from casdesk.core.jobs import run_job
+    from casdesk.core.project.catalog import Catalog
 
     project = state.need("project", "add-scene")
     state.need("tiles", "crop")
     try:
-        qc = importlib.import_module("casdesk.core.qc")
+        qc = importlib.import_module("casdesk.core.qc.rules")
     except ImportError as exc:
-        raise RuntimeError(f"casdesk.core.qc is not available ({exc})") from exc
+        raise RuntimeError(f"casdesk.core.qc.rules is not available ({exc})") from exc
     with Catalog.open(project) as cat:
         measured = run_job(qc.compute_metrics(cat, workers=1))
         table = qc.load_table(cat)
@@ -179,8 +179,8 @@ def step_qc(state: SelftestState) -> str:
 
 def step_train(state: SelftestState) -> str:
     from casdesk.core.jobs import Progress
-    from casdesk.ml.config import TrainConfig
-    from casdesk.ml.train import train
+    from casdesk.ml.training.config import TrainConfig
+    from casdesk.ml.training.trainer import train
 
     project = state.need("project", "add-scene")
     tiles = state.need("tiles", "crop")
@@ -214,9 +214,9 @@ def step_predict(state: SelftestState) -> str:
     model = state.need("model", "train")
     scene = state.need("scene", "scene")
     try:
-        predict = importlib.import_module("casdesk.ml.predict")
+        predict = importlib.import_module("casdesk.ml.inference.scene")
     except ImportError as exc:
-        raise RuntimeError(f"casdesk.ml.predict is not available ({exc})") from exc
+        raise RuntimeError(f"casdesk.ml.inference.scene is not available ({exc})") from exc
     result = run_job(predict.predict_scene(model, scene, state.folder / "prediction",
                                            device=state.device, overlap=16, batch_size=8))
     written = [p for p in (result.prob_path, result.mask_path, result.vector_path) if p is not None]

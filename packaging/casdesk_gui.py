@@ -6,6 +6,6 @@ if __name__ == "__main__":
     multiprocessing.freeze_support()
     import sys
 
-    from casdesk.gui.app import gui_main
+    from casdesk.gui.shell.app import gui_main
 
     raise SystemExit(gui_main(sys.argv[1:]))

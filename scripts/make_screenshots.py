@@ -42,7 +42,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     from casdesk.commands.project import build_demo
-    from casdesk.gui.main_window import MainWindow
+    from casdesk.gui.shell.main_window import MainWindow
 
     app = QApplication(sys.argv[:1])
     tmp = Path(tempfile.mkdtemp(prefix="casdesk-shots-"))
@@ -79,7 +79,7 @@ def main() -> int:
     shoot("Train")
     predict = window.panels.get("Predict")
     if predict is not None:
-        from casdesk.core.runs import list_runs
+        from casdesk.core.evaluation.runs import list_runs
 
         run = list_runs(window.context.catalog)[0]
         window.tabs.setCurrentWidget(predict)

@@ -7,7 +7,7 @@ import sys
 
 from PySide6.QtWidgets import QApplication
 
-from casdesk.gui.main_window import MainWindow
+from casdesk.gui.shell.main_window import MainWindow
 
 
 def main() -> int:

@@ -33,7 +33,7 @@ def public_data() -> Path:
 @pytest.fixture()
 def project(tmp_path: Path):
     """An empty project in a temporary folder."""
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.project.catalog import Catalog
 
     cat = Catalog.create(tmp_path / "test.casdesk")
     yield cat
@@ -51,7 +51,7 @@ def write_tile(path: Path, data: np.ndarray) -> None:
 def tiny_project(tmp_path: Path) -> Path:
     """A tiny training project: 16 tiles of 64x64 in two subdatasets (UAV, SAT), bright
     square landslides on noise."""
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.project.catalog import Catalog
 
     rng = np.random.default_rng(0)
     cat = Catalog.create(tmp_path / "tiny")

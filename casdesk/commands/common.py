@@ -10,8 +10,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from casdesk.core.catalog import Catalog
 from casdesk.core.jobs import CancelToken, Job, Progress, run_job
+from casdesk.core.project.catalog import Catalog
 
 
 def open_project(path: str | Path, readonly: bool = False) -> Catalog:

@@ -9,13 +9,13 @@ from typing import Any
 
 from casdesk.commands.common import drive, open_project, print_json
 from casdesk.core.errors import LabelError
-from casdesk.core.label_exchange import (
+from casdesk.core.labels.exchange import (
     export_labelme_folder,
     export_vector,
     import_labelme_folder,
     import_vector,
 )
-from casdesk.core.label_sync import regenerate_masks
+from casdesk.core.labels.store import regenerate_masks
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
 

@@ -43,7 +43,7 @@ def _register_split(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_split(args: argparse.Namespace) -> int:
-    from casdesk.core.splits import list_splits, make_split
+    from casdesk.core.dataset.splits import list_splits, make_split
 
     with open_project(args.project) as catalog:
         if not args.list:
@@ -127,13 +127,13 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from casdesk.core.metrics import format_table
-    from casdesk.ml.config import TrainConfig
+    from casdesk.core.evaluation.metrics import format_table
+    from casdesk.ml.training.config import TrainConfig
 
     overrides = _train_overrides(args)
     config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig(**overrides)
     main_rank = int(os.environ.get("RANK", "0")) == 0
-    from casdesk.ml.train import train
+    from casdesk.ml.training.trainer import train
 
     with open_project(args.project) as catalog, interruptible() as token:
         job = train(catalog, config, cancel=token if main_rank else None, resume=args.resume)
@@ -203,8 +203,8 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from casdesk.commands.common import drive
-    from casdesk.core.metrics import format_table
-    from casdesk.ml.evaluate import evaluate
+    from casdesk.core.evaluation.metrics import format_table
+    from casdesk.ml.training.evaluate import evaluate
 
     with open_project(args.project) as catalog, interruptible() as token:
         job = evaluate(

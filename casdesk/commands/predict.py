@@ -50,7 +50,12 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from casdesk.ml.predict import estimate_memory, load_predictor, predict_scenes, scene_files
+    from casdesk.ml.inference.scene import (
+        estimate_memory,
+        load_predictor,
+        predict_scenes,
+        scene_files,
+    )
 
     scene = Path(args.scene)
     paths = scene_files(scene) if scene.is_dir() else [scene]
@@ -108,7 +113,7 @@ def _register_predict_tiles(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_predict_tiles(args: argparse.Namespace) -> int:
-    from casdesk.ml.predict_tiles import predict_tiles
+    from casdesk.ml.inference.tiles import predict_tiles
 
     with open_project(args.project) as catalog, interruptible() as token:
         summary = drive(
@@ -144,7 +149,7 @@ def _register_suspects(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_suspects(args: argparse.Namespace) -> int:
-    from casdesk.core.suspects import find_suspects
+    from casdesk.core.qc.suspects import find_suspects
 
     with open_project(args.project) as catalog, interruptible() as token:
         suspects = drive(find_suspects(catalog, model=args.model, top=args.top, cancel=token), "suspects")

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from casdesk.commands.common import drive, interruptible, open_project, print_json
-from casdesk.core.catalog import Catalog
 from casdesk.core.errors import CasdeskError
+from casdesk.core.project.catalog import Catalog
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,7 +88,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_add_scene(args: argparse.Namespace) -> int:
-    from casdesk.core.scenes import add_scene
+    from casdesk.core.dataset.scenes import add_scene
 
     with open_project(args.project) as cat:
         added = add_scene(
@@ -124,7 +124,7 @@ def cmd_add_scene(args: argparse.Namespace) -> int:
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
-    from casdesk.core.tiling import CropParams, crop_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
 
     params = CropParams(args.size, args.stride or args.size, args.edge)
     results: dict[str, Any] = {}
@@ -149,7 +149,7 @@ def cmd_crop(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from casdesk.core.importers import IMPORTERS, detect_format
+    from casdesk.core.dataset.importers import IMPORTERS, detect_format
 
     fmt = detect_format(args.folder) if args.format == "auto" else args.format
     kwargs: dict[str, Any] = {}
@@ -189,12 +189,12 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from casdesk.core.export import export_dataset
+    from casdesk.core.dataset.export import export_dataset
 
     with open_project(args.project, readonly=True) as cat, interruptible() as token:
         ids: list[int] | None = None
         if args.accepted_only:
-            from casdesk.core.qc import accepted_tile_ids
+            from casdesk.core.qc.rules import accepted_tile_ids
 
             ids = accepted_tile_ids(cat)
         if args.subdatasets:
@@ -210,10 +210,10 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def build_demo(folder: str | Path, quiet: bool = True) -> Path:
     """Build (or rebuild) the demo project in ``folder``; return the project file."""
-    from casdesk.core.labels import write_vector_labels
-    from casdesk.core.scenes import add_scene
-    from casdesk.core.synthetic import make_scene
-    from casdesk.core.tiling import CropParams, crop_scene
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.dataset.synthetic import make_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
+    from casdesk.core.labels.io import write_vector_labels
 
     root = Path(folder).absolute()
     root.mkdir(parents=True, exist_ok=True)
@@ -232,7 +232,7 @@ def build_demo(folder: str | Path, quiet: bool = True) -> Path:
         added = add_scene(cat, scene.path, labels=labels, subdataset="Demo UAV (0.5m)", sensor="UAV",
                           source="casdesk synthetic demo", licence="CC0")
         drive(crop_scene(cat, added.scene_id, CropParams(512, 256, "shift")), "crop demo", quiet=quiet)
-        from casdesk.core.qc import compute_metrics
+        from casdesk.core.qc.rules import compute_metrics
 
         drive(compute_metrics(cat), "QC metrics", quiet=quiet)
     return project
@@ -255,7 +255,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if not args.no_gui:
             print("no display found: not opening the app (use `casdesk gui PROJECT` on a desktop)")
         return 0
-    from casdesk.gui.app import run_app
+    from casdesk.gui.shell.app import run_app
 
     return run_app(project)
 
@@ -269,6 +269,6 @@ def _has_display() -> bool:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from casdesk.gui.app import run_app
+    from casdesk.gui.shell.app import run_app
 
     return run_app(args.project)

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from casdesk.commands.common import drive, interruptible, open_project, print_json
-from casdesk.core import qc
+from casdesk.core.qc import rules as qc
 
 _FLAGS = (
     ("fill_max", "fill_fraction", "reject tiles with more boundary fill than this (0-1; paper 0.30)"),

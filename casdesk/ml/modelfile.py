@@ -95,7 +95,7 @@ def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tup
     Needs no project and no download: the architecture is rebuilt without pretrained
     weights and the stored weights are loaded.
     """
-    from casdesk.ml.models import create_model
+    from casdesk.ml.models.registry import create_model
 
     blob = read_model_file(path)
     meta = blob["meta"]

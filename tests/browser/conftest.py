@@ -11,7 +11,7 @@ import pytest
 import rasterio
 from affine import Affine
 
-from casdesk.core.catalog import Catalog, utc_now
+from casdesk.core.project.catalog import Catalog, utc_now
 
 TILE_PX = 64
 N_IMAGES = 6
@@ -121,7 +121,7 @@ def browser_project(tmp_path: Path):
 def browser(qtbot, browser_project):
     """A BrowserPanel with ``browser_project`` open and its tile table loaded."""
     from casdesk.gui.browser.panel import BrowserPanel
-    from casdesk.gui.context import ProjectContext
+    from casdesk.gui.shell.context import ProjectContext
 
     context = ProjectContext()
     panel = BrowserPanel(context)

@@ -8,8 +8,8 @@ import threading
 import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
-from casdesk.core import qc
-from casdesk.core import thumbnails as th
+from casdesk.core.qc import rules as qc
+from casdesk.core.raster import thumbnails as th
 from casdesk.gui.browser import loader as loader_module
 
 from .conftest import make_mask, write_tile
@@ -238,7 +238,7 @@ def test_decision_while_qc_columns_load(qtbot, browser_project, monkeypatch):
     """The grid shows before the QC columns; a decision made meanwhile survives their arrival."""
     from casdesk.gui.browser import panel as panel_module
     from casdesk.gui.browser.panel import BrowserPanel
-    from casdesk.gui.context import ProjectContext
+    from casdesk.gui.shell.context import ProjectContext
 
     release = threading.Event()
     real = panel_module.load_qc_for

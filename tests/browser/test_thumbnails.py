@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from affine import Affine
 
-from casdesk.core import thumbnails as th
+from casdesk.core.raster import thumbnails as th
 
 from .conftest import make_mask, write_tile
 

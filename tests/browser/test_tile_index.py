@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from casdesk.core import qc
-from casdesk.core import tile_index as ti
+from casdesk.core.dataset import tile_table as ti
+from casdesk.core.qc import rules as qc
 
 
 def sql_count(cat, where: str, params=()) -> int:

@@ -78,7 +78,7 @@ def test_import_labelme_folder_matches_labelme_rules(capsys, public_data: Path, 
     run(capsys, "init", project)
     code, out, _ = run(capsys, "import-dataset", project, public_data / "labelme", "--label-name", "person", "--json")
     assert code == 0 and json.loads(out)["format"] == "labelme"
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.project.catalog import Catalog
 
     with Catalog.open(project) as cat:
         tiles = cat.tiles()
@@ -116,8 +116,8 @@ def test_demo_builds_its_project(capsys, tmp_path: Path):
 
 
 def test_export_accepted_only_honours_qc(capsys, public_data: Path, tmp_path: Path):
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.qc import accepted_tile_ids, set_decision
+    from casdesk.core.project.catalog import Catalog
+    from casdesk.core.qc.rules import accepted_tile_ids, set_decision
 
     project = tmp_path / "p.casdesk"
     run(capsys, "init", project)

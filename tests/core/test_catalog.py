@@ -4,9 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from casdesk.core import catalog as catalog_module
-from casdesk.core.catalog import SCHEMA_VERSION, Catalog
 from casdesk.core.errors import CatalogError
+from casdesk.core.project import catalog as catalog_module
+from casdesk.core.project.catalog import SCHEMA_VERSION, Catalog
 
 
 def _tile(name: str, sub: str = "A", **kw):

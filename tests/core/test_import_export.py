@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 import rasterio
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.dataset.export import export_dataset
+from casdesk.core.dataset.importers import (
+    detect_format,
+    import_cas,
+    import_pairs,
+    subdataset_metadata,
+)
+from casdesk.core.dataset.scenes import add_scene
+from casdesk.core.dataset.tiling import CropParams, crop_scene
 from casdesk.core.errors import ImportDatasetError, OutputError
-from casdesk.core.export import export_dataset
-from casdesk.core.importers import detect_format, import_cas, import_pairs, subdataset_metadata
 from casdesk.core.jobs import run_job
-from casdesk.core.labels import mask_to_cas_label
-from casdesk.core.scenes import add_scene
-from casdesk.core.tiling import CropParams, crop_scene
+from casdesk.core.labels.io import mask_to_cas_label
+from casdesk.core.project.catalog import Catalog
 
 
 def _read(path: Path) -> np.ndarray:
@@ -111,7 +116,7 @@ def test_export_refuses_non_empty_and_unwritable(project: Catalog, tmp_path: Pat
 def test_export_disk_full_leaves_nothing(project: Catalog, public_data: Path, tmp_path: Path, monkeypatch):
     import errno
 
-    import casdesk.core.export as export_module
+    import casdesk.core.dataset.export as export_module
 
     sid = add_scene(project, public_data / "RGB.byte.tif").scene_id
     run_job(crop_scene(project, sid, CropParams(256, 256)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from casdesk.core.metrics import confusion_matrix, format_table, segmentation_metrics
+from casdesk.core.evaluation.metrics import confusion_matrix, format_table, segmentation_metrics
 
 
 def test_confusion_matrix_counts_and_ignores() -> None:

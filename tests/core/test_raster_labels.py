@@ -8,7 +8,7 @@ from affine import Affine
 from rasterio import features
 
 from casdesk.core.errors import LabelError, RasterError
-from casdesk.core.labels import (
+from casdesk.core.labels.io import (
     binarize_label_array,
     mask_to_cas_label,
     mask_to_polygons,
@@ -16,7 +16,7 @@ from casdesk.core.labels import (
     read_vector_labels,
     write_vector_labels,
 )
-from casdesk.core.raster import check_scene, raster_info, read_window, to_display_rgb
+from casdesk.core.raster.io import check_scene, raster_info, read_window, to_display_rgb
 
 
 def test_check_scene_reads_real_landsat(public_data: Path):

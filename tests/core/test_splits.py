@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from casdesk.core.catalog import Catalog
-from casdesk.core.splits import (
+from casdesk.core.dataset.splits import (
     SplitError,
     list_splits,
     load_split,
     make_split,
     spatial_groups,
 )
+from casdesk.core.project.catalog import Catalog
 
 
 def _catalog(tmp_path: Path, name: str = "s") -> Catalog:

@@ -5,11 +5,11 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.dataset.scenes import add_scene
+from casdesk.core.dataset.tiling import CropParams, crop_scene, tile_windows
 from casdesk.core.errors import TilingError
 from casdesk.core.jobs import CancelToken, run_job
-from casdesk.core.scenes import add_scene
-from casdesk.core.tiling import CropParams, crop_scene, tile_windows
+from casdesk.core.project.catalog import Catalog
 
 
 @pytest.mark.parametrize(
@@ -105,10 +105,10 @@ def test_cancel_stops_and_keeps_catalog_consistent(project: Catalog, public_data
 
 
 def test_16bit_four_band_scene(project: Catalog, tmp_path: Path):
-    from casdesk.core.synthetic import make_scene
+    from casdesk.core.dataset.synthetic import make_scene
 
     scene = make_scene(tmp_path / "s16.tif", 600, 520, seed=1, dtype="uint16", bands=4)
-    from casdesk.core.labels import write_vector_labels
+    from casdesk.core.labels.io import write_vector_labels
 
     wkt = rasterio.crs.CRS.from_user_input(scene.crs).to_wkt()
     vec = write_vector_labels(scene.scars_crs, tmp_path / "s.gpkg", wkt, {"label": ["landslide"] * len(scene.scars_px)})

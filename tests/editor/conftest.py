@@ -60,11 +60,11 @@ class EditorProject:
 @pytest.fixture()
 def editor_project(tmp_path: Path) -> EditorProject:
     """A 512 x 512 georeferenced synthetic scene cropped into four 256-pixel tiles."""
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.dataset.synthetic import make_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
     from casdesk.core.jobs import run_job
-    from casdesk.core.scenes import add_scene
-    from casdesk.core.synthetic import make_scene
-    from casdesk.core.tiling import CropParams, crop_scene
+    from casdesk.core.project.catalog import Catalog
 
     scene = make_scene(tmp_path / "scene.tif", 512, 512, seed=3, n_scars=2, cloud=False, seam=False, fill=False)
     with Catalog.create(tmp_path / "proj") as cat:

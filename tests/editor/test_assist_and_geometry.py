@@ -11,13 +11,13 @@ import textwrap
 import numpy as np
 import shapely
 
-from casdesk.core import assist
-from casdesk.core import geometry_edit as ge
-from casdesk.core.catalog import Catalog
+from casdesk.core.labels import assist
+from casdesk.core.labels import geometry as ge
+from casdesk.core.project.catalog import Catalog
 
 
 def iou(poly, truth: np.ndarray) -> float:
-    from casdesk.core.labels import rasterize_polygons
+    from casdesk.core.labels.io import rasterize_polygons
 
     m = rasterize_polygons([poly], truth.shape).astype(bool)
     return (m & truth).sum() / (m | truth).sum()
@@ -76,8 +76,8 @@ def test_vertex_ops_holes_brush_and_snap() -> None:
 EDITOR_PROCESS = textwrap.dedent(
     """
     import sys, shapely
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.label_sync import LabelStore, scene_target
+    from casdesk.core.project.catalog import Catalog
+    from casdesk.core.labels.store import LabelStore, scene_target
     cat = Catalog.open(sys.argv[1])
     store = LabelStore(cat, scene_target(cat, int(sys.argv[2])))
     lid = store.create(shapely.box(0, 0, 10, 10), "landslide")

@@ -9,10 +9,10 @@ import shapely
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from casdesk.core.catalog import Catalog
-from casdesk.core.labels import rasterize_polygons
-from casdesk.gui.context import ProjectContext
+from casdesk.core.labels.io import rasterize_polygons
+from casdesk.core.project.catalog import Catalog
 from casdesk.gui.editor.panel import EditorPanel
+from casdesk.gui.shell.context import ProjectContext
 
 NO = Qt.KeyboardModifier.NoModifier
 LEFT = Qt.MouseButton.LeftButton

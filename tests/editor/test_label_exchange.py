@@ -10,11 +10,11 @@ import pytest
 import shapely
 
 from casdesk.cli import main
-from casdesk.core.catalog import Catalog
 from casdesk.core.jobs import run_job
-from casdesk.core.label_exchange import export_labelme, import_labelme_file
-from casdesk.core.label_sync import regenerate_masks, scene_target, tile_target
-from casdesk.core.labelme import labelme_mask, read_labelme, write_labelme
+from casdesk.core.labels.exchange import export_labelme, import_labelme_file
+from casdesk.core.labels.labelme import labelme_mask, read_labelme, write_labelme
+from casdesk.core.labels.store import regenerate_masks, scene_target, tile_target
+from casdesk.core.project.catalog import Catalog
 
 
 def add_polygons(path, scene_id):

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from casdesk.core.errors import LabelError
-from casdesk.core.labelme import (
+from casdesk.core.labels.labelme import (
     LabelMeDocument,
     LabelMeError,
     LabelMeShape,

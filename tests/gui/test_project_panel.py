@@ -3,8 +3,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from casdesk.core.catalog import Catalog
-from casdesk.gui.main_window import MainWindow
+from casdesk.core.project.catalog import Catalog
+from casdesk.gui.shell.main_window import MainWindow
 
 
 @pytest.fixture()

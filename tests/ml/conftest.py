@@ -15,7 +15,7 @@ import rasterio
 import torch
 from affine import Affine
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
 

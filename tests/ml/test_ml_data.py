@@ -8,8 +8,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from casdesk.core.catalog import Catalog
-from casdesk.ml.data import (
+from casdesk.core.project.catalog import Catalog
+from casdesk.ml.errors import DataError
+from casdesk.ml.training.data import (
     IGNORE_INDEX,
     Augment,
     Normalization,
@@ -18,7 +19,6 @@ from casdesk.ml.data import (
     compute_normalization,
     select_tiles,
 )
-from casdesk.ml.errors import DataError
 
 
 def _tiles(project: Path) -> list[Any]:
@@ -83,7 +83,7 @@ def test_qc_filter_only_when_qc_ran(make_project: Any) -> None:
             db.execute("INSERT INTO qc_decisions(tile_id, decision, decided) VALUES (?, 'reject', 'now')",
                        (ids[0],))
         accepted = accepted_tile_ids(cat)
-        if accepted is not None:  # casdesk.core.qc decides once QC information exists
+        if accepted is not None:  # casdesk.core.qc.rules decides once QC information exists
             selected = {t.id for t in select_tiles(cat, None, None)}
             assert ids[0] not in selected
             assert len(select_tiles(cat, None, None, qc_accepted_only=False)) == 4

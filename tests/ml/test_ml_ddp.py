@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import torch
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 from casdesk.ml.modelfile import load_model_file
 
 

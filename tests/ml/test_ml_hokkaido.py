@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from casdesk.cli import main
-from casdesk.core.catalog import Catalog
-from casdesk.core.importers import import_pairs
+from casdesk.core.dataset.importers import import_pairs
+from casdesk.core.dataset.splits import make_split
 from casdesk.core.jobs import run_job
-from casdesk.core.splits import make_split
+from casdesk.core.project.catalog import Catalog
 
 
 def test_hokkaido_pairs_train_and_evaluate(shared_data: Path, tmp_path: Path,

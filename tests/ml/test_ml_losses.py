@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from casdesk.ml.losses import LOSSES, get_loss, predict_classes
+from casdesk.ml.training.losses import LOSSES, get_loss, predict_classes
 
 
 @pytest.mark.parametrize("classes", [1, 2])

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from casdesk.ml.errors import ModelError
-from casdesk.ml.models import REGISTRY, create_model, list_models
+from casdesk.ml.models.registry import REGISTRY, create_model, list_models
 
 
 @pytest.mark.parametrize("bands", [1, 3, 14])

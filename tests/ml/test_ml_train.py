@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 import torch
 
-from casdesk.core.catalog import Catalog
 from casdesk.core.jobs import CancelToken, run_job
-from casdesk.ml.config import TrainConfig
+from casdesk.core.project.catalog import Catalog
 from casdesk.ml.errors import DeviceError, TrainingError
-from casdesk.ml.evaluate import evaluate
 from casdesk.ml.modelfile import load_model_file
-from casdesk.ml.train import TrainResult, read_checkpoint, train
+from casdesk.ml.training.config import TrainConfig
+from casdesk.ml.training.evaluate import evaluate
+from casdesk.ml.training.trainer import TrainResult, read_checkpoint, train
 
 TINY = {"model": "smp:Unet", "encoder": "tu-resnet10t", "num_workers": 0, "batch_size": 4,
         "optimizer": "adamw", "lr": 3e-3, "weight_decay": 0.0, "loss": "dice+bce"}
@@ -136,7 +136,7 @@ def test_resume_after_cancel_matches_uninterrupted_run(make_project: Any) -> Non
 
 
 def test_cuda_oom_retries_with_half_batch(make_project: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    import casdesk.ml.train as train_module
+    import casdesk.ml.training.trainer as train_module
 
     real = train_module.get_loss
     calls = {"n": 0}

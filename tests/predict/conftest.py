@@ -12,7 +12,7 @@ import torch
 from affine import Affine
 from torch import nn
 
-from casdesk.ml.predict import Predictor
+from casdesk.ml.inference.scene import Predictor
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
 
@@ -129,7 +129,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model file (U-Net, MobileNetV2 encoder, random weights, 64 px tiles) written
     with the training engine's save_model_file, as `casdesk train` would."""
     from casdesk.ml.modelfile import save_model_file
-    from casdesk.ml.models import create_model
+    from casdesk.ml.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model("unet", encoder="mobilenet_v2", in_channels=3, classes=1)

@@ -16,7 +16,7 @@ from affine import Affine
 from rasterio.windows import Window
 
 from casdesk.cli import main
-from casdesk.ml.predict import estimate_memory, strip_memory
+from casdesk.ml.inference.scene import estimate_memory, strip_memory
 
 
 def test_cli_predict_scene_with_model_file(tmp_path, tools, model_file, capsys):
@@ -80,7 +80,7 @@ _RSS_SCRIPT = textwrap.dedent(
     spec = importlib.util.spec_from_file_location("helpers", sys.argv[3] + "/conftest.py")
     helpers = importlib.util.module_from_spec(spec); spec.loader.exec_module(helpers)
     from casdesk.core.jobs import run_job
-    from casdesk.ml.predict import predict_scene
+    from casdesk.ml.inference.scene import predict_scene
     predictor = helpers.make_predictor(helpers.BrightNet(), tile=256)
     res = run_job(predict_scene(predictor, sys.argv[1], sys.argv[2], overlap=64, check_values=False))
     # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent (pytest) across exec

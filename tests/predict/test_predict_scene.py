@@ -15,14 +15,14 @@ from affine import Affine
 
 from casdesk.core.errors import Cancelled
 from casdesk.core.jobs import CancelToken, run_job
-from casdesk.core.labels import rasterize_polygons
-from casdesk.core.prediction_output import (
+from casdesk.core.labels.io import rasterize_polygons
+from casdesk.core.raster.outputs import (
     PROB_NODATA,
     blend_ramp,
     decode_probability,
     window_starts,
 )
-from casdesk.ml.predict import PredictionError, predict_scene
+from casdesk.ml.inference.scene import PredictionError, predict_scene
 
 
 def _read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile]:
@@ -127,7 +127,7 @@ def test_polygons_rasterize_back_to_the_mask(tmp_path, tools):
 
 
 def test_polygons_are_merged_across_vectorize_chunks(tmp_path, tools):
-    from casdesk.core.prediction_output import vectorize_prediction
+    from casdesk.core.raster.outputs import vectorize_prediction
 
     mask = np.zeros((100, 80), dtype=np.uint8)
     mask[20:70, 10:30] = 1

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import rasterio
 
-from casdesk.core.catalog import Catalog
 from casdesk.core.jobs import run_job
-from casdesk.core.prediction_output import PROB_SCALE
-from casdesk.core.suspects import (
+from casdesk.core.project.catalog import Catalog
+from casdesk.core.qc.suspects import (
     SUSPECT_METRIC,
     SuspectParams,
     find_suspects,
@@ -20,7 +19,8 @@ from casdesk.core.suspects import (
     stored_suspects,
     suspect_queue,
 )
-from casdesk.ml.predict_tiles import predict_tiles
+from casdesk.core.raster.outputs import PROB_SCALE
+from casdesk.ml.inference.tiles import predict_tiles
 
 SIZE = 96
 CORRUPT = {3: "removed", 7: "shifted", 11: "added"}
@@ -124,7 +124,7 @@ def test_predict_tiles_then_suspects_finds_corrupted_labels(tmp_path, tools, bri
 
 
 def test_predict_tiles_split_part(tmp_path, tools, bright_predictor):
-    from casdesk.core.splits import make_split
+    from casdesk.core.dataset.splits import make_split
 
     project, _ = build_project(tmp_path, tools, n=8)
     with Catalog.open(project) as cat:
@@ -135,7 +135,7 @@ def test_predict_tiles_split_part(tmp_path, tools, bright_predictor):
 
 
 def test_suspects_without_predictions_is_a_clear_error(tmp_path, tools):
-    from casdesk.core.suspects import SuspectsError
+    from casdesk.core.qc.suspects import SuspectsError
 
     project, _ = build_project(tmp_path, tools, n=2)
     with pytest.raises(SuspectsError, match="predict-tiles"):

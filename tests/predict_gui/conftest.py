@@ -29,7 +29,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real model file (U-Net, MobileNetV2 encoder, random weights, 64 px tiles) written
     with the training engine's save_model_file, as `casdesk train` would."""
     from casdesk.ml.modelfile import save_model_file
-    from casdesk.ml.models import create_model
+    from casdesk.ml.models.registry import create_model
 
     torch.manual_seed(0)
     model = create_model("unet", encoder="mobilenet_v2", in_channels=3, classes=1)
@@ -44,7 +44,7 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from casdesk.core.synthetic import make_scene
+    from casdesk.core.dataset.synthetic import make_scene
 
     folder = tmp_path_factory.mktemp("scene")
     return make_scene(folder / "scene.tif", width=256, height=256, seed=1, n_scars=4).path
@@ -60,7 +60,7 @@ def bad_model(tmp_path: Path) -> Path:
 @pytest.fixture()
 def window(qtbot, tmp_path: Path, tiny_project: Path):
     """The main window with the tiny project open; every panel's workers are stopped after."""
-    from casdesk.gui.main_window import MainWindow
+    from casdesk.gui.shell.main_window import MainWindow
 
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     win = MainWindow(settings=settings)

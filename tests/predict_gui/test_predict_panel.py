@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 
 def _error_boxes() -> list[QMessageBox]:

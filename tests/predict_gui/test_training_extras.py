@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from casdesk.core.runs import list_runs, run_epochs
+from casdesk.core.evaluation.runs import list_runs, run_epochs
 from casdesk.gui.training.preview import COLOURS, confusion_overlay
 
 

@@ -10,8 +10,8 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from casdesk.core.catalog import Catalog
-from casdesk.core.raster import open_raster
+from casdesk.core.project.catalog import Catalog
+from casdesk.core.raster.io import open_raster
 
 PUBLIC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
 CAS_TILES = PUBLIC / "cas_tiles"

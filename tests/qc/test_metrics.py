@@ -7,8 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from casdesk.core.qc import PAPER_DEFAULTS, SEAM_DEFAULT
-from casdesk.core.qc_metrics import (
+from casdesk.core.qc.detectors import (
     METRICS,
     TileData,
     cloud_fraction,
@@ -17,6 +16,7 @@ from casdesk.core.qc_metrics import (
     seam_score,
     valid_fraction,
 )
+from casdesk.core.qc.rules import PAPER_DEFAULTS, SEAM_DEFAULT
 
 from .conftest import real_tile, smooth_field
 

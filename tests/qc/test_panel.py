@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from PySide6.QtCore import QThread
 
-from casdesk.core import qc
 from casdesk.core.jobs import run_job
-from casdesk.gui.context import ProjectContext
+from casdesk.core.qc import rules as qc
 from casdesk.gui.qc.panel import QCPanel
+from casdesk.gui.shell.context import ProjectContext
 
 from .conftest import synthetic_rgb
 
@@ -136,7 +136,7 @@ def test_suspect_labels_review_queue_highlights_disagreement(qtbot, panel):
 
     import rasterio
 
-    from casdesk.core.catalog import utc_now
+    from casdesk.core.project.catalog import utc_now
 
     catalog = panel.context.catalog
     tiles = catalog.tiles()
@@ -160,7 +160,7 @@ def test_suspect_labels_review_queue_highlights_disagreement(qtbot, panel):
     colour = image.pixelColor(x, y)
     assert colour.red() > 150 and colour.green() > 120 and colour.blue() < 100  # yellow tint
     review.reject_tile()
-    from casdesk.core.qc import latest_decisions
+    from casdesk.core.qc.rules import latest_decisions
 
     assert latest_decisions(catalog)[tiles[3].id]["decision"] == "reject"
     review.close()

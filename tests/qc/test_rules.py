@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from casdesk.cli import main
-from casdesk.core import qc
 from casdesk.core.jobs import CancelToken, run_job
+from casdesk.core.qc import rules as qc
 
 from .conftest import real_tile, synthetic_rgb
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
 
 def small_scene(path: Path, size: int = 256, **kwargs: object) -> Path:
     """A small synthetic GeoTIFF scene (scars, cloud, seam, fill border)."""
-    from casdesk.core.synthetic import make_scene
+    from casdesk.core.dataset.synthetic import make_scene
 
     make_scene(path, width=size, height=size, **kwargs)  # type: ignore[arg-type]
     return path

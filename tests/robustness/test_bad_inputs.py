@@ -19,7 +19,7 @@ import pytest
 import rasterio
 from rasterio.warp import transform_geom
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 from .conftest import CliResult, assert_project_sound, small_scene
 
@@ -97,7 +97,7 @@ def _malformed_labelme_folder(tmp: Path, project: Path, public: Path) -> list[st
 
 def _tiny_scene(tmp: Path, project: Path, public: Path) -> list[str | Path]:
     """float_nan.tif is 3 x 2 pixels: smaller than a default 512-pixel tile."""
-    from casdesk.core.scenes import add_scene
+    from casdesk.core.dataset.scenes import add_scene
 
     with Catalog.open(project) as cat:
         sid = add_scene(cat, public / "float_nan.tif").scene_id

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 from .conftest import kill9, python_subprocess
 
 WRITER = textwrap.dedent(
     """
     import sys
-    from casdesk.core.catalog import Catalog
+    from casdesk.core.project.catalog import Catalog
 
     cat = Catalog.open(sys.argv[1])
     for batch in range(150):

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 from .conftest import (
     CliResult,
@@ -49,8 +49,8 @@ def tiled_project(tmp_path: Path, cli: Callable[..., CliResult]) -> Path:
 DECIDER = textwrap.dedent(
     """
     import sys
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.qc import set_decision
+    from casdesk.core.project.catalog import Catalog
+    from casdesk.core.qc.rules import set_decision
 
     cat = Catalog.open(sys.argv[1])
     ids = [t.id for t in cat.tiles()]
@@ -87,7 +87,7 @@ def test_kill_during_qc_decisions(tiled_project: Path) -> None:
 @pytest.fixture(scope="module")
 def big_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """2048 x 1024 pixels: 512 tiles of 64, so the crop commits several batches."""
-    from casdesk.core.synthetic import make_scene
+    from casdesk.core.dataset.synthetic import make_scene
 
     path = tmp_path_factory.mktemp("big") / "big.tif"
     make_scene(path, width=2048, height=1024, seed=5)
@@ -148,8 +148,8 @@ def test_kill_during_training_checkpoint(tiled_project: Path, tmp_path: Path) ->
         kill9(proc)
 
     from casdesk.core.jobs import CancelToken
-    from casdesk.ml.config import TrainConfig
-    from casdesk.ml.train import read_checkpoint, train
+    from casdesk.ml.training.config import TrainConfig
+    from casdesk.ml.training.trainer import read_checkpoint, train
 
     ckpt = read_checkpoint(run_dir)  # never a half file: atomic_save renames a complete one
     saved_epoch = int(ckpt["epoch"])

@@ -18,15 +18,15 @@ import rasterio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from casdesk.core import catalog as catalog_module
-from casdesk.core import tiling
-from casdesk.core.catalog import Catalog
+from casdesk.core.dataset import tiling
+from casdesk.core.dataset.importers import import_cas, import_labelme
+from casdesk.core.dataset.scenes import add_scene
+from casdesk.core.dataset.synthetic import make_scene
+from casdesk.core.dataset.tiling import CropParams, crop_scene
 from casdesk.core.errors import CasdeskError, OutputError
-from casdesk.core.importers import import_cas, import_labelme
 from casdesk.core.jobs import run_job
-from casdesk.core.scenes import add_scene
-from casdesk.core.synthetic import make_scene
-from casdesk.core.tiling import CropParams, crop_scene
+from casdesk.core.project import catalog as catalog_module
+from casdesk.core.project.catalog import Catalog
 
 from .conftest import CliResult, assert_project_sound
 
@@ -65,8 +65,8 @@ def test_cas_folder_with_mixed_tile_sizes_keeps_each_size(project: Catalog, tmp_
 def test_16bit_4band_scene_crops_and_measures(project: Catalog, tmp_path: Path) -> None:
     """A uint16 4-band satellite product: tiles stay uint16 x 4 with the scene's values,
     and QC metrics and thumbnails work on them."""
-    from casdesk.core.qc import compute_metrics
-    from casdesk.core.thumbnails import decode_thumbnail
+    from casdesk.core.qc.rules import compute_metrics
+    from casdesk.core.raster.thumbnails import decode_thumbnail
 
     scene = make_scene(tmp_path / "sat.tif", width=256, height=256, dtype="uint16", bands=4)
     sid = add_scene(project, scene.path).scene_id

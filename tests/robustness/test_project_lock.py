@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from casdesk.core import lock as project_lock
-from casdesk.core.catalog import Catalog
 from casdesk.core.errors import CatalogError
+from casdesk.core.project import lock as project_lock
+from casdesk.core.project.catalog import Catalog
 
 from .conftest import kill9, python_subprocess
 
@@ -80,7 +80,7 @@ def test_stale_and_odd_locks(project_file: Path) -> None:
 def make_window(qtbot, tmp_path: Path):
     from PySide6.QtCore import QSettings
 
-    from casdesk.gui.main_window import MainWindow
+    from casdesk.gui.shell.main_window import MainWindow
 
     windows = []
 
@@ -127,7 +127,7 @@ def test_project_held_by_another_process(make_window, project_file: Path,
     child = python_subprocess(textwrap.dedent(
         """
         import sys, time
-        from casdesk.core.lock import acquire
+        from casdesk.core.project.lock import acquire
         lock = acquire(sys.argv[1])
         print("locked" if lock else "refused", flush=True)
         time.sleep(60)

@@ -12,7 +12,7 @@ from casdesk import __version__
 
 
 def test_about_lists_versions(qtbot, log_dir: Path) -> None:
-    from casdesk.gui.about import AboutDialog
+    from casdesk.gui.shell.about import AboutDialog
 
     dialog = AboutDialog()
     qtbot.addWidget(dialog)
@@ -34,7 +34,7 @@ def test_about_lists_versions(qtbot, log_dir: Path) -> None:
 
 @pytest.fixture()
 def window(qtbot, settings):
-    from casdesk.gui.main_window import MainWindow
+    from casdesk.gui.shell.main_window import MainWindow
 
     w = MainWindow(settings=settings)
     qtbot.addWidget(w)
@@ -53,7 +53,7 @@ def _find_action(window, text: str):
 
 
 def test_help_menu_opens_about(qtbot, window) -> None:
-    from casdesk.gui.about import AboutDialog
+    from casdesk.gui.shell.about import AboutDialog
 
     _find_action(window, "About casdesk").trigger()
     qtbot.waitUntil(lambda: any(d.isVisible() for d in window.findChildren(AboutDialog)))
@@ -63,7 +63,7 @@ def test_help_menu_opens_about(qtbot, window) -> None:
 
 
 def test_shortcuts_sheet_lists_window_and_panel_keys(qtbot, window) -> None:
-    from casdesk.gui.shortcuts import ShortcutsDialog
+    from casdesk.gui.shell.shortcuts import ShortcutsDialog
 
     action = _find_action(window, "Keyboard shortcuts")
     assert action.shortcut().toString() == "F1"
@@ -83,7 +83,12 @@ def test_every_menu_has_a_keyboard_mnemonic(window) -> None:
 
 
 def test_preferences_store_default_device(qtbot, window, settings) -> None:
-    from casdesk.gui.settings import PreferencesDialog, default_device, last_folder, remember_folder
+    from casdesk.gui.shell.settings import (
+        PreferencesDialog,
+        default_device,
+        last_folder,
+        remember_folder,
+    )
 
     assert default_device(settings) == "auto"
     _find_action(window, "Preferences").trigger()
@@ -100,7 +105,7 @@ def test_preferences_store_default_device(qtbot, window, settings) -> None:
 def test_main_window_import_does_not_import_torch() -> None:
     import subprocess
 
-    code = ("import sys, casdesk.cli, casdesk.gui.app, casdesk.gui.main_window; "
+    code = ("import sys, casdesk.cli, casdesk.gui.shell.app, casdesk.gui.shell.main_window; "
             "bad = [m for m in ('torch', 'segmentation_models_pytorch', 'torchvision') if m in sys.modules]; "
             "print(bad); raise SystemExit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

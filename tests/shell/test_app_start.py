@@ -14,8 +14,8 @@ def test_run_app_shows_window_with_hook_and_icon(qtbot, log_dir: Path, tmp_path:
     from PySide6.QtCore import QSettings, QTimer
     from PySide6.QtWidgets import QApplication
 
-    import casdesk.gui.main_window as mw
-    from casdesk.gui import app as app_module
+    import casdesk.gui.shell.main_window as mw
+    from casdesk.gui.shell import app as app_module
 
     seen: dict[str, object] = {}
 
@@ -45,7 +45,7 @@ def test_run_app_shows_window_with_hook_and_icon(qtbot, log_dir: Path, tmp_path:
 
 
 def test_gui_main_reports_a_failed_start(log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from casdesk.gui import app as app_module
+    from casdesk.gui.shell import app as app_module
 
     def broken(*args: object, **kwargs: object) -> int:
         raise RuntimeError("no usable Qt platform plugin")

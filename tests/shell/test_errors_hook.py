@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QPushButton
 
 from casdesk import logsetup
 from casdesk.core.errors import CasdeskError
-from casdesk.gui.errors_hook import ExceptionHook, install_exception_hook, short_message
+from casdesk.gui.shell.errors_hook import ExceptionHook, install_exception_hook, short_message
 
 
 @pytest.fixture()

@@ -61,7 +61,7 @@ def test_selftest_command_runs_the_pipeline(tmp_path: Path) -> None:
     for name in ("libraries", "gui", "scene", "add-scene", "crop", "qc", "train"):
         assert lines[name].startswith("PASS"), lines[name] + "\n" + proc.stderr[-3000:]
     try:
-        import casdesk.ml.predict  # noqa: F401
+        import casdesk.ml.inference.scene  # noqa: F401
     except ImportError:
         assert lines["predict"].startswith("FAIL") and "not available" in lines["predict"]
         assert proc.returncode == 1

@@ -5,9 +5,9 @@ import pytest
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from casdesk.core.catalog import Catalog
-from casdesk.core.runs import list_runs
-from casdesk.gui.main_window import MainWindow
+from casdesk.core.evaluation.runs import list_runs
+from casdesk.core.project.catalog import Catalog
+from casdesk.gui.shell.main_window import MainWindow
 
 
 @pytest.fixture()
@@ -71,7 +71,7 @@ def test_cancel_stops_within_a_batch_and_keeps_a_checkpoint(qtbot, panel):
     assert seen["last"] <= seen["cancel_at"] + 1  # at most the batch in flight finished
     run = list_runs(panel.context.catalog)[0]
     assert run.status == "cancelled"
-    from casdesk.ml.train import read_checkpoint
+    from casdesk.ml.training.trainer import read_checkpoint
 
     ckpt = read_checkpoint(Path(run.out_dir) if run.out_dir else Path(panel.last_run_dir))
     assert ckpt["format"]

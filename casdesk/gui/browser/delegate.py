@@ -21,8 +21,8 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
 from PySide6.QtWidgets import QStyle, QStyledItemDelegate, QStyleOptionViewItem
 
-from casdesk.core import thumbnails
-from casdesk.core.tile_index import PART_NAMES, qc_code
+from casdesk.core.dataset.tile_table import PART_NAMES, qc_code
+from casdesk.core.raster import thumbnails
 from casdesk.gui.browser.loader import ThumbnailLoader, ThumbRequest
 from casdesk.gui.browser.model import TileListModel
 

@@ -25,8 +25,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core import thumbnails
-from casdesk.core.raster import default_rgb_bands, to_display_rgb
+from casdesk.core.raster import thumbnails
+from casdesk.core.raster.io import default_rgb_bands, to_display_rgb
 from casdesk.gui.browser.loader import LatestCall
 
 STRETCHES = ("auto", "percentile", "none")

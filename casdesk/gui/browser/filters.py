@@ -1,4 +1,4 @@
-"""The browser's filter form: widgets in, a :class:`~casdesk.core.tile_index.TileFilter` out.
+"""The browser's filter form: widgets in, a :class:`~casdesk.core.dataset.tile_table.TileFilter` out.
 
 No filtering happens here; the panel hands the filter to the core's numpy functions.
 """
@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 from superqt import QLabeledDoubleRangeSlider
 
-from casdesk.core.tile_index import (
+from casdesk.core.dataset.tile_table import (
     LABEL_FRACTION,
     PART_NAMES,
     TileFilter,

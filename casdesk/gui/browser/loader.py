@@ -23,8 +23,8 @@ import numpy as np
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
-from casdesk.core import thumbnails
 from casdesk.core.errors import CasdeskError
+from casdesk.core.raster import thumbnails
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""A thin list model over a :class:`~casdesk.core.tile_index.TileIndex` view.
+"""A thin list model over a :class:`~casdesk.core.dataset.tile_table.TileIndex` view.
 
 The model holds the index and ``rows``: index positions of the tiles shown, in display
 order, as computed by the core's filter/sort functions. Nothing is stored per item, so a
@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 
-from casdesk.core.tile_index import TileIndex
+from casdesk.core.dataset.tile_table import TileIndex
 
 TILE_ID_ROLE = Qt.ItemDataRole.UserRole + 1
 INDEX_ROW_ROLE = Qt.ItemDataRole.UserRole + 2

@@ -26,10 +26,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core import tile_index as ti
-from casdesk.core.catalog import Catalog
+from casdesk.core.dataset import tile_table as ti
 from casdesk.core.errors import CasdeskError
-from casdesk.core.thumbnails import ThumbnailCache
+from casdesk.core.project.catalog import Catalog
+from casdesk.core.raster.thumbnails import ThumbnailCache
 from casdesk.gui.browser.delegate import TileDelegate
 from casdesk.gui.browser.detail import DetailRequest, TileDetail
 from casdesk.gui.browser.filters import FilterPanel
@@ -37,8 +37,8 @@ from casdesk.gui.browser.grid import TileGridView
 from casdesk.gui.browser.loader import LatestCall, ThumbnailLoader
 from casdesk.gui.browser.model import TileListModel
 from casdesk.gui.browser.split_dialog import AssignSplitDialog
-from casdesk.gui.context import ProjectContext
-from casdesk.gui.dialogs import show_error
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 NO_SPLIT = "(no split)"

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core.tile_index import PART_NAMES
+from casdesk.core.dataset.tile_table import PART_NAMES
 
 
 class AssignSplitDialog(QDialog):

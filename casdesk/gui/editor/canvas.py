@@ -24,14 +24,14 @@ from PySide6.QtGui import (
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 from shapely.geometry.base import BaseGeometry
 
-from casdesk.core import assist
-from casdesk.core import geometry_edit as ge
 from casdesk.core.jobs import CancelToken
+from casdesk.core.labels import assist
+from casdesk.core.labels import geometry as ge
 from casdesk.gui.editor import commands as cmd
 from casdesk.gui.editor.document import EditorDocument
 from casdesk.gui.editor.items import ShapeItem
 from casdesk.gui.editor.tools import Tool, make_tool
-from casdesk.gui.workers import JobRunner
+from casdesk.gui.kit.workers import JobRunner
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from PySide6.QtGui import QUndoCommand
 
-from casdesk.core import geometry_edit as ge
+from casdesk.core.labels import geometry as ge
 from casdesk.gui.editor.document import EditorDocument, ShapeRecord
 
 NUDGE_ID = 1001  # consecutive arrow-key nudges merge into one undo step

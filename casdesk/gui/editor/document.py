@@ -2,7 +2,7 @@
 
 Shapes are keyed by a session-local integer that survives undo/redo (a deleted then
 restored label gets a new catalog id, never a new key). Geometry lives as editable parts
-(:mod:`casdesk.core.geometry_edit`) in view pixels. Live previews (a vertex being dragged)
+(:mod:`casdesk.core.labels.geometry`) in view pixels. Live previews (a vertex being dragged)
 change the parts without saving; the undo command that ends the gesture saves.
 """
 
@@ -16,9 +16,9 @@ import shapely
 from PySide6.QtCore import QObject, Signal
 from shapely.geometry.base import BaseGeometry
 
-from casdesk.core import geometry_edit as ge
 from casdesk.core.errors import CasdeskError
-from casdesk.core.label_sync import LabelStore
+from casdesk.core.labels import geometry as ge
+from casdesk.core.labels.store import LabelStore
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import Window
 
 from casdesk.core.errors import CasdeskError
-from casdesk.core.raster import open_raster, percentile_limits, to_display_rgb
+from casdesk.core.raster.io import open_raster, percentile_limits, to_display_rgb
 
 log = logging.getLogger(__name__)
 OVERVIEW_PX = 2048

@@ -15,7 +15,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QBrush, QColor, QPainter, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsItem, QGraphicsPathItem, QStyleOptionGraphicsItem, QWidget
 
-from casdesk.core import geometry_edit as ge
+from casdesk.core.labels import geometry as ge
 
 HANDLE_PX = 7  # vertex handle size on screen, pixels
 FAST_VERTICES = 1000  # shapes this big drop antialiasing while being dragged

@@ -39,15 +39,13 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.errors import CasdeskError
-from casdesk.core.label_sync import (
+from casdesk.core.labels.store import (
     EditTarget,
     LabelStore,
     regenerate_masks,
     scene_target,
     tile_target,
 )
-from casdesk.gui.context import ProjectContext
-from casdesk.gui.dialogs import show_error
 from casdesk.gui.editor.canvas import EditorCanvas
 from casdesk.gui.editor.commands import Rename
 from casdesk.gui.editor.document import EditorDocument
@@ -60,7 +58,9 @@ from casdesk.gui.editor.label_dialog import (
     label_history,
     remember_label,
 )
-from casdesk.gui.workers import JobRunner
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.workers import JobRunner
+from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 REGEN_DELAY_MS = 300
@@ -412,7 +412,7 @@ class EditorPanel(QWidget):
         start = str(Path(self.target.image_path).with_suffix(".json"))
         path, _ = QFileDialog.getSaveFileName(self, "Export LabelMe JSON", start, "LabelMe JSON (*.json)")
         if path:
-            from casdesk.core.label_exchange import export_labelme
+            from casdesk.core.labels.exchange import export_labelme
 
             try:
                 export_labelme(self.context.catalog, self.target, Path(path))
@@ -424,7 +424,7 @@ class EditorPanel(QWidget):
             return
         path, _ = QFileDialog.getOpenFileName(self, "Import LabelMe JSON", str(self.target.image_path.parent), "LabelMe JSON (*.json)")
         if path:
-            from casdesk.core.label_exchange import import_labelme_file
+            from casdesk.core.labels.exchange import import_labelme_file
 
             try:
                 ids = import_labelme_file(self.context.catalog, self.target, Path(path))

@@ -15,7 +15,7 @@ from PySide6.QtCore import QPointF, QRectF, Qt
 from PySide6.QtGui import QColor, QKeyEvent, QMouseEvent, QPainterPath, QPen, QPolygonF
 from PySide6.QtWidgets import QGraphicsPathItem, QGraphicsRectItem
 
-from casdesk.core import geometry_edit as ge
+from casdesk.core.labels import geometry as ge
 from casdesk.gui.editor import commands as cmd
 
 if TYPE_CHECKING:

@@ -1,7 +1,7 @@
 """The Predict tab's background jobs: thin generator wrappers over core/ml functions.
 
 Every function here returns a :data:`~casdesk.core.jobs.Job` for
-:class:`~casdesk.gui.workers.JobRunner`, so nothing that reads files or imports torch runs
+:class:`~casdesk.gui.kit.workers.JobRunner`, so nothing that reads files or imports torch runs
 on the GUI thread. torch (through :mod:`casdesk.ml`) is imported inside the jobs, never at
 module import time: the window must open fast. No Qt here either.
 """
@@ -59,8 +59,8 @@ class ModelInfo:
 def model_info_job(path: Path) -> Job:
     """Read a model file's meta (imports torch, hence a worker)."""
     yield Progress(0, 1, f"reading {path.name}")
+    from casdesk.ml.inference.scene import check_meta
     from casdesk.ml.modelfile import read_model_file
-    from casdesk.ml.predict import check_meta
 
     blob = read_model_file(path)
     check_meta(blob["meta"], path)
@@ -72,8 +72,8 @@ def first_scene(source: Path) -> Path:
     """The scene a memory estimate is made for: the file, or a folder's widest scene."""
     if not source.is_dir():
         return source
-    from casdesk.core.raster import raster_info
-    from casdesk.ml.predict import PredictionError, scene_files
+    from casdesk.core.raster.io import raster_info
+    from casdesk.ml.inference.scene import PredictionError, scene_files
 
     files = scene_files(source)
     if not files:
@@ -84,7 +84,7 @@ def first_scene(source: Path) -> Path:
 def memory_job(model: Path, source: Path, options: dict[str, Any]) -> Job:
     """Peak memory of the run, before it starts (reads the model file and a header)."""
     yield Progress(0, 1, "estimating memory")
-    from casdesk.ml.predict import estimate_memory
+    from casdesk.ml.inference.scene import estimate_memory
 
     scene = first_scene(source)
     return estimate_memory(model, scene, overlap=options["overlap"], batch_size=options["batch_size"],
@@ -93,7 +93,7 @@ def memory_job(model: Path, source: Path, options: dict[str, Any]) -> Job:
 
 def predict_job(model: Path, source: Path, out_dir: Path, options: dict[str, Any], token: CancelToken) -> Job:
     """Predict one scene or a folder of scenes; return the list of PredictionResult."""
-    from casdesk.ml.predict import predict_scenes
+    from casdesk.ml.inference.scene import predict_scenes
 
     return (yield from predict_scenes(model, source, out_dir, cancel=token, **options))
 
@@ -101,7 +101,7 @@ def predict_job(model: Path, source: Path, out_dir: Path, options: dict[str, Any
 def predict_tiles_job(model: Path, project: Path, split: str | None, part: str | None,
                       options: dict[str, Any], token: CancelToken) -> Job:
     """Predict the project's tiles (a split's part, a whole split, or all tiles)."""
-    from casdesk.ml.predict_tiles import predict_tiles
+    from casdesk.ml.inference.tiles import predict_tiles
 
     return (yield from predict_tiles(model, project, split=split, part=part, device=options["device"],
                                      batch_size=options["batch_size"], tta=options["tta"],
@@ -123,7 +123,7 @@ class OverlayImages:
 def overlay_job(scene: Path, prob_path: Path, mask_path: Path, max_side: int = OVERLAY_MAX_SIDE) -> Job:
     """Read the scene, probability and mask decimated to ``max_side`` (one read each)."""
     yield Progress(0, 1, f"reading {scene.name}")
-    from casdesk.core.raster import open_raster, to_display_rgb
+    from casdesk.core.raster.io import open_raster, to_display_rgb
 
     with open_raster(scene) as ds:
         scale = max(1.0, max(ds.width, ds.height) / max_side)
@@ -149,10 +149,10 @@ def polygons_to_project_job(project: Path, scene: Path, vector_path: Path | None
     double the polygons. Returns (scene id, number of polygons, whether the scene was added).
     """
     yield Progress(0, 1, "importing predicted polygons")
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.labels import mask_to_polygons, read_vector_labels
-    from casdesk.core.raster import open_raster, raster_info
-    from casdesk.core.scenes import add_scene
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.labels.io import mask_to_polygons, read_vector_labels
+    from casdesk.core.project.catalog import Catalog
+    from casdesk.core.raster.io import open_raster, raster_info
 
     target = scene.resolve()
     info = raster_info(scene)

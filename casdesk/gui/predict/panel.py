@@ -37,11 +37,11 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.jobs import CancelToken, Job
-from casdesk.gui.context import ProjectContext
-from casdesk.gui.dialogs import show_error
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict import jobs
 from casdesk.gui.predict.view import PredictionView
-from casdesk.gui.workers import JobRunner
+from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 VECTOR_CHOICES = (("GeoPackage (.gpkg)", "gpkg"), ("Shapefile (.shp)", "shp"),
@@ -516,7 +516,7 @@ class PredictPanel(QWidget):
         self.split.addItem("(all tiles)", None)
         catalog = self.context.catalog
         if catalog is not None:
-            from casdesk.core.splits import list_splits
+            from casdesk.core.dataset.splits import list_splits
 
             for s in list_splits(catalog):
                 self.split.addItem(s["name"], s["name"])

@@ -1,5 +1,5 @@
 """QC panel: compute metrics in a worker, move thresholds and watch the counts, manage
-presets, open the review queue. All counting is :mod:`casdesk.core.qc` on arrays already
+presets, open the review queue. All counting is :mod:`casdesk.core.qc.rules` on arrays already
 in memory; this module only wires widgets to it."""
 
 from __future__ import annotations
@@ -22,14 +22,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core import qc
 from casdesk.core.errors import CasdeskError
-from casdesk.gui.context import ProjectContext
-from casdesk.gui.dialogs import show_error
+from casdesk.core.qc import rules as qc
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.qc.counts_view import CountsView
 from casdesk.gui.qc.review import ReviewDialog
 from casdesk.gui.qc.rule_editor import RuleEditor
-from casdesk.gui.workers import JobRunner
+from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +284,7 @@ class QCPanel(QWidget):
 
     def open_suspects(self) -> ReviewDialog | None:
         """The label-error finder's ranking as a review queue, disagreement highlighted."""
-        from casdesk.core.suspects import stored_suspects, suspect_queue
+        from casdesk.core.qc.suspects import stored_suspects, suspect_queue
 
         catalog = self.context.catalog
         if self.table is None or catalog is None:

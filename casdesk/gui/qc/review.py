@@ -23,8 +23,8 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.errors import CasdeskError
-from casdesk.core.qc import METRICS, STATE_NAMES, Rule, failed_rule_names
-from casdesk.core.qc_metrics import load_tile
+from casdesk.core.qc.detectors import load_tile
+from casdesk.core.qc.rules import METRICS, STATE_NAMES, Rule, failed_rule_names
 
 
 def overlay(

@@ -10,7 +10,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QGridLayout, QLabel, QSlider, QWidget
 
-from casdesk.core.qc import METRICS, Rule
+from casdesk.core.qc.rules import METRICS, Rule
 
 SLIDER_STEPS = 1000
 

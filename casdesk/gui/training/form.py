@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core.catalog import Catalog
+from casdesk.core.project.catalog import Catalog
 
 PAPER_MODELS = [("deeplabv3plus", "DeepLabV3+ (ResNet50)"), ("unet", "U-Net (ResNet50)"),
                 ("fcn", "FCN-8s (VGG16)"), ("mffenet", "MFFENet (ResNet50)")]
@@ -113,7 +113,7 @@ class TrainingForm(QWidget):
         for key, label in NEW_SPLITS:
             self.split.addItem(label, key)
         if self.catalog is not None:
-            from casdesk.core.splits import list_splits
+            from casdesk.core.dataset.splits import list_splits
 
             for s in list_splits(self.catalog):
                 self.split.addItem(f"{s['name']} ({s.get('kind', '')})", s["name"])
@@ -144,7 +144,7 @@ class TrainingForm(QWidget):
 
     # ---- values
     def config_values(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`casdesk.ml.config.TrainConfig`."""
+        """Keyword arguments for :class:`casdesk.ml.training.config.TrainConfig`."""
         weights = self.weights.currentText()
         return {
             "model": self.model.currentData(),

@@ -36,22 +36,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from casdesk.core.catalog import Catalog
-from casdesk.core.experiments import EXPERIMENTS, PlannedRun, prepare_split
-from casdesk.core.jobs import CancelToken, Job, Progress
-from casdesk.core.runs import (
+from casdesk.core.evaluation.experiments import EXPERIMENTS, PlannedRun, prepare_split
+from casdesk.core.evaluation.runs import (
     PAPER_COLUMNS,
     comparison_csv,
     comparison_markdown,
     list_runs,
     run_epochs,
 )
-from casdesk.gui.context import ProjectContext
-from casdesk.gui.dialogs import show_error
+from casdesk.core.jobs import CancelToken, Job, Progress
+from casdesk.core.project.catalog import Catalog
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.workers import JobRunner
+from casdesk.gui.shell.context import ProjectContext
 from casdesk.gui.training.form import TrainingForm
 from casdesk.gui.training.plots import ConfusionTable, TrainingPlots
 from casdesk.gui.training.preview import ValidationPreview
-from casdesk.gui.workers import JobRunner
 
 log = logging.getLogger(__name__)
 RUN_COLUMNS = ["Id", "Run", "Model", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
@@ -267,8 +267,8 @@ class TrainingPanel(QWidget):
 
         def factory(token: CancelToken) -> Job:
             def job() -> Job:
-                from casdesk.ml.config import TrainConfig
-                from casdesk.ml.train import train
+                from casdesk.ml.training.config import TrainConfig
+                from casdesk.ml.training.trainer import train
 
                 yield Progress(0, 0, "preparing the split")
                 config = dict(item["config"])

@@ -19,7 +19,7 @@ from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from casdesk.core.jobs import CancelToken, Job, Progress
-from casdesk.gui.workers import JobRunner
+from casdesk.gui.kit.workers import JobRunner
 
 PREVIEW_TILES = 4
 THUMB_PX = 128
@@ -48,11 +48,11 @@ def confusion_overlay(rgb: np.ndarray, pred: np.ndarray, truth: np.ndarray, vali
 def preview_job(model_path: Path, project: Path, limit: int = PREVIEW_TILES) -> Job:
     """Predict up to ``limit`` val tiles of the model's split with the model file."""
     yield Progress(0, 1, "validation preview")
-    from casdesk.core.catalog import Catalog
-    from casdesk.core.raster import to_display_rgb
-    from casdesk.core.splits import load_split
-    from casdesk.ml.data import SIZE_MULTIPLE, read_tile
-    from casdesk.ml.predict import infer_windows, load_predictor
+    from casdesk.core.dataset.splits import load_split
+    from casdesk.core.project.catalog import Catalog
+    from casdesk.core.raster.io import to_display_rgb
+    from casdesk.ml.inference.scene import infer_windows, load_predictor
+    from casdesk.ml.training.data import SIZE_MULTIPLE, read_tile
 
     predictor = load_predictor(model_path, "cpu")
     split = predictor.meta.get("split")

@@ -1,0 +1,1 @@
+"""Building datasets: scenes, cropping, importers, export, splits, the columnar tile table."""

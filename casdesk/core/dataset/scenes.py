@@ -1,0 +1,137 @@
+"""Adding a scene (and its labels) to a project."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from casdesk.core.errors import LabelError
+from casdesk.core.labels.io import (
+    RASTER_SUFFIXES,
+    LabelSet,
+    mask_to_polygons,
+    pixel_to_crs,
+    read_label_raster,
+    read_vector_labels,
+)
+from casdesk.core.project.catalog import Catalog
+from casdesk.core.raster.io import RasterInfo, check_scene
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AddedScene:
+    scene_id: int
+    info: RasterInfo
+    labels: int = 0
+    messages: list[str] = field(default_factory=list)
+
+
+def read_labels_for_scene(
+    path: str | Path,
+    info: RasterInfo,
+    label_names: Collection[str] | None = None,
+    label_field: str | None = None,
+) -> LabelSet:
+    """Labels from a vector file, a label raster on the scene grid, or a LabelMe JSON."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".json" and _looks_like_labelme(p):
+        from casdesk.core.labels.labelme import labelme_mask, read_labelme
+
+        doc = read_labelme(p)
+        if doc.imageWidth and doc.imageHeight and (doc.imageWidth, doc.imageHeight) != (info.width, info.height):
+            raise LabelError(
+                f"the LabelMe file is for a {doc.imageWidth}x{doc.imageHeight} image, "
+                f"the scene is {info.width}x{info.height}",
+                p,
+            )
+        # through a mask, so LabelMe's own rules hold (outline filled, later shapes win)
+        mask = labelme_mask(doc, label_names, shape=(info.height, info.width))
+        out = LabelSet()
+        for poly in mask_to_polygons(mask):
+            out.labels.append(_label(poly, info, "landslide", p.name))
+        if not out.labels:
+            out.messages.append("warning: the LabelMe file has no shape with a selected label")
+        return out
+    if suffix in RASTER_SUFFIXES:
+        mask = read_label_raster(p, expected_shape=(info.height, info.width))
+        out = LabelSet()
+        for poly in mask_to_polygons(mask):
+            out.labels.append(_label(poly, info, "landslide", p.name))
+        if not out.labels:
+            out.messages.append("warning: the label raster has no landslide pixel")
+        return out
+    return read_vector_labels(p, info, label_names=label_names, label_field=label_field)
+
+
+def _label(poly, info: RasterInfo, name: str, source_file: str) -> dict:
+    return {
+        "name": name,
+        "geometry_px": poly.wkt,
+        "geometry_crs": pixel_to_crs(poly, info.transform).wkt if info.crs_wkt else None,
+        "attributes": {"source_file": source_file},
+    }
+
+
+def _looks_like_labelme(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return '"shapes"' in head
+
+
+def add_scene(
+    catalog: Catalog,
+    path: str | Path,
+    *,
+    labels: str | Path | None = None,
+    label_names: Collection[str] | None = None,
+    label_field: str | None = None,
+    subdataset: str | None = None,
+    sensor: str | None = None,
+    resolution_m: float | None = None,
+    acquired: str | None = None,
+    source: str | None = None,
+    licence: str | None = None,
+) -> AddedScene:
+    """Check a scene is readable, read its labels, and store both in one transaction.
+
+    Nothing is written when the scene or its labels are unusable.
+    """
+    p = Path(path).absolute()
+    info = check_scene(p)
+    label_set = read_labels_for_scene(labels, info, label_names, label_field) if labels else LabelSet()
+    resolution = resolution_m if resolution_m is not None else info.resolution_m()
+    with catalog.transaction():
+        scene_id = catalog.add_scene(
+            p,
+            crs=info.crs_wkt,
+            transform=tuple(info.transform)[:6],
+            width=info.width,
+            height=info.height,
+            bands=info.count,
+            dtype=info.dtype,
+            nodata=info.nodata,
+            sensor=sensor,
+            resolution_m=resolution,
+            subdataset=subdataset or p.stem,
+            acquired=acquired,
+            source=source,
+            licence=licence,
+        )
+        if label_set.labels:
+            catalog.add_labels(label_set.labels, scene_id=scene_id, source="imported")
+    messages = list(label_set.messages)
+    if not info.georeferenced:
+        messages.append("the scene is not georeferenced: tiles will carry pixel coordinates only")
+    if info.is_rotated:
+        messages.append("the scene has a rotated grid: tiles keep the rotated transform")
+    for m in messages:
+        log.info("%s: %s", p.name, m)
+    return AddedScene(scene_id, info, len(label_set.labels), messages)

@@ -1,0 +1,568 @@
+"""A columnar, in-memory table of every tile for browsing: filter and sort in numpy.
+
+The browser shows tens of thousands of tiles; asking SQLite per item or building a Python
+object per tile makes every filter change cost seconds. :func:`load_index` reads each table
+once (tiles, qc_metrics, qc_decisions, split_tiles) into numpy columns, and
+:func:`filter_rows` / :func:`sort_rows` answer on 100k rows in a few milliseconds, so a
+filter slider can follow the mouse.
+
+QC states come from :mod:`casdesk.core.qc.rules` (rules evaluated on the stored metrics, with
+manual decisions on top), so the browser and the QC panel always agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from casdesk.core.errors import CasdeskError
+from casdesk.core.project.catalog import Catalog, utc_now
+
+SENSOR_NAMES = ("", "SAT", "UAV")
+"""Sensor codes: index into this tuple (0 = unknown)."""
+PART_NAMES = ("", "train", "val", "test")
+"""Split part codes: index into this tuple (0 = not in the split)."""
+NO_SPLIT = 0
+LABEL_FRACTION = "label_fraction"
+"""Landslide pixels / valid pixels of a tile, from the tiles table (no QC scan needed)."""
+
+
+@dataclass
+class TileIndex:
+    """Every tile of a project as parallel numpy arrays, one entry per tile, sorted by id.
+
+    ``qc_state`` holds :mod:`casdesk.core.qc.rules` state codes (rules plus manual decisions);
+    ``auto_state`` the same without manual decisions, so a "clear" needs no re-evaluation.
+    ``metrics`` maps a metric name to float64 values (NaN = not computed); it always holds
+    :data:`LABEL_FRACTION`.
+    """
+
+    root: Path
+    ids: np.ndarray  # int64
+    names: np.ndarray  # str (unicode)
+    subdataset_code: np.ndarray  # int32 index into subdataset_names
+    subdataset_names: list[str]
+    sensor_code: np.ndarray  # int8 index into SENSOR_NAMES
+    scene_id: np.ndarray  # int64, -1 when the tile has no scene
+    row_off: np.ndarray  # int64, -1 when unknown
+    col_off: np.ndarray  # int64, -1 when unknown
+    width: np.ndarray  # int32
+    height: np.ndarray  # int32
+    image_path: np.ndarray  # object (str as stored in the catalog)
+    mask_path: np.ndarray  # object (str or None)
+    modified: np.ndarray  # object (ISO timestamps): the thumbnail cache key
+    label_pixels: np.ndarray  # int64, -1 when unknown
+    metrics: dict[str, np.ndarray]
+    manual: np.ndarray  # int8: 1 accept, -1 reject, 0 none
+    auto_state: np.ndarray  # int8 qc state before manual decisions
+    qc_state: np.ndarray  # int8 qc state shown
+    split_name: str | None = None
+    split_part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    _name_rank: np.ndarray | None = field(default=None, repr=False)
+    _names_lower: np.ndarray | None = field(default=None, repr=False)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @property
+    def has_label(self) -> np.ndarray:
+        """True where the tile holds landslide pixels."""
+        return self.label_pixels > 0
+
+    def rows_of(self, tile_ids: Iterable[int]) -> np.ndarray:
+        """Row positions of tile ids (ids absent from the index are dropped)."""
+        ids = np.asarray(list(tile_ids), dtype=np.int64)
+        if ids.size == 0 or self.ids.size == 0:
+            return np.zeros(0, np.int64)
+        pos = np.clip(np.searchsorted(self.ids, ids), 0, self.ids.size - 1)
+        return pos[self.ids[pos] == ids]
+
+    def name_rank(self) -> np.ndarray:
+        """Position of each tile in name order (computed once, ~30 ms per 100k)."""
+        if self._name_rank is None:
+            order = np.argsort(self.names, kind="stable")
+            rank = np.empty(order.size, np.int64)
+            rank[order] = np.arange(order.size)
+            self._name_rank = rank
+        return self._name_rank
+
+    def names_lower(self) -> np.ndarray:
+        if self._names_lower is None:
+            self._names_lower = np.strings.lower(self.names)
+        return self._names_lower
+
+    def resolve(self, stored: str | None) -> Path | None:
+        if stored is None:
+            return None
+        p = Path(stored)
+        return p if p.is_absolute() else self.root / p
+
+    def tooltip(self, row: int) -> str:
+        """Name, subdataset, QC state, split and key metrics of one tile (plain text)."""
+        lines = [
+            str(self.names[row]),
+            f"{self.subdataset_names[self.subdataset_code[row]]}"
+            + (f" ({SENSOR_NAMES[self.sensor_code[row]]})" if self.sensor_code[row] else ""),
+            f"QC: {state_name(int(self.qc_state[row]))}",
+        ]
+        if self.split_name and self.split_part[row]:
+            lines.append(f"split {self.split_name}: {PART_NAMES[self.split_part[row]]}")
+        for name, values in self.metrics.items():
+            v = values[row]
+            if not math.isnan(v):
+                lines.append(f"{name}: {v:.4g}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- qc adapter
+NOT_EVALUATED = -1
+"""State of a tile when no QC rules can be evaluated (no metrics, or no QC module)."""
+_FALLBACK_CODES = {"PENDING": 0, "ACCEPTED": 1, "REJECTED": 2, "FLAGGED": 3, "MANUAL_ACCEPT": 4, "MANUAL_REJECT": 5}
+_QC_API = ("load_table", "evaluate", "current_rules", "set_decision", "STATE_NAMES", *_FALLBACK_CODES)
+
+
+def qc_module() -> object | None:
+    """:mod:`casdesk.core.qc.rules` when it provides the QC API, else None (looked up each call)."""
+    try:
+        module = importlib.import_module("casdesk.core.qc.rules")
+    except ImportError:
+        return None
+    return module if all(hasattr(module, a) for a in _QC_API) else None
+
+
+def qc_code(name: str) -> int:
+    """The int code of a QC state (``"ACCEPTED"``, ``"MANUAL_REJECT"``, ...)."""
+    module = qc_module()
+    return int(getattr(module, name)) if module is not None else _FALLBACK_CODES[name]
+
+
+def state_name(code: int) -> str:
+    if code == NOT_EVALUATED:
+        return "not checked"
+    module = qc_module()
+    if module is not None:
+        return str(module.STATE_NAMES.get(code, code))  # type: ignore[attr-defined]
+    names = {v: k.lower().replace("_", " ") for k, v in _FALLBACK_CODES.items()}
+    return names.get(code, str(code))
+
+
+def _align(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(positions in ``ids``, mask over ``other_ids``) of the ids both arrays hold."""
+    other_ids = np.asarray(other_ids, dtype=np.int64)
+    if ids.size == 0 or other_ids.size == 0:
+        return np.zeros(0, np.int64), np.zeros(other_ids.size, bool)
+    pos = np.clip(np.searchsorted(ids, other_ids), 0, ids.size - 1)
+    hit = ids[pos] == other_ids
+    return pos[hit], hit
+
+
+def _load_qc(
+    catalog: Catalog, ids: np.ndarray
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """(metrics, manual, rule-based state) per tile, in ``ids`` order, through the QC module
+    so the browser counts exactly as the QC panel does."""
+    module = qc_module()
+    if module is None:
+        return _metrics(catalog, ids), _manual(catalog, ids), np.full(ids.size, NOT_EVALUATED, np.int8)
+    table = module.load_table(catalog)  # type: ignore[attr-defined]
+    pos, hit = _align(ids, table.tile_ids)
+    metrics: dict[str, np.ndarray] = {}
+    for name, values in table.metrics.items():
+        if name == LABEL_FRACTION:
+            continue  # the tiles table's own value is shown (known without a QC scan)
+        column = np.full(ids.size, np.nan)
+        column[pos] = np.asarray(values)[hit]
+        metrics[name] = column
+    manual = np.zeros(ids.size, np.int8)
+    manual[pos] = np.asarray(table.manual)[hit]
+    no_manual = np.zeros(len(table.tile_ids), np.int8)
+    if dataclasses.is_dataclass(table):
+        table = dataclasses.replace(table, manual=no_manual)
+    else:
+        table.manual = no_manual
+    states, _ = module.evaluate(table, module.current_rules(catalog))  # type: ignore[attr-defined]
+    auto = np.full(ids.size, qc_code("PENDING"), np.int8)
+    auto[pos] = np.asarray(states)[hit]
+    return metrics, manual, auto
+
+
+def combine_states(auto: np.ndarray, manual: np.ndarray) -> np.ndarray:
+    """Shown QC state: a manual decision wins over the rules."""
+    out = auto.copy()
+    out[manual > 0] = qc_code("MANUAL_ACCEPT")
+    out[manual < 0] = qc_code("MANUAL_REJECT")
+    return out
+
+
+def set_decision(
+    catalog: Catalog, tile_ids: Sequence[int], decision: str, note: str | None = None,
+    author: str | None = None,
+) -> None:
+    """Record a manual QC decision through :func:`casdesk.core.qc.rules.set_decision`.
+
+    Only when that module is missing are the ``qc_decisions`` rows written here (same
+    schema, so the QC panel reads them alike).
+    """
+    if decision not in ("accept", "reject", "clear"):
+        raise CasdeskError(f"unknown decision {decision!r}", hint="use accept, reject or clear")
+    module = qc_module()
+    if module is not None:
+        module.set_decision(catalog, list(tile_ids), decision, note=note, author=author)  # type: ignore[attr-defined]
+        return
+    now = utc_now()
+    with catalog.transaction() as db:
+        db.executemany(
+            "INSERT INTO qc_decisions(tile_id, decision, note, author, decided) VALUES (?, ?, ?, ?, ?)",
+            [(int(t), decision, note, author, now) for t in tile_ids],
+        )
+
+
+_LATEST_DECISIONS = (
+    "SELECT d.tile_id, d.decision FROM qc_decisions d"
+    " JOIN (SELECT tile_id, MAX(id) AS id FROM qc_decisions {where} GROUP BY tile_id) m"
+    " ON m.id = d.id"
+)
+
+
+def _manual(catalog: Catalog, ids: np.ndarray, only: Sequence[int] | None = None) -> np.ndarray:
+    """Latest manual decision per tile as int8 (1 accept, -1 reject, 0 none or clear)."""
+    if only is None:
+        rows = catalog.query(_LATEST_DECISIONS.format(where=""))
+    else:
+        rows = catalog.query(
+            _LATEST_DECISIONS.format(where=f"WHERE tile_id IN ({','.join('?' * len(only))})"),
+            list(only),
+        )
+    manual = np.zeros(ids.size, np.int8)
+    if rows and ids.size:
+        tid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        val = np.fromiter(
+            (1 if r[1] == "accept" else -1 if r[1] == "reject" else 0 for r in rows), np.int8, len(rows)
+        )
+        pos = np.clip(np.searchsorted(ids, tid), 0, ids.size - 1)
+        hit = ids[pos] == tid
+        manual[pos[hit]] = val[hit]
+    return manual
+
+
+# --------------------------------------------------------------------------- loading
+_TILES_SQL = (
+    "SELECT t.id, t.name, t.subdataset_id, COALESCE(s.sensor, d.sensor), t.scene_id, t.row_off,"
+    " t.col_off, t.width, t.height, t.image_path, t.mask_path, t.modified, t.label_pixels,"
+    " t.valid_pixels FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
+    " LEFT JOIN scenes s ON s.id = t.scene_id ORDER BY t.id"
+)
+
+
+def latest_split(catalog: Catalog) -> str | None:
+    """Name of the newest split, the one shown by default."""
+    row = catalog.execute("SELECT name FROM splits ORDER BY id DESC LIMIT 1").fetchone()
+    return None if row is None else str(row[0])
+
+
+def load_index(catalog: Catalog, split: str | None = "latest", with_qc: bool = True) -> TileIndex:
+    """Read every tile with its metrics, QC state and split part (one query per table).
+
+    ``split``: the split whose parts are shown; ``"latest"`` for the newest, None for none.
+    ``with_qc=False`` skips metrics and QC states (all pending; :func:`load_qc` adds them):
+    the browser shows the grid from that first (~0.15 s per 20k tiles instead of ~0.5 s).
+    Run it off the GUI thread.
+    """
+    rows = catalog.connection.execute(_TILES_SQL).fetchall()
+    n = len(rows)
+    cols = list(zip(*rows, strict=True)) if n else [()] * 14
+
+    def ints(values: Sequence[object], dtype: type = np.int64) -> np.ndarray:
+        return np.fromiter((-1 if v is None else v for v in values), dtype, n)
+
+    ids = ints(cols[0])
+    subs = {int(r[0]): str(r[1]) for r in catalog.query("SELECT id, name FROM subdatasets")}
+    sub_ids = sorted(subs, key=lambda i: subs[i])
+    code_of = np.full(max(subs, default=0) + 1, -1, np.int32)
+    code_of[sub_ids] = np.arange(len(sub_ids), dtype=np.int32)
+    sensor_code = np.fromiter(
+        (SENSOR_NAMES.index(v) if v in SENSOR_NAMES else 0 for v in cols[3]), np.int8, n
+    )
+    label_pixels = ints(cols[12])
+    valid = ints(cols[13]).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        label_fraction = np.where(
+            (label_pixels >= 0) & (valid > 0), label_pixels / np.where(valid > 0, valid, 1), np.nan
+        )
+    index = TileIndex(
+        root=catalog.root,
+        ids=ids,
+        names=np.array(cols[1], dtype=str) if n else np.zeros(0, dtype="<U1"),
+        subdataset_code=code_of[ints(cols[2])] if n else np.zeros(0, np.int32),
+        subdataset_names=[subs[i] for i in sub_ids],
+        sensor_code=sensor_code,
+        scene_id=ints(cols[4]),
+        row_off=ints(cols[5]),
+        col_off=ints(cols[6]),
+        width=ints(cols[7], np.int32),
+        height=ints(cols[8], np.int32),
+        image_path=np.array(cols[9], dtype=object),
+        mask_path=np.array(cols[10], dtype=object),
+        modified=np.array(cols[11], dtype=object),
+        label_pixels=label_pixels,
+        metrics={LABEL_FRACTION: label_fraction},
+        manual=np.zeros(n, np.int8),
+        auto_state=np.zeros(n, np.int8),
+        qc_state=np.zeros(n, np.int8),
+    )
+    index.auto_state = np.full(n, qc_code("PENDING"), np.int8)
+    index.qc_state = index.auto_state.copy()
+    if with_qc:
+        attach_qc(index, load_qc(catalog, ids))
+    set_split(catalog, index, latest_split(catalog) if split == "latest" else split)
+    return index
+
+
+@dataclass(frozen=True)
+class QCColumns:
+    """Metrics, manual decisions and rule-based states for the tiles ``ids`` (same order)."""
+
+    ids: np.ndarray
+    metrics: dict[str, np.ndarray]
+    manual: np.ndarray
+    auto_state: np.ndarray
+
+
+def load_qc(catalog: Catalog, ids: np.ndarray) -> QCColumns:
+    """The QC columns of a :class:`TileIndex` (the slow half of :func:`load_index`)."""
+    metrics, manual, auto = _load_qc(catalog, ids)
+    return QCColumns(ids, metrics, manual, auto)
+
+
+def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
+    """Put QC columns into ``index`` (False, unchanged, when they are for other tiles)."""
+    if columns.ids.shape != index.ids.shape or not np.array_equal(columns.ids, index.ids):
+        return False
+    metrics = {k: v for k, v in columns.metrics.items() if k != LABEL_FRACTION}
+    index.metrics = {LABEL_FRACTION: index.metrics[LABEL_FRACTION], **metrics}
+    index.manual = columns.manual
+    index.auto_state = columns.auto_state
+    index.qc_state = combine_states(columns.auto_state, columns.manual)
+    return True
+
+
+def _metrics(catalog: Catalog, ids: np.ndarray) -> dict[str, np.ndarray]:
+    rows = catalog.connection.execute(
+        "SELECT metric, tile_id, value FROM qc_metrics ORDER BY metric"
+    ).fetchall()
+    out: dict[str, np.ndarray] = {}
+    if not rows or ids.size == 0:
+        return out
+    metric = np.array([r[0] for r in rows], dtype=object)
+    tid = np.fromiter((r[1] for r in rows), np.int64, len(rows))
+    val = np.fromiter((np.nan if r[2] is None else r[2] for r in rows), np.float64, len(rows))
+    pos = np.clip(np.searchsorted(ids, tid), 0, ids.size - 1)
+    hit = ids[pos] == tid
+    for name in dict.fromkeys(metric.tolist()):
+        if name == LABEL_FRACTION:
+            continue  # the tiles table's own value is shown (known without a QC scan)
+        sel = hit & (metric == name)
+        column = np.full(ids.size, np.nan)
+        column[pos[sel]] = val[sel]
+        out[str(name)] = column
+    return out
+
+
+def set_split(catalog: Catalog, index: TileIndex, split: str | None) -> None:
+    """Load the parts of ``split`` (by name) into ``index.split_part``; None clears it."""
+    index.split_name = split
+    index.split_part = np.zeros(len(index), np.int8)
+    if split is None or len(index) == 0:
+        return
+    rows = catalog.query(
+        "SELECT st.tile_id, st.part FROM split_tiles st JOIN splits s ON s.id = st.split_id"
+        " WHERE s.name = ?",
+        (split,),
+    )
+    if not rows:
+        return
+    tid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+    part = np.fromiter((PART_NAMES.index(r[1]) for r in rows), np.int8, len(rows))
+    pos = np.clip(np.searchsorted(index.ids, tid), 0, len(index) - 1)
+    hit = index.ids[pos] == tid
+    index.split_part[pos[hit]] = part[hit]
+
+
+def refresh_decisions(catalog: Catalog, index: TileIndex, tile_ids: Sequence[int]) -> np.ndarray:
+    """Re-read the latest manual decision of some tiles; return their rows (for repaint)."""
+    rows = index.rows_of(tile_ids)
+    if rows.size == 0:
+        return rows
+    ids = index.ids[rows]
+    manual = np.zeros(len(index), np.int8)
+    for start in range(0, ids.size, 900):  # SQLite's parameter limit
+        chunk = ids[start : start + 900].tolist()
+        part = _manual(catalog, index.ids, chunk)
+        manual[rows[start : start + 900]] = part[rows[start : start + 900]]
+    index.manual[rows] = manual[rows]
+    index.qc_state[rows] = combine_states(index.auto_state[rows], index.manual[rows])
+    return rows
+
+
+def split_names(catalog: Catalog) -> list[str]:
+    return [str(r[0]) for r in catalog.query("SELECT name FROM splits ORDER BY id")]
+
+
+def assign_split(catalog: Catalog, split: str, tile_ids: Sequence[int], part: str) -> int:
+    """Put tiles in ``part`` of split ``split`` (created with kind 'manual' if new).
+
+    Returns the split id. Used by the browser's "assign split" on a selection.
+    """
+    if part not in PART_NAMES[1:]:
+        raise CasdeskError(f"unknown split part {part!r}", hint="use train, val or test")
+    if not split.strip():
+        raise CasdeskError("a split needs a name")
+    with catalog.transaction() as db:
+        row = db.execute("SELECT id FROM splits WHERE name = ?", (split,)).fetchone()
+        if row is None:
+            cur = db.execute(
+                "INSERT INTO splits(name, kind, params, created) VALUES (?, 'manual', ?, ?)",
+                (split, json.dumps({}), utc_now()),
+            )
+            sid = int(cur.lastrowid)
+        else:
+            sid = int(row[0])
+        db.executemany(
+            "INSERT INTO split_tiles(split_id, tile_id, part) VALUES (?, ?, ?)"
+            " ON CONFLICT(split_id, tile_id) DO UPDATE SET part = excluded.part",
+            [(sid, int(t), part) for t in tile_ids],
+        )
+    return sid
+
+
+# --------------------------------------------------------------------------- filtering
+@dataclass
+class TileFilter:
+    """What the user asked to see. None / empty means "no restriction" for each field.
+
+    ``ranges`` maps a metric name to inclusive (low, high); tiles whose value is missing
+    (NaN) are hidden by an active range. ``has_label``: True only tiles with landslide
+    pixels, False only tiles without.
+    """
+
+    subdatasets: frozenset[str] | None = None
+    sensors: frozenset[str] | None = None
+    qc_states: frozenset[int] | None = None
+    split_parts: frozenset[str] | None = None  # "" = not in the split
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    has_label: bool | None = None
+    text: str = ""
+
+
+def _codes(names: Iterable[str], table: Sequence[str]) -> np.ndarray:
+    return np.array([table.index(n) for n in names if n in table], dtype=np.int64)
+
+
+def filter_mask(index: TileIndex, flt: TileFilter) -> np.ndarray:
+    """Boolean per tile: shown by ``flt``. Vectorised: a few ms per 100k tiles."""
+    keep = np.ones(len(index), bool)
+    if flt.subdatasets is not None:
+        keep &= np.isin(index.subdataset_code, _codes(flt.subdatasets, index.subdataset_names))
+    if flt.sensors is not None:
+        keep &= np.isin(index.sensor_code, _codes(flt.sensors, SENSOR_NAMES))
+    if flt.qc_states is not None:
+        keep &= np.isin(index.qc_state, np.array(sorted(flt.qc_states), dtype=np.int64))
+    if flt.split_parts is not None:
+        keep &= np.isin(index.split_part, _codes(flt.split_parts, PART_NAMES))
+    for metric, (lo, hi) in flt.ranges.items():
+        values = index.metrics.get(metric)
+        if values is not None:
+            with np.errstate(invalid="ignore"):
+                keep &= (values >= lo) & (values <= hi)
+    if flt.has_label is not None:
+        keep &= index.has_label == flt.has_label
+    text = flt.text.strip().lower()
+    if text:
+        keep &= np.strings.find(index.names_lower(), text) >= 0
+    return keep
+
+
+def filter_rows(index: TileIndex, flt: TileFilter) -> np.ndarray:
+    """Row positions (int64, in id order) of the tiles ``flt`` shows."""
+    return np.flatnonzero(filter_mask(index, flt))
+
+
+SORT_KEYS = ("name", "id", "subdataset", "qc_state", "split")
+"""Sort keys besides the metric names."""
+
+
+def sort_keys(index: TileIndex) -> list[str]:
+    return [*SORT_KEYS, *index.metrics]
+
+
+def sort_rows(index: TileIndex, rows: np.ndarray, key: str, descending: bool = False) -> np.ndarray:
+    """``rows`` reordered by ``key`` (a :data:`SORT_KEYS` entry or a metric name).
+
+    Stable, ties keep id order; missing metric values (NaN) go last in both directions.
+    """
+    if rows.size == 0 or key == "id":
+        return rows[::-1].copy() if descending else rows
+    if key == "name":
+        values = index.name_rank()[rows].astype(np.float64)
+    elif key == "subdataset":
+        values = index.subdataset_code[rows].astype(np.float64)
+    elif key == "qc_state":
+        values = index.qc_state[rows].astype(np.float64)
+    elif key == "split":
+        values = index.split_part[rows].astype(np.float64)
+    elif key in index.metrics:
+        values = index.metrics[key][rows]
+    else:
+        raise KeyError(f"unknown sort key {key!r}")
+    missing = np.isnan(values)
+    sortable = np.where(missing, 0.0, -values if descending else values)
+    order = np.lexsort((sortable, missing))
+    return rows[order]
+
+
+def metric_bounds(index: TileIndex, metric: str) -> tuple[float, float]:
+    """(min, max) of a metric over tiles that have it; (0, 1) when none does."""
+    values = index.metrics.get(metric)
+    if values is None or not np.isfinite(values).any():
+        return 0.0, 1.0
+    return float(np.nanmin(values)), float(np.nanmax(values))
+
+
+def synthetic_index(n: int, seed: int = 0) -> TileIndex:
+    """An index of ``n`` random tiles built from arrays, no catalog: for speed tests and
+    benchmarks of the filters (five subdatasets, both sensors, metrics, QC states, split)."""
+    rng = np.random.default_rng(seed)
+    ids = np.arange(1, n + 1, dtype=np.int64)
+    metrics = {name: rng.random(n) for name in ("fill_fraction", "cloud_fraction")}
+    metrics["seam_score"] = rng.random(n) * 40
+    metrics[LABEL_FRACTION] = rng.random(n) * 0.1
+    return TileIndex(
+        root=Path("."),
+        ids=ids,
+        names=np.array([f"scene{i % 40:02d}_r{i // 200 * 256:06d}_c{i % 200 * 256:06d}" for i in range(n)]),
+        subdataset_code=(ids % 5).astype(np.int32),
+        subdataset_names=["UAV set", "SAT set", "mixed", "sub3", "sub4"],
+        sensor_code=(1 + ids % 2).astype(np.int8),
+        scene_id=ids % 40,
+        row_off=np.zeros(n, np.int64),
+        col_off=np.zeros(n, np.int64),
+        width=np.full(n, 512, np.int32),
+        height=np.full(n, 512, np.int32),
+        image_path=np.full(n, "missing.tif", dtype=object),
+        mask_path=np.full(n, None, dtype=object),
+        modified=np.full(n, "2024-01-01T00:00:00+00:00", dtype=object),
+        label_pixels=rng.integers(0, 500, n),
+        metrics=metrics,
+        manual=np.zeros(n, np.int8),
+        auto_state=rng.integers(0, 4, n).astype(np.int8),
+        qc_state=rng.integers(0, 6, n).astype(np.int8),
+        split_name="synthetic",
+        split_part=rng.integers(0, 4, n).astype(np.int8),
+    )

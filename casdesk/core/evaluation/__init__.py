@@ -1,0 +1,1 @@
+"""Evaluation: the paper's metrics, training runs and comparison tables, experiments."""

@@ -1,0 +1,1 @@
+"""The project store: the SQLite catalog, its schema and migrations, the project lock."""

@@ -1,0 +1,366 @@
+"""Per-tile QC detectors and their registry.
+
+Each metric is a pure function of a :class:`TileData` (the tile's pixels, validity, mask and
+sensor) returning one float, registered once in :data:`METRICS` with a name, a version and
+a docstring. Bump ``version`` when a detector's definition changes: stored values with an
+older version are recomputed on the next scan. See ``docs/qc.md`` for the calibration.
+
+The detectors share derived arrays (fill mask, display RGB, a small RGB copy) through
+:class:`TileData`'s cached properties, so each is computed once per tile.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from casdesk.core.raster.io import open_raster, read_window, to_display_rgb
+
+# --------------------------------------------------------------------------- parameters
+FILL_TOLERANCE = 2
+"""A pixel is "uniform fill" when every band is within this many 8-bit DN of the fill value
+(lossy compression leaves a little noise in a white or black border)."""
+FILL_MIN_AREA = 32
+"""Border-connected uniform regions smaller than this (pixels) are ignored."""
+FILL_SEGMENT_PX = 16.0
+"""Boundary segments at least this long (pixels) count as straight footprint edges."""
+FILL_STRAIGHT_SHARE = 0.6
+"""A uniform region is fill when this share of its inner boundary is long straight segments.
+A scene footprint edge is straight (or a few straight pieces); shadows and scars are not."""
+WORK_SIZE = 128
+"""Cloud and seam detectors work on a copy resampled to this size (pixels): both look at
+structures tens of pixels wide, and a small copy keeps the scan near disk speed."""
+SEAM_SIZE = 64
+"""The seam detector works on a copy resampled to this size (8 full-res pixels per pixel)."""
+SEAM_ANGLES = 48
+SEAM_SEGMENTS = 6
+SEAM_MIN_CHORD = 0.75
+SEAM_SLACK = 0
+"""Pieces of a line allowed to disagree (0: all six must show the step)."""
+CLOUD_MIN_BRIGHT = 175.0
+CLOUD_MAX_SATURATION = 0.22
+CLOUD_MAX_TEXTURE = 6.0
+
+
+@dataclass
+class TileData:
+    """One tile's pixels, as the detectors need them.
+
+    ``data`` is (bands, rows, cols) in the file's dtype; ``valid`` is True where the dataset
+    mask (nodata, alpha, internal mask, NaN) says the pixel holds data; ``has_mask`` tells
+    whether the file declares such a mask at all; ``mask`` is the landslide mask (uint8 0/1)
+    or None when the tile has no label.
+    """
+
+    data: np.ndarray
+    valid: np.ndarray
+    has_mask: bool = False
+    mask: np.ndarray | None = None
+    sensor: str | None = None
+    fill_values: tuple[float, ...] | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return int(self.data.shape[1]), int(self.data.shape[2])
+
+    @cached_property
+    def fill(self) -> np.ndarray:
+        """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values)
+
+    @cached_property
+    def footprint(self) -> np.ndarray:
+        """Boolean (rows, cols): inside the scene footprint and valid."""
+        return self.valid & ~self.fill
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """Display-stretched 8-bit (rows, cols, 3) RGB, as :func:`to_display_rgb` shows it."""
+        return to_display_rgb(self.data, self.footprint)
+
+    @cached_property
+    def small(self) -> tuple[np.ndarray, np.ndarray]:
+        """(RGB float32 (s, s, 3), footprint bool (s, s)) at :data:`WORK_SIZE` (area mean)."""
+        rows, cols = self.shape
+        size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
+        rgb = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+        foot = cv2.resize(self.footprint.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
+        return rgb, foot == 255
+
+
+def load_tile(
+    image_path: str | Path,
+    mask_path: str | Path | None = None,
+    sensor: str | None = None,
+    fill_values: tuple[float, ...] | None = None,
+) -> TileData:
+    """Read a tile image (and its mask) into a :class:`TileData` (raises RasterError)."""
+    with open_raster(image_path) as ds:
+        flags = ds.mask_flag_enums[0] if ds.count else ()
+        has_mask = any(f.name in ("per_dataset", "alpha", "nodata") for f in flags)
+        has_mask |= np.issubdtype(np.dtype(ds.dtypes[0]), np.floating)
+        data, valid = read_window(ds)
+    mask = None
+    if mask_path is not None and Path(mask_path).exists():
+        with open_raster(mask_path) as mds:
+            mask = (mds.read(1) > 0).astype(np.uint8)
+        if mask.shape != valid.shape:
+            mask = None
+    return TileData(data, valid, has_mask, mask, sensor, fill_values)
+
+
+# --------------------------------------------------------------------------- fill
+def default_fill_values(dtype: np.dtype) -> tuple[float, ...]:
+    """Uniform values that mark fill when a file declares no nodata: 0 and the dtype's max
+    (pure black and pure white for uint8)."""
+    if np.issubdtype(dtype, np.integer):
+        return (0.0, float(np.iinfo(dtype).max))
+    return (0.0,)
+
+
+def fill_mask(
+    data: np.ndarray,
+    valid: np.ndarray,
+    has_mask: bool,
+    fill_values: tuple[float, ...] | None = None,
+) -> np.ndarray:
+    """Pixels outside the scene footprint.
+
+    When the file declares nodata / a mask, that is the answer (``~valid``). Otherwise
+    fill is a region of one uniform value (default black 0 or white max) that touches the
+    tile border *and* whose boundary inside the tile is mostly long straight segments:
+    a scene footprint cut by the tile grid is a straight-edged wedge or strip, while
+    saturated landslide scars and black terrain shadows that reach the border have
+    ragged outlines and are kept as image.
+    """
+    if has_mask:
+        return ~valid
+    rows, cols = valid.shape
+    values = fill_values if fill_values is not None else default_fill_values(data.dtype)
+    tol = FILL_TOLERANCE if data.dtype == np.uint8 else 0
+    fill = ~valid
+    lo_band = data.min(axis=0)
+    hi_band = data.max(axis=0)
+    for value in values:
+        cand = (lo_band >= value - tol) & (hi_band <= value + tol)
+        if not (cand[0].any() or cand[-1].any() or cand[:, 0].any() or cand[:, -1].any()):
+            continue
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(cand.astype(np.uint8), connectivity=8)
+        for lab in range(1, n):
+            x, y, w, h, area = (int(v) for v in stats[lab])
+            if area < FILL_MIN_AREA:
+                continue
+            if not (x == 0 or y == 0 or x + w == cols or y + h == rows):
+                continue
+            comp = labels[y : y + h, x : x + w] == lab
+            if _straight_share(comp, x, y, rows, cols) >= FILL_STRAIGHT_SHARE:
+                fill[y : y + h, x : x + w] |= comp
+    return fill
+
+
+def _straight_share(comp: np.ndarray, x0: int, y0: int, rows: int, cols: int) -> float:
+    """Share (0-1) of a region's boundary inside the tile made of long straight segments."""
+    padded = np.pad(comp.astype(np.uint8), 1)
+    contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return 0.0
+    contour = max(contours, key=len)
+    poly = cv2.approxPolyDP(contour, 1.5, True)[:, 0, :].astype(np.float64)
+    poly += (x0 - 1, y0 - 1)
+    if len(poly) < 2:
+        return 1.0
+    nxt = np.roll(poly, -1, axis=0)
+    lengths = np.hypot(*(nxt - poly).T)
+    mid = (poly + nxt) / 2
+    on_border = (mid[:, 0] <= 0.5) | (mid[:, 1] <= 0.5) | (mid[:, 0] >= cols - 1.5) | (mid[:, 1] >= rows - 1.5)
+    inner = lengths[~on_border]
+    total = inner.sum()
+    if total < 1.0:
+        return 1.0  # the region fills the tile or only runs along its border
+    return float(inner[inner >= FILL_SEGMENT_PX].sum() / total)
+
+
+# --------------------------------------------------------------------------- metrics
+def fill_fraction(tile: TileData) -> float:
+    """Share (0-1) of the tile outside the scene footprint (nodata/mask, or straight-edged
+    uniform black/white regions touching the border; see :func:`fill_mask`). Paper rule:
+    reject above 0.30."""
+    return float(tile.fill.mean())
+
+
+def valid_fraction(tile: TileData) -> float:
+    """Share (0-1) of pixels the file's own nodata/mask marks valid (16-bit and nodata
+    scenes); 1.0 for a released CAS tile, which declares no mask."""
+    return float(tile.valid.mean())
+
+
+def label_fraction(tile: TileData) -> float:
+    """Landslide pixels / pixels inside the footprint (0-1). NaN when the tile has no mask
+    (unlabelled tiles are not judged by the label rule); 0 when the footprint is empty.
+    Paper rule: reject below 0.001 (0.1 %)."""
+    if tile.mask is None:
+        return math.nan
+    foot = tile.footprint
+    n = int(foot.sum())
+    return float((tile.mask.astype(bool) & foot).sum() / n) if n else 0.0
+
+
+def cloud_mask(tile: TileData) -> tuple[np.ndarray, np.ndarray]:
+    """(cloud, footprint) booleans at :data:`WORK_SIZE`; see :func:`cloud_fraction`."""
+    rgb, foot = tile.small
+    hi = rgb.max(axis=2)
+    lo = rgb.min(axis=2)
+    bright = rgb.mean(axis=2) >= CLOUD_MIN_BRIGHT
+    grey = (hi - lo) <= CLOUD_MAX_SATURATION * np.maximum(hi, 1.0)
+    lum = rgb.mean(axis=2)
+    texture = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (5, 5), 0)), (3, 3))
+    core = (bright & grey & (texture <= CLOUD_MAX_TEXTURE) & foot).astype(np.uint8)
+    core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    # the texture filter rejects a rim a few pixels wide at every cloud edge: grow the smooth
+    # core back over bright grey neighbours
+    cloud = cv2.dilate(core, np.ones((7, 7), np.uint8)).astype(bool) & bright & grey
+    return cloud & foot, foot
+
+
+def cloud_fraction(tile: TileData) -> float:
+    """Share (0-1) of footprint pixels that look like cloud on the display-stretched RGB
+    (128 px copy): mean brightness >= 175 DN, saturation (max-min)/max <= 0.22, and, for
+    a cloud's core, texture (3x3 mean of |grey - 5x5 Gaussian|) <= 6 DN; cores are cleaned
+    by a 3x3 opening and grown 3 px over bright grey neighbours to recover soft cloud
+    edges. Clouds are bright, grey and smooth; forest, rock texture and coloured soil are
+    not. Bright smooth bare soil or snow also counts (up to ~0.24 on the shared tiles), which
+    is why the paper rule only rejects above 0.80 and only for satellite tiles."""
+    cloud, foot = cloud_mask(tile)
+    n = int(foot.sum())
+    return float(cloud.sum() / n) if n else 0.0
+
+
+@lru_cache(maxsize=4)
+def _line_bins(size: int, angles: int, segments: int) -> tuple[np.ndarray, int, int, np.ndarray]:
+    """Radon bookkeeping for a ``size`` x ``size`` grid, computed once.
+
+    Every pixel falls on one 1-px line per direction; each line is cut into ``segments``
+    equal pieces along its chord. Returns (flat bin index per (angle, pixel), number of
+    bins, lines per angle, chord length (angles, lines) in pixels).
+    """
+    c = (size - 1) / 2
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    xx, yy = xx.ravel() - c, yy.ravel() - c
+    theta = np.linspace(0.0, np.pi, angles, endpoint=False)[:, None]
+    n_lines = int(math.ceil(size * math.sqrt(2))) + 3
+    rho = np.floor(xx * np.cos(theta) + yy * np.sin(theta) + n_lines // 2 + 0.5).astype(np.int64)
+    along = -xx * np.sin(theta) + yy * np.cos(theta)
+    line = np.arange(angles)[:, None] * n_lines + rho
+    tmin = np.full(angles * n_lines, np.inf)
+    tmax = np.full(angles * n_lines, -np.inf)
+    np.minimum.at(tmin, line.ravel(), along.ravel())
+    np.maximum.at(tmax, line.ravel(), along.ravel())
+    span = tmax[line] - tmin[line] + 1e-9
+    seg = np.clip(((along - tmin[line]) / span * segments).astype(np.int64), 0, segments - 1)
+    chord = np.where(np.isfinite(tmax - tmin), tmax - tmin, 0.0).reshape(angles, n_lines)
+    return (line * segments + seg).ravel(), angles * n_lines * segments, n_lines, chord
+
+
+def seam_profile(tile: TileData) -> tuple[float, float, float]:
+    """(score in DN, line normal angle in degrees, signed offset from the centre as a
+    fraction of the tile side) of the strongest straight step; see :func:`seam_score`."""
+    rows, cols = tile.shape
+    size = min(SEAM_SIZE, rows, cols)
+    idx, n_bins, n_lines, chord = _line_bins(size, SEAM_ANGLES, SEAM_SEGMENTS)
+    inner = cv2.erode(tile.footprint.astype(np.uint8), np.ones((9, 9), np.uint8)) * 255
+    ok = cv2.resize(inner, (size, size), interpolation=cv2.INTER_AREA) == 255
+    rgb = cv2.resize(tile.rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float64)
+    shape = (SEAM_ANGLES, n_lines, SEAM_SEGMENTS)
+    weights = np.tile(ok.ravel().astype(np.float64), SEAM_ANGLES)
+    count = np.bincount(idx, weights=weights, minlength=n_bins).reshape(shape)
+    good = count >= max(2.0, 0.5 * size / SEAM_SEGMENTS)
+    good = good[:, 2:] & good[:, :-2]
+    long_enough = chord[:, 1:-1] >= SEAM_MIN_CHORD * size
+    best = (0.0, 0.0, 0.0)
+    for band in range(3):
+        values = np.tile((rgb[..., band] * ok).ravel(), SEAM_ANGLES)
+        mean = np.bincount(idx, weights=values, minlength=n_bins).reshape(shape) / np.maximum(count, 1)
+        step = np.where(good, mean[:, 2:] - mean[:, :-2], 0.0)
+        ordered = np.sort(step, axis=2)
+        lo, hi = ordered[..., SEAM_SLACK], ordered[..., -1 - SEAM_SLACK]
+        score = np.where(lo > 0, lo, np.where(hi < 0, -hi, 0.0))
+        score[~(good.all(axis=2) & long_enough)] = 0.0
+        a, line = np.unravel_index(int(score.argmax()), score.shape)
+        if score[a, line] > best[0]:
+            offset = (line + 1 - n_lines // 2) / size
+            best = (float(score[a, line]), 180.0 * a / SEAM_ANGLES, float(offset))
+    return best
+
+
+def seam_score(tile: TileData) -> float:
+    """Strength of the strongest straight brightness/colour step across the tile, in 8-bit
+    DN of the display RGB. The tile (footprint only, 64 px copy) is cut into 1-px lines in
+    48 directions; each line into 6 pieces along its length. For each line and RGB band,
+    the step is the mean of the line beyond it minus the mean of the line before it, per
+    piece; the score is the smallest step over the 6 pieces when all have the same sign
+    (else 0), maximised over lines (chord >= 3/4 of the tile), directions and bands. A
+    mosaic seam is one straight line with the same jump all along it; natural edges bend,
+    stop or change sign along any one line. Calibration in docs/qc.md."""
+    return seam_profile(tile)[0]
+
+
+def blur_score(tile: TileData) -> float:
+    """Variance of the Laplacian of the grey display image inside the footprint (DN^2);
+    low means blurred or featureless. Informative only; no paper rule."""
+    grey = cv2.cvtColor(tile.rgb, cv2.COLOR_RGB2GRAY)
+    lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=3)
+    inner = cv2.erode(tile.footprint.astype(np.uint8), np.ones((3, 3), np.uint8))
+    if not inner.any():
+        return 0.0
+    _, std = cv2.meanStdDev(lap, mask=inner)
+    return float(std[0, 0] ** 2)
+
+
+# --------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class Metric:
+    """A registered QC metric: ``func(tile) -> float``; ``higher_is_worse`` orients plots and
+    default rules; ``version`` invalidates stored values when the definition changes."""
+
+    name: str
+    version: int
+    func: Callable[[TileData], float]
+    doc: str
+    higher_is_worse: bool
+    label: str = ""
+    range: tuple[float, float] = (0.0, 1.0)
+    """Slider and histogram range in the GUI (values beyond it are shown at its ends)."""
+
+
+METRICS: dict[str, Metric] = {}
+
+
+def register_metric(
+    name: str,
+    version: int,
+    higher_is_worse: bool,
+    label: str = "",
+    range: tuple[float, float] = (0.0, 1.0),  # noqa: A002 - the natural name here
+) -> Callable[[Callable[[TileData], float]], Callable[[TileData], float]]:
+    """Decorator adding a metric to :data:`METRICS` (adding a metric = one entry)."""
+
+    def wrap(func: Callable[[TileData], float]) -> Callable[[TileData], float]:
+        doc = " ".join((func.__doc__ or "").split())
+        METRICS[name] = Metric(name, version, func, doc, higher_is_worse, label or name, range)
+        return func
+
+    return wrap
+
+
+register_metric("fill_fraction", 1, True, "Fill fraction")(fill_fraction)
+register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
+register_metric("cloud_fraction", 1, True, "Cloud fraction")(cloud_fraction)
+register_metric("seam_score", 1, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
+register_metric("blur_score", 1, False, "Sharpness (var. of Laplacian)", (0.0, 5000.0))(blur_score)
+register_metric("valid_fraction", 1, False, "Valid fraction")(valid_fraction)

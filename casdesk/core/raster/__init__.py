@@ -1,0 +1,1 @@
+"""Raster IO: reading windows with validity, display stretch, thumbnails, prediction outputs."""

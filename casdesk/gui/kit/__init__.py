@@ -1,0 +1,1 @@
+"""Small shared widgets and helpers: job workers, panel base, dialogs."""

@@ -1,0 +1,344 @@
+"""Project panel: what the project holds, and the import / crop steps.
+
+Imports and crops run in a :class:`JobRunner` (their own catalog connection in the worker
+thread); the panel shows progress, can cancel, and refreshes when the job ends.
+Subdataset metadata (sensor, resolution, region, trigger) is editable in place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from casdesk.core.errors import CasdeskError
+from casdesk.core.jobs import CancelToken, Job
+from casdesk.core.project.catalog import Catalog
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.workers import JobRunner
+from casdesk.gui.shell.context import ProjectContext
+
+SUB_COLUMNS = ["Subdataset", "Sensor", "Resolution (m)", "Region", "Trigger", "Tiles", "Labelled %"]
+EDITABLE = {1: "sensor", 2: "resolution_m", 3: "region", 4: "trigger"}
+
+
+class CropDialog(QDialog):
+    """Tile size, stride and edge policy, with the paper's values one click away."""
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle("Crop scenes into tiles")
+        self.size = QSpinBox(minimum=16, maximum=4096, value=512, singleStep=64)
+        self.stride = QSpinBox(minimum=1, maximum=4096, value=512, singleStep=64)
+        self.edge = QComboBox()
+        self.edge.addItems(["shift", "pad", "drop"])
+        self.edge.setToolTip("shift: last tile moved back to the edge (CAS); pad: nodata fill; drop: skip")
+        paper = QPushButton("Paper settings (512, stride 256)")
+        paper.clicked.connect(lambda: (self.size.setValue(512), self.stride.setValue(256)))
+        form = QFormLayout(self)
+        form.addRow("Tile size (px)", self.size)
+        form.addRow("Stride (px)", self.stride)
+        form.addRow("Edge policy", self.edge)
+        form.addRow(paper)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+
+class AddSceneDialog(QDialog):
+    def __init__(self, scene: Path, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.setWindowTitle(f"Add scene {scene.name}")
+        self.labels = QLineEdit()
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self._browse)
+        row = QHBoxLayout()
+        row.addWidget(self.labels)
+        row.addWidget(browse)
+        self.subdataset = QLineEdit(scene.stem)
+        self.sensor = QComboBox()
+        self.sensor.addItems(["", "SAT", "UAV"])
+        self.label_names = QLineEdit()
+        self.label_names.setPlaceholderText("all labels (or comma-separated names)")
+        form = QFormLayout(self)
+        form.addRow("Labels (vector / raster / LabelMe)", row)
+        form.addRow("Landslide label names", self.label_names)
+        form.addRow("Subdataset", self.subdataset)
+        form.addRow("Sensor", self.sensor)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def _browse(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Labels", "", "Labels (*.shp *.gpkg *.geojson *.json *.tif *.tiff *.png)"
+        )
+        if path:
+            self.labels.setText(path)
+
+    def options(self) -> dict[str, Any]:
+        names = [n.strip() for n in self.label_names.text().split(",") if n.strip()]
+        return {
+            "labels": self.labels.text() or None,
+            "label_names": names or None,
+            "subdataset": self.subdataset.text() or None,
+            "sensor": self.sensor.currentText() or None,
+        }
+
+
+class ProjectPanel(QWidget):
+    def __init__(self, context: ProjectContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.runner: JobRunner | None = None
+        self._filling = False
+
+        self.heading = QLabel()
+        self.heading.setWordWrap(True)
+        self.add_scene_button = QPushButton("Add scene...")
+        self.import_button = QPushButton("Import dataset...")
+        self.crop_button = QPushButton("Crop into tiles...")
+        self.add_scene_button.clicked.connect(self.add_scene_dialog)
+        self.import_button.clicked.connect(self.import_dialog)
+        self.crop_button.clicked.connect(self.crop_dialog)
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.progress.hide()
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.hide()
+        self.cancel_button.clicked.connect(self.cancel)
+        actions = QHBoxLayout()
+        for w in (self.add_scene_button, self.import_button, self.crop_button):
+            actions.addWidget(w)
+        actions.addStretch(1)
+        actions.addWidget(self.progress, 2)
+        actions.addWidget(self.cancel_button)
+
+        self.subdatasets = QTableWidget(0, len(SUB_COLUMNS))
+        self.subdatasets.setHorizontalHeaderLabels(SUB_COLUMNS)
+        self.subdatasets.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.subdatasets.itemChanged.connect(self._on_sub_edited)
+        self.scenes = QTableWidget(0, 7)
+        self.scenes.setHorizontalHeaderLabels(["Id", "Scene", "Size", "Bands", "CRS", "Labels", "Tiles"])
+        self.scenes.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.scenes.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.scenes.verticalHeader().hide()
+        self.subdatasets.verticalHeader().hide()
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.heading)
+        layout.addLayout(actions)
+        layout.addWidget(QLabel("<b>Subdatasets</b> (double-click sensor, resolution, region or trigger to edit)"))
+        layout.addWidget(self.subdatasets, 2)
+        layout.addWidget(QLabel("<b>Scenes</b>"))
+        layout.addWidget(self.scenes, 1)
+        context.project_opened.connect(lambda _p: self.refresh())
+        context.project_closed.connect(self.refresh)
+        context.tiles_changed.connect(self.refresh)
+        self.refresh()
+
+    # ---- view
+    def refresh(self) -> None:
+        catalog = self.context.catalog
+        for b in (self.add_scene_button, self.import_button, self.crop_button):
+            b.setEnabled(catalog is not None and not self.busy)
+        if catalog is None:
+            self.heading.setText("No project open: File > New project (Ctrl+N) or File > Open project (Ctrl+O).")
+            self.subdatasets.setRowCount(0)
+            self.scenes.setRowCount(0)
+            return
+        summary = catalog.summary()
+        self.heading.setText(
+            f"<b>{Path(summary['project']).stem}</b>: {len(summary['scenes'])} scene(s), "
+            f"{summary['tiles']} tiles, {100 * summary['labelled_fraction']:.2f} % of valid pixels "
+            "labelled landslide"
+        )
+        self._filling = True
+        meta = {s["name"]: s for s in catalog.subdatasets()}
+        subs = summary["subdatasets"]
+        self.subdatasets.setRowCount(len(subs))
+        for r, s in enumerate(subs):
+            m = meta.get(s["name"], {})
+            values = [
+                s["name"],
+                s["sensor"] or "",
+                "" if s["resolution_m"] is None else f"{s['resolution_m']:g}",
+                m.get("region") or "",
+                m.get("trigger") or "",
+                str(s["tiles"]),
+                f"{100 * s['labelled_fraction']:.2f}",
+            ]
+            for c, v in enumerate(values):
+                item = QTableWidgetItem(v)
+                if c not in EDITABLE:
+                    item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.subdatasets.setItem(r, c, item)
+        self._filling = False
+        scenes = summary["scenes"]
+        self.scenes.setRowCount(len(scenes))
+        for r, s in enumerate(scenes):
+            values = [str(s["id"]), s["name"], f"{s['size'][0]} x {s['size'][1]}",
+                      f"{s['bands']} x {s['dtype']}", s["crs"] or "none", str(s["labels"]), str(s["tiles"])]
+            for c, v in enumerate(values):
+                self.scenes.setItem(r, c, QTableWidgetItem(v))
+
+    def _on_sub_edited(self, item: QTableWidgetItem) -> None:
+        if self._filling or self.context.catalog is None or item.column() not in EDITABLE:
+            return
+        name = self.subdatasets.item(item.row(), 0).text()
+        field = EDITABLE[item.column()]
+        text = item.text().strip()
+        try:
+            if field == "sensor":
+                text = text.upper()
+                if text not in ("", "SAT", "UAV"):
+                    raise CasdeskError("sensor must be SAT or UAV")
+            value: Any = (float(text) if text else None) if field == "resolution_m" else (text or None)
+            self.context.catalog.update_subdataset(name, **{field: value})
+        except (CasdeskError, ValueError) as exc:
+            show_error(self, "Cannot change the subdataset", str(exc))
+        self.refresh()
+
+    # ---- jobs
+    @property
+    def busy(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def start_job(self, title: str, work: Any) -> JobRunner | None:
+        """Run ``work(catalog, token) -> Job`` in a worker with its own catalog connection."""
+        if self.context.catalog is None or self.busy:
+            return None
+        path = self.context.catalog.path
+
+        def factory(token: CancelToken) -> Job:
+            def job() -> Job:
+                with Catalog.open(path) as cat:
+                    return (yield from work(cat, token))
+
+            return job()
+
+        runner = JobRunner(factory, self, name=title)
+        runner.progress.connect(self._on_progress)
+        runner.finished.connect(lambda result: self.context.status_message.emit(f"{title}: done"))
+        runner.failed.connect(lambda msg, details: show_error(self, f"{title} failed", msg, details))
+        runner.cancelled.connect(lambda: self.context.status_message.emit(f"{title}: cancelled"))
+        runner.done.connect(self._on_done)
+        self.runner = runner
+        self.progress.setFormat(f"{title}: %p%")
+        self.progress.setValue(0)
+        self.progress.show()
+        self.cancel_button.show()
+        runner.start()
+        self.refresh()
+        return runner
+
+    def _on_progress(self, event: Any) -> None:
+        if event.total:
+            self.progress.setMaximum(event.total)
+            self.progress.setValue(event.done)
+
+    def _on_done(self) -> None:
+        self.progress.hide()
+        self.cancel_button.hide()
+        self.runner = None
+        self.context.tiles_changed.emit()
+
+    def cancel(self) -> None:
+        if self.runner is not None:
+            self.runner.cancel()
+
+    def shutdown(self) -> None:
+        if self.runner is not None:
+            self.runner.shutdown()
+
+    # ---- actions
+    def add_scene(self, scene: str | Path, **options: Any) -> JobRunner | None:
+        from casdesk.core.dataset.scenes import add_scene
+
+        def work(cat: Catalog, token: CancelToken) -> Job:
+            from casdesk.core.jobs import Progress
+
+            yield Progress(0, 1, "reading the scene")
+            added = add_scene(cat, scene, **options)
+            for message in added.messages:
+                self.context.status_message.emit(message)
+            yield Progress(1, 1, "done")
+            return added.scene_id
+
+        return self.start_job("Add scene", work)
+
+    def import_dataset(self, folder: str | Path, fmt: str = "auto") -> JobRunner | None:
+        from casdesk.core.dataset.importers import IMPORTERS, detect_format
+
+        try:
+            fmt = detect_format(folder) if fmt == "auto" else fmt
+        except CasdeskError as exc:
+            show_error(self, "Cannot import", str(exc))
+            return None
+        return self.start_job("Import", lambda cat, token: IMPORTERS[fmt](cat, folder, cancel=token))
+
+    def crop(self, size: int = 512, stride: int = 512, edge: str = "shift") -> JobRunner | None:
+        from casdesk.core.dataset.tiling import CropParams, crop_scene
+
+        params = CropParams(size, stride, edge)
+
+        def work(cat: Catalog, token: CancelToken) -> Job:
+            ids: list[int] = []
+            for scene in cat.scenes():
+                ids += yield from crop_scene(cat, scene.id, params, cancel=token)
+            return ids
+
+        return self.start_job("Crop", work)
+
+    def import_path(self, path: Path) -> None:
+        """Drag and drop: a GeoTIFF becomes a scene, a folder a dataset."""
+        if path.is_dir():
+            self.import_dataset(path)
+        elif path.suffix.lower() in (".tif", ".tiff", ".vrt", ".jp2"):
+            self.add_scene(path)
+
+    def _settings(self) -> QSettings:
+        return QSettings("casdesk", "casdesk")
+
+    def add_scene_dialog(self) -> None:
+        start = str(self._settings().value("paths/last_scene_dir", str(Path.home())))
+        path, _ = QFileDialog.getOpenFileName(self, "Add scene", start, "Rasters (*.tif *.tiff *.vrt *.jp2)")
+        if not path:
+            return
+        self._settings().setValue("paths/last_scene_dir", str(Path(path).parent))
+        dialog = AddSceneDialog(Path(path), self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.add_scene(path, **dialog.options())
+
+    def import_dialog(self) -> None:
+        start = str(self._settings().value("paths/last_dataset_dir", str(Path.home())))
+        folder = QFileDialog.getExistingDirectory(self, "Import dataset folder", start)
+        if folder:
+            self._settings().setValue("paths/last_dataset_dir", folder)
+            self.import_dataset(folder)
+
+    def crop_dialog(self) -> None:
+        dialog = CropDialog(self)
+        if dialog.exec() == QDialog.DialogCode.Accepted:
+            self.crop(dialog.size.value(), dialog.stride.value(), dialog.edge.currentText())

@@ -1,0 +1,77 @@
+"""Start the GUI: ``casdesk demo``, ``casdesk gui [PROJECT]`` and ``casdesk-gui`` end here.
+
+Startup stays light: Qt and the main window only; torch loads when a panel needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def run_app(project: str | Path | None = None, argv: list[str] | None = None) -> int:
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+    from PySide6.QtWidgets import QApplication
+
+    from casdesk import logsetup
+    from casdesk.gui.shell.appicon import app_icon
+    from casdesk.gui.shell.errors_hook import install_exception_hook
+    from casdesk.gui.shell.main_window import MainWindow
+
+    if logsetup.log_file() is None:  # not started through the CLI (which set it up)
+        logsetup.setup_logging()
+    if QApplication.instance() is None:
+        # fractional scaling (125 %, 150 %) as the desktop asks, instead of rounding
+        QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
+            Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
+        )
+    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    app.setApplicationName("casdesk")
+    app.setOrganizationName("casdesk")
+    app.setWindowIcon(app_icon())
+    hook = install_exception_hook()  # before the window: panel construction errors count too
+    window = MainWindow()
+    hook.parent_widget = window
+    log.info("casdesk GUI started (log file %s)", logsetup.log_file())
+    window.show()
+    if project is not None:
+        window.open_project(project)
+    try:
+        return app.exec()
+    finally:
+        hook.uninstall()
+
+
+def gui_main(argv: list[str] | None = None) -> int:
+    """The windowed executable's main: ``casdesk-gui [-v] [PROJECT]``."""
+    from casdesk import __version__
+    from casdesk.logsetup import setup_logging
+
+    parser = argparse.ArgumentParser(prog="casdesk-gui", description="casdesk desktop application")
+    parser.add_argument("project", nargs="?", help="project file (.casdesk) to open")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
+    parser.add_argument("--version", action="version", version=f"casdesk {__version__}")
+    args, qt_args = parser.parse_known_args(argv)
+    setup_logging(verbose=args.verbose)
+    try:
+        return run_app(args.project, [sys.argv[0], *qt_args])
+    except Exception as exc:  # noqa: BLE001 - the windowed app has no console to print to
+        log.exception("casdesk could not start")
+        _show_fatal(f"casdesk could not start: {type(exc).__name__}: {exc}")
+        return 1
+
+
+def _show_fatal(message: str) -> None:
+    """Tell the user why the app did not open (the windowed executable has no console)."""
+    from PySide6.QtWidgets import QApplication, QMessageBox
+
+    from casdesk.logsetup import log_file
+
+    if QApplication.instance() is None:
+        QApplication(sys.argv[:1])
+    QMessageBox.critical(None, "casdesk", f"{message}\n\nDetails are in the log file {log_file()}.")

@@ -1,0 +1,252 @@
+"""The main window: a tab per workflow step, project menu, log dock, status bar.
+
+Thin on purpose: panels (see :mod:`casdesk.gui.kit.panels`) do the work; this class opens and
+closes projects, shows the log, and keeps settings.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QTabWidget,
+    QWidget,
+)
+
+from casdesk.core.errors import CasdeskError
+from casdesk.core.project.lock import LockInfo, ProjectLockedError
+from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.panels import PANELS
+from casdesk.gui.shell.appicon import app_icon
+from casdesk.gui.shell.context import ProjectContext
+from casdesk.gui.shell.settings import PreferencesDialog, last_folder, remember_folder
+
+log = logging.getLogger(__name__)
+MAX_RECENT = 8
+
+
+class _LogBridge(QObject):
+    message = Signal(str)
+
+
+class _QtLogHandler(logging.Handler):
+    """Forwards log records to the log dock (thread-safe through a queued signal)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.bridge = _LogBridge()
+        self.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.bridge.message.emit(self.format(record))
+        except RuntimeError:  # the dock is gone (shutdown)
+            pass
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, settings: QSettings | None = None) -> None:
+        super().__init__()
+        self.setWindowTitle("casdesk")
+        self.setWindowIcon(app_icon())
+        self.setAcceptDrops(True)
+        self.settings = settings or QSettings("casdesk", "casdesk")
+        self.context = ProjectContext(self)
+        self.context.project_opened.connect(self._on_project_opened)
+        self.context.project_closed.connect(self._on_project_closed)
+        self.context.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.setCentralWidget(self.tabs)
+        self.panels: dict[str, QWidget] = {}
+        for title, target in PANELS:
+            module, cls = target.split(":")
+            panel = getattr(importlib.import_module(module), cls)(self.context, self)
+            self.panels[title] = panel
+            self.tabs.addTab(panel, title)
+
+        self._build_log_dock()
+        self._build_menus()
+        self.project_label = QLabel("No project")
+        self.statusBar().addPermanentWidget(self.project_label)
+        self.resize(1400, 900)
+        geometry = self.settings.value("window/geometry")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        state = self.settings.value("window/state")
+        if state is not None:
+            self.restoreState(state)
+
+    # ---- building
+    def _build_log_dock(self) -> None:
+        self.log_view = QPlainTextEdit(readOnly=True)
+        self.log_view.setMaximumBlockCount(5000)
+        dock = QDockWidget("Log", self)
+        dock.setObjectName("logDock")
+        dock.setWidget(self.log_view)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        dock.hide()
+        self.log_dock = dock
+        self._log_handler = _QtLogHandler()
+        self._log_handler.bridge.message.connect(self.log_view.appendPlainText)
+        logging.getLogger("casdesk").addHandler(self._log_handler)
+        logging.getLogger("casdesk").setLevel(logging.INFO)
+
+    def _build_menus(self) -> None:
+        file_menu = self.menuBar().addMenu("&File")
+        new = QAction("&New project...", self, shortcut=QKeySequence.StandardKey.New)
+        new.triggered.connect(self.new_project_dialog)
+        opn = QAction("&Open project...", self, shortcut=QKeySequence.StandardKey.Open)
+        opn.triggered.connect(self.open_project_dialog)
+        file_menu.addActions([new, opn])
+        self.recent_menu = file_menu.addMenu("Open &recent")
+        self._refresh_recent()
+        close = QAction("&Close project", self)
+        close.triggered.connect(self.context.close)
+        file_menu.addAction(close)
+        file_menu.addSeparator()
+        prefs = QAction("&Preferences...", self, shortcut=QKeySequence("Ctrl+,"))
+        prefs.triggered.connect(lambda: PreferencesDialog(self.settings, self).open())
+        file_menu.addAction(prefs)
+        file_menu.addSeparator()
+        quit_ = QAction("&Quit", self, shortcut=QKeySequence("Ctrl+Q"))  # StandardKey.Quit is empty on Windows
+        quit_.triggered.connect(self.close)
+        file_menu.addAction(quit_)
+
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addAction(self.log_dock.toggleViewAction())
+        for i, title in enumerate(self.panels):
+            act = QAction(title, self, shortcut=QKeySequence(f"Alt+{i + 1}"))
+            act.triggered.connect(lambda _=False, i=i: self.tabs.setCurrentIndex(i))
+            view_menu.addAction(act)
+
+        help_menu = self.menuBar().addMenu("&Help")
+        keys = QAction("&Keyboard shortcuts", self, shortcut=QKeySequence("F1"))
+        keys.triggered.connect(self.show_shortcuts)
+        about = QAction("&About casdesk", self)
+        about.triggered.connect(self.show_about)
+        help_menu.addActions([keys, about])
+
+    # ---- projects
+    def open_project(self, path: str | Path) -> bool:
+        try:
+            try:
+                self.context.open(path)
+            except ProjectLockedError as exc:
+                if not self._ask_readonly(exc.holder):
+                    return False
+                self.context.open(path, readonly=True)
+        except CasdeskError as exc:
+            show_error(self, "Cannot open project", str(exc))
+            return False
+        return True
+
+    def _ask_readonly(self, holder: LockInfo | None) -> bool:
+        """Another casdesk holds the project: open it read-only (True) or cancel (False).
+
+        A separate method so tests can answer without a modal dialog."""
+        who = holder.describe() if holder is not None else "another program (its lock file cannot be written)"
+        answer = QMessageBox.question(
+            self,
+            "Project in use",
+            f"This project is open in another casdesk window:\n{who}\n\n"
+            "Two windows editing one project would overwrite each other's work. "
+            "Open it read-only?",
+            QMessageBox.StandardButton.Open | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Open
+
+    def new_project_dialog(self) -> None:
+        start = last_folder(self.settings, "project")
+        path, _ = QFileDialog.getSaveFileName(self, "New project", start, "casdesk project (*.casdesk)")
+        if path:
+            try:
+                self.context.create(path)
+            except CasdeskError as exc:
+                show_error(self, "Cannot create project", str(exc))
+
+    def open_project_dialog(self) -> None:
+        start = last_folder(self.settings, "project")
+        path, _ = QFileDialog.getOpenFileName(self, "Open project", start, "casdesk project (*.casdesk)")
+        if path:
+            self.open_project(path)
+
+    def _on_project_opened(self, path: Path) -> None:
+        suffix = " (read-only)" if self.context.readonly else ""
+        self.setWindowTitle(f"{path.stem}{suffix} - casdesk")
+        self.project_label.setText(f"{path}{suffix}")
+        remember_folder(self.settings, "project", path)
+        recent = [p for p in self._recent() if p != str(path)]
+        self.settings.setValue("recent/projects", [str(path), *recent][:MAX_RECENT])
+        self._refresh_recent()
+        log.info("opened project %s", path)
+
+    def _on_project_closed(self) -> None:
+        self.setWindowTitle("casdesk")
+        self.project_label.setText("No project")
+
+    def _recent(self) -> list[str]:
+        value = self.settings.value("recent/projects", [])
+        if isinstance(value, str):
+            value = [value]
+        return [str(v) for v in value or []]
+
+    def _refresh_recent(self) -> None:
+        self.recent_menu.clear()
+        for p in self._recent():
+            act = self.recent_menu.addAction(p)
+            act.triggered.connect(lambda _=False, p=p: self.open_project(p))
+        self.recent_menu.setEnabled(bool(self._recent()))
+
+    # ---- misc
+    def show_about(self) -> None:
+        from casdesk.gui.shell.about import AboutDialog
+
+        AboutDialog(self).open()
+
+    def show_shortcuts(self) -> None:
+        from casdesk.gui.shell.shortcuts import ShortcutsDialog
+
+        ShortcutsDialog(self).open()
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802 - Qt override
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802 - Qt override
+        for url in event.mimeData().urls():
+            path = Path(url.toLocalFile())
+            if path.suffix == ".casdesk":
+                self.open_project(path)
+                return
+            handler = getattr(self.panels.get("Project"), "import_path", None)
+            if handler is not None:
+                handler(path)
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        for panel in self.panels.values():
+            can_close = getattr(panel, "can_close", None)
+            if can_close is not None and not can_close():
+                event.ignore()
+                return
+        for panel in self.panels.values():
+            shutdown = getattr(panel, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        self.settings.setValue("window/geometry", self.saveGeometry())
+        self.settings.setValue("window/state", self.saveState())
+        logging.getLogger("casdesk").removeHandler(self._log_handler)
+        self.context.close()
+        super().closeEvent(event)

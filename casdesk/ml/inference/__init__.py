@@ -1,0 +1,1 @@
+"""Inference: whole scenes to GeoTIFFs and polygons, predictions on project tiles."""

@@ -1,0 +1,1 @@
+"""Training: settings, data, losses, the trainer, distributed helpers, evaluation."""

@@ -1,0 +1,214 @@
+"""Evaluation: confusion counts over a whole tile set, then the paper's metrics.
+
+:func:`iter_confusion` is shared by training (validation each epoch) and :func:`evaluate`
+(a model file against a project's split), so both report exactly the same numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from casdesk.core.dataset.splits import list_splits, load_split, split_id
+from casdesk.core.evaluation.metrics import segmentation_metrics
+from casdesk.core.jobs import CancelToken, Progress
+from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.ml.device import describe_device, resolve_device
+from casdesk.ml.errors import DataError
+from casdesk.ml.modelfile import load_model_file
+from casdesk.ml.training.data import IGNORE_INDEX, Normalization, TileDataset, select_tiles
+from casdesk.ml.training.losses import LossFn, predict_classes
+
+NUM_CLASSES = 2  # metrics are always background/landslide
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def confusion_torch(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
+    """(2, 2) int64 confusion counts on the logits' device (no host sync)."""
+    pred = predict_classes(logits.detach(), threshold)
+    keep = target != IGNORE_INDEX
+    idx = target[keep] * NUM_CLASSES + pred[keep]
+    return torch.bincount(idx, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def iter_confusion(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    *,
+    threshold: float = 0.5,
+    loss_fn: LossFn | None = None,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, tuple[torch.Tensor, float, int, bool]]:
+    """Run ``model`` over ``loader``; return (confusion, loss sum, samples, cancelled).
+
+    The loss sum is per sample (mean loss of a batch times its size), 0 without
+    ``loss_fn``. Yields one Progress per batch.
+    """
+    model.eval()
+    cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64, device=device)
+    loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+    samples = 0
+    total = len(loader)
+    memory = torch.channels_last if channels_last else torch.contiguous_format
+    with torch.inference_mode():
+        for i, (x, y) in enumerate(loader):
+            if cancel is not None and cancel.cancelled:
+                return cm, float(loss_sum), samples, True
+            x = x.to(device, non_blocking=True, memory_format=memory)
+            y = y.to(device, non_blocking=True)
+            with autocast(device, amp_dtype):
+                logits = model(x)
+            logits = logits.float()
+            if loss_fn is not None:
+                loss_sum += loss_fn(logits, y).double() * x.shape[0]
+            cm += confusion_torch(logits, y, threshold)
+            samples += x.shape[0]
+            yield Progress(i + 1, total, f"evaluating {i + 1}/{total}", {"event": "eval_batch"})
+    return cm, float(loss_sum), samples, False
+
+
+@dataclass
+class EvalResult:
+    """Metrics of a model on a tile set (fractions in [0, 1]) and what was evaluated."""
+
+    metrics: dict[str, float]
+    confusion: list[list[int]]
+    tiles: int
+    split: str | None
+    part: str | None
+    device: str
+    model: dict[str, Any] = field(default_factory=dict)
+    run_id: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "metrics": self.metrics,
+            "confusion": self.confusion,
+            "tiles": self.tiles,
+            "split": self.split,
+            "part": self.part,
+            "device": self.device,
+            "model": self.model,
+            "run_id": self.run_id,
+        }
+
+
+def _amp_dtype_for_eval(device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+def evaluate(
+    model_file: str | Path,
+    project: str | Path | Catalog,
+    split: str | None = None,
+    part: str = "val",
+    *,
+    device: str = "auto",
+    batch_size: int = 4,
+    num_workers: int = 0,
+    qc_accepted_only: bool = True,
+    record: bool = True,
+    cancel: CancelToken | None = None,
+) -> Generator[Progress, None, EvalResult]:
+    """Evaluate a model file on the ``part`` tiles of ``split`` of a project.
+
+    ``split`` None: the split the model was trained with when the project has it, else
+    every (QC-accepted) tile. ``record``: store the result as an ``evaluate`` run in the
+    catalog. Returns an :class:`EvalResult`; a cancelled evaluation raises
+    :class:`~casdesk.core.errors.Cancelled`.
+    """
+    from casdesk.core.errors import Cancelled
+
+    own = not isinstance(project, Catalog)
+    catalog = Catalog.open(project) if own else project
+    try:
+        dev = resolve_device(device)
+        model, meta = load_model_file(model_file, dev)
+        known = {s["name"] for s in list_splits(catalog)}
+        if split is None and meta.get("split") in known:
+            split = meta["split"]
+        parts = load_split(catalog, split) if split is not None else None
+        use_part = part if parts is not None else None
+        tiles = select_tiles(catalog, parts, use_part, qc_accepted_only)
+        if not tiles:
+            raise DataError(
+                f"no tiles with masks to evaluate ({'split ' + split + ', ' + part if split else 'whole project'})",
+                catalog.path,
+                "check the split and the QC decisions",
+            )
+        norm = Normalization.from_dict(meta["normalization"])
+        dataset = TileDataset(tiles, norm)
+        loader = DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            pin_memory=dev.type == "cuda",
+        )
+        started = time.monotonic()
+        cm, _, _, cancelled = yield from iter_confusion(
+            model, loader, dev, threshold=float(meta.get("threshold", 0.5)),
+            amp_dtype=_amp_dtype_for_eval(dev), cancel=cancel,
+        )
+        if cancelled:
+            raise Cancelled()
+        counts = cm.cpu().numpy().astype(np.int64)
+        metrics = segmentation_metrics(counts)
+        result = EvalResult(
+            metrics=metrics,
+            confusion=counts.tolist(),
+            tiles=len(tiles),
+            split=split,
+            part=use_part,
+            device=describe_device(dev),
+            model={k: meta.get(k) for k in ("architecture", "encoder", "in_channels", "classes", "split", "run_id")},
+        )
+        if record and not catalog.readonly:
+            result.run_id = _record(catalog, model_file, result, time.monotonic() - started)
+        return result
+    finally:
+        if own:
+            catalog.close()
+
+
+def _record(catalog: Catalog, model_file: str | Path, result: EvalResult, duration: float) -> int:
+    sid = split_id(catalog, result.split) if result.split else None
+    now = utc_now()
+    config = {"model_file": str(Path(model_file).absolute()), "part": result.part, "tiles": result.tiles}
+    with catalog.transaction() as db:
+        cur = db.execute(
+            "INSERT INTO runs(name, kind, status, config, split_id, device, started, finished,"
+            " duration_s, model_path, best_metrics) VALUES (?, 'evaluate', 'finished', ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                f"evaluate {Path(model_file).name}",
+                json.dumps(config),
+                sid,
+                result.device,
+                now,
+                now,
+                duration,
+                str(Path(model_file).absolute()),
+                json.dumps(result.metrics),
+            ),
+        )
+        return int(cur.lastrowid)
