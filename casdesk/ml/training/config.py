@@ -16,6 +16,9 @@ from casdesk.ml.errors import TrainingError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("poly", "cosine", "constant")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
+RECIPES = ("custom", "paper")
+NORMALIZATIONS = ("dataset", "imagenet")
+AUGMENTS = ("none", "flips", "paper")
 
 
 @dataclass
@@ -45,7 +48,11 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     num_workers: int = 2  # DataLoader worker processes; 0 reads tiles in the main process
     pin_memory: bool | None = None  # None: on for CUDA
-    augment: bool = True
+    recipe: str = "custom"  # "paper": the authors' recipe, see casdesk.ml.training.config.PAPER_RECIPE
+    normalization: str = "dataset"  # dataset: band mean/std of the training tiles; imagenet: /255 then ImageNet mean/std
+    augment: bool | str = True  # "none", "flips" (flips, 90 degree turns, jitter), "paper" (flip, scale-crop, blur); True = "flips"
+    drop_last: bool = False  # drop the last incomplete training batch (the authors do)
+    head_lr_mult: float = 1.0  # learning-rate factor on the decoder/head (the authors' code uses 10)
     qc_accepted_only: bool = True
     threshold: float = 0.5  # landslide probability threshold (classes = 1)
     log_every: int = 10  # batches between loss read-backs from the GPU
