@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "casdesk.commands.labels",
     "casdesk.commands.ml",
     "casdesk.commands.predict",
+    "casdesk.commands.experiments",
     "casdesk.commands.selftest",
 ]
 
