@@ -227,6 +227,10 @@ class FilterPanel(QWidget):
     def uses_qc_state(self) -> bool:
         return _chosen(self.states) is not None
 
+    def uses_labels(self) -> bool:
+        """True when the filter depends on the masks (has-label choice or label fraction range)."""
+        return self.has_label.currentIndex() != 0 or LABEL_FRACTION in self.current_filter().ranges
+
 
 def _chosen(boxes: dict[str, QCheckBox]) -> frozenset[str] | None:
     """The checked keys, or None when all are checked (no restriction)."""

@@ -2,7 +2,12 @@
 
 Wiring only: the tile table is loaded in a worker (:func:`load_index_for`), filtering and
 sorting are the core's numpy functions, decisions go through the QC module and are
-announced with ``context.decisions_changed`` so the QC panel follows.
+announced with ``context.events`` so the QC panel follows.
+
+Change events update only what they name: a mask edit re-reads those tiles' rows and drops
+their thumbnails, new QC metrics or rules re-read the QC columns in a worker, a new split
+re-reads the split parts; only tiles added/removed (or the coarse ``tiles_changed``) reload
+the tile table, in a worker. ``reloads`` counts those full reloads.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ from PySide6.QtWidgets import (
 
 from casdesk.core.dataset import tile_table as ti
 from casdesk.core.errors import CasdeskError
-from casdesk.core.project.catalog import Catalog
+from casdesk.core.project import events as ev
+from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.raster.thumbnails import ThumbnailCache
 from casdesk.gui.browser.delegate import TileDelegate
 from casdesk.gui.browser.detail import DetailRequest, TileDetail
@@ -52,6 +58,33 @@ def load_index_for(path: Path, split: str | None) -> ti.TileIndex:
     index.name_rank()
     index.names_lower()
     return index
+
+
+def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
+    """The catalog records of some tiles (worker thread): what a mask edit changed."""
+    with Catalog.open(path, readonly=True) as catalog:
+        return catalog.tiles(ids=tile_ids)
+
+
+PATCH_ON_GUI_THREAD = 64
+"""Up to this many changed tiles are re-read on the GUI thread (a few ms); more in a worker."""
+
+
+def patch_rows(index: ti.TileIndex, tiles: list[Tile]) -> np.ndarray:
+    """Write the changed tiles' mask path, label pixels and modified time into ``index``;
+    returns their rows."""
+    rows = index.rows_of([t.id for t in tiles])
+    by_id = {t.id: t for t in tiles}
+    fraction = index.metrics.get(ti.LABEL_FRACTION)
+    for r in rows.tolist():
+        t = by_id[int(index.ids[r])]
+        index.modified[r] = t.modified
+        index.mask_path[r] = None if t.mask_path is None else str(t.mask_path)
+        index.label_pixels[r] = -1 if t.label_pixels is None else t.label_pixels
+        if fraction is not None:
+            ok = t.label_pixels is not None and t.valid_pixels
+            fraction[r] = t.label_pixels / t.valid_pixels if ok else np.nan  # type: ignore[operator]
+    return rows
 
 
 def load_qc_for(path: Path, ids: np.ndarray) -> ti.QCColumns:
@@ -84,6 +117,11 @@ class BrowserPanel(QWidget):
         self._qc_call.failed.connect(self._on_index_failed)
         self.qc_loaded = False
         self._decided_meanwhile: set[int] = set()
+        self.reloads = 0  # full tile-table reloads (the edit benchmark counts them)
+        self._patch_call = LatestCall(self)
+        self._patch_call.finished.connect(self._on_patched)
+        self._patch_call.failed.connect(lambda msg: log.warning("tile rows not refreshed: %s", msg))
+        self._patch_pending: set[int] = set()
         self.filters = FilterPanel()
         self.filters.changed.connect(self._schedule_apply)
         self.detail = TileDetail()
@@ -104,8 +142,15 @@ class BrowserPanel(QWidget):
         context.project_opened.connect(lambda _p: self.reload(new_project=True))
         context.project_closed.connect(self._on_closed)
         context.tiles_changed.connect(self._on_tiles_changed)
-        context.metrics_changed.connect(self.reload)
+        context.metrics_changed.connect(self.reload_qc)
         context.decisions_changed.connect(self._on_decisions)
+        events = context.events
+        events.tiles_added.connect(lambda _c: self.reload())
+        events.tiles_removed.connect(lambda _c: self.reload())
+        events.masks_changed.connect(lambda c: self.refresh_tiles(c.tile_ids))
+        events.qc_metrics_changed.connect(lambda _c: self.reload_qc())
+        events.qc_rules_changed.connect(lambda _c: self.reload_qc())
+        events.splits_changed.connect(self._on_splits_changed)
         self._update_actions()
 
     # ---- layout
@@ -211,6 +256,8 @@ class BrowserPanel(QWidget):
         catalog = self.context.catalog
         if catalog is None:
             return
+        if not new_project:
+            self.reloads += 1
         if new_project:
             self._split = "latest"
             self.loader.restart()
@@ -224,12 +271,77 @@ class BrowserPanel(QWidget):
         self._index_call.submit(lambda: load_index_for(path, split))
 
     def _on_tiles_changed(self) -> None:
-        """Tiles were added or regenerated: thumbnails in memory may be stale."""
-        self.loader.reset()
+        """Anything about the tiles may have changed (the coarse signal): re-read the table.
+        Thumbnails in memory stay: their key holds the tile's modified time, so a changed
+        tile asks for a new one."""
         self.reload()
 
+    def reload_qc(self) -> None:
+        """QC metrics or rules changed: re-read the QC columns only, in a worker."""
+        catalog, index = self.context.catalog, self.index
+        if catalog is None or index is None:
+            return
+        self.qc_loaded = False
+        self._decided_meanwhile = set()
+        path, ids = catalog.path, index.ids
+        self._qc_call.submit(lambda: load_qc_for(path, ids))
+
+    def refresh_tiles(self, tile_ids: tuple[int, ...] | list[int]) -> None:
+        """The files of these tiles changed (mask regenerated): re-read their rows, drop their
+        thumbnails, repaint their cells. Many tiles are read in a worker."""
+        catalog = self.context.catalog
+        if catalog is None or self.index is None or not tile_ids:
+            return
+        if len(tile_ids) <= PATCH_ON_GUI_THREAD and not self._patch_pending:
+            try:
+                tiles = catalog.tiles(ids=list(tile_ids))
+            except CasdeskError as exc:
+                log.warning("tile rows not refreshed: %s", exc)
+                return
+            self._apply_patch(tiles)
+            return
+        self._patch_pending.update(int(t) for t in tile_ids)
+        path, ids = catalog.path, sorted(self._patch_pending)
+        self._patch_call.submit(lambda: load_tiles_for(path, ids))
+
+    def _on_patched(self, tiles: list[Tile]) -> None:
+        self._patch_pending.difference_update(t.id for t in tiles)
+        self._apply_patch(tiles)
+
+    def _apply_patch(self, tiles: list[Tile]) -> None:
+        index = self.index
+        if index is None:
+            return
+        patch_rows(index, tiles)
+        for t in tiles:
+            self.loader.drop_tile(t.id)
+        ids = [t.id for t in tiles]
+        if self.filters.uses_labels() or self.sort_key.currentText() == ti.LABEL_FRACTION:
+            self.apply_filter()
+        else:
+            self.model.refresh_rows(self.model.view_rows_of_ids(ids))
+        shown = self.detail.request
+        if self.detail.isVisible() and shown is not None and shown.tile_id in ids:
+            request = self._detail_request(shown.tile_id)
+            if request is not None:
+                self.detail.show_tile(request)
+
+    def _on_splits_changed(self, change: ev.SplitsChanged) -> None:
+        """A split was made or changed (here or elsewhere): show it, re-reading only the
+        split parts."""
+        catalog, index = self.context.catalog, self.index
+        if catalog is None or index is None:
+            return
+        names = ti.split_names(catalog)
+        wanted = change.names[-1] if change.names and change.names[-1] in names else self._split
+        ti.set_split(catalog, index, wanted if wanted in names else None)
+        self._split = index.split_name
+        self._refresh_split_combo()
+        self.filters.set_index(index)
+        self.apply_filter()
+
     def is_loading(self) -> bool:
-        return self._index_call.is_busy() or self._qc_call.is_busy()
+        return self._index_call.is_busy() or self._qc_call.is_busy() or self._patch_call.is_busy()
 
     def _on_index(self, index: ti.TileIndex) -> None:
         """The tiles arrived (QC columns follow): show them, keeping the known QC columns
@@ -273,6 +385,8 @@ class BrowserPanel(QWidget):
     def _on_closed(self) -> None:
         self._index_call.cancel()
         self._qc_call.cancel()
+        self._patch_call.cancel()
+        self._patch_pending.clear()
         self.qc_loaded = False
         self.index = None
         self.loader.reset()
@@ -411,7 +525,7 @@ class BrowserPanel(QWidget):
             row = self.grid.currentIndex().row()
             nxt = row + 1 if row + 1 < self.model.rowCount() else row
             self._follow = (self.model.tile_id(nxt), row)
-        self.context.decisions_changed.emit(ids)
+        self.context.events.announce(ev.QCDecisionsChanged(ev.id_tuple(ids)))
         if self._follow is not None and not self.filters.uses_qc_state():
             follow, self._follow = self._follow, None
             self._select_id(follow[0])
@@ -457,11 +571,7 @@ class BrowserPanel(QWidget):
         except CasdeskError as exc:
             show_error(self, "Cannot assign the split", str(exc))
             return
-        ti.set_split(catalog, self.index, split)
-        self._split = split
-        self._refresh_split_combo()
-        self.filters.set_index(self.index)
-        self.apply_filter()
+        self.context.events.announce(ev.SplitsChanged((split,), ev.id_tuple(ids)))
         self.context.status_message.emit(f"{len(ids)} tile(s) put in {part} of split {split}")
 
     # ---- detail
@@ -527,4 +637,5 @@ class BrowserPanel(QWidget):
         self.loader.shutdown()
         self._index_call.shutdown()
         self._qc_call.shutdown()
+        self._patch_call.shutdown()
         self.detail.shutdown()

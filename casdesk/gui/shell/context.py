@@ -1,8 +1,14 @@
 """The open project as the GUI sees it: one GUI-thread catalog plus change signals.
 
 Panels never talk to each other directly; they react to these signals. Workers open their
-own :class:`Catalog` (SQLite connections are per thread) and the panel emits the signal
+own :class:`Catalog` (SQLite connections are per thread) and the panel announces the change
 when the worker reports back.
+
+Precise events: ``context.events.announce(MasksChanged(ids))`` (payloads in
+:mod:`casdesk.core.project.events`) emits the payload on the signal of its kind and on
+``events.changed``; views update only the ids it names. The older coarse signals
+(``tiles_changed`` and friends) still work for panels that have not switched yet: a
+``tiles_changed`` without ids means "anything may have changed" and costs a reload.
 """
 
 from __future__ import annotations
@@ -13,13 +19,66 @@ from PySide6.QtCore import QObject, Signal
 
 from casdesk.core.project import lock as project_lock
 from casdesk.core.project.catalog import Catalog, project_paths
+from casdesk.core.project.events import (
+    LabelsChanged,
+    MasksChanged,
+    ProjectChange,
+    QCDecisionsChanged,
+    QCMetricsChanged,
+    QCRulesChanged,
+    RunsChanged,
+    SplitsChanged,
+    TilesAdded,
+    TilesRemoved,
+)
 from casdesk.core.project.lock import ProjectLockedError
+
+
+class ProjectEvents(QObject):
+    """Typed change events of the open project: one signal per payload type (each carries
+    the payload object), plus :attr:`changed` for every payload."""
+
+    changed = Signal(object)  # any ProjectChange
+    tiles_added = Signal(object)  # TilesAdded
+    tiles_removed = Signal(object)  # TilesRemoved
+    masks_changed = Signal(object)  # MasksChanged
+    labels_changed = Signal(object)  # LabelsChanged
+    qc_metrics_changed = Signal(object)  # QCMetricsChanged
+    qc_decisions_changed = Signal(object)  # QCDecisionsChanged
+    qc_rules_changed = Signal(object)  # QCRulesChanged
+    splits_changed = Signal(object)  # SplitsChanged
+    runs_changed = Signal(object)  # RunsChanged
+
+    def __init__(self, context: ProjectContext) -> None:
+        super().__init__(context)
+        self._context = context
+        self._signals = {
+            TilesAdded: self.tiles_added, TilesRemoved: self.tiles_removed,
+            MasksChanged: self.masks_changed, LabelsChanged: self.labels_changed,
+            QCMetricsChanged: self.qc_metrics_changed, QCDecisionsChanged: self.qc_decisions_changed,
+            QCRulesChanged: self.qc_rules_changed, SplitsChanged: self.splits_changed,
+            RunsChanged: self.runs_changed,
+        }
+        self.history: list[ProjectChange] = []  # the last announcements (tests, benchmark)
+
+    def announce(self, change: ProjectChange) -> None:
+        """Tell every view what changed. Also emits the older coarse signal where one
+        carries the same meaning with ids (``decisions_changed``), so panels that listen
+        to it keep working."""
+        signal = self._signals.get(type(change))
+        if signal is None:
+            raise TypeError(f"not a project change: {change!r}")
+        self.history = [*self.history[-63:], change]
+        signal.emit(change)
+        self.changed.emit(change)
+        if isinstance(change, QCDecisionsChanged):
+            self._context.decisions_changed.emit(list(change.tile_ids))
 
 
 class ProjectContext(QObject):
     project_opened = Signal(object)  # Path of the .casdesk file
     project_closed = Signal()
-    tiles_changed = Signal()  # tiles added/removed/regenerated
+    tiles_changed = Signal()  # coarse: anything about tiles changed (prefer ``events``)
     decisions_changed = Signal(object)  # list[int] tile ids whose QC decision changed
     labels_changed = Signal(object)  # scene id or tile id whose labels changed
     metrics_changed = Signal()  # QC metrics (re)computed
@@ -28,6 +87,7 @@ class ProjectContext(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self.catalog: Catalog | None = None
+        self.events = ProjectEvents(self)
         self._lock: project_lock.Lock | None = None
 
     @property
