@@ -41,6 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_import)
 
+    f = lsub.add_parser("from-prediction", help="predicted tiles (predict-tiles) or a scene's predicted mask -> editable labels")
+    f.add_argument("project")
+    f.add_argument("--model", help="model name whose stored tile predictions to accept (see `casdesk predict-tiles`)")
+    f.add_argument("--tile", type=int, action="append", dest="tiles", metavar="ID", help="tile id (repeatable; default: every predicted tile)")
+    f.add_argument("--scene", type=int, metavar="ID", help="scene id, with --mask: a scene prediction's mask GeoTIFF")
+    f.add_argument("--mask", help="0/1 mask GeoTIFF written by `casdesk predict` for --scene")
+    f.add_argument("--threshold", type=float, help="threshold the stored probability instead of using the stored mask")
+    f.add_argument("--min-area", type=float, default=4.0, metavar="PX", help="drop polygons smaller than this (pixels; default 4)")
+    f.add_argument("--label-name", default="landslide", help="name of the new labels (default landslide)")
+    f.add_argument("--json", action="store_true")
+    f.set_defaults(func=cmd_from_prediction)
+
 
 def _report(rep: Any, as_json: bool, verb: str) -> None:
     data = {"labels": rep.labels, "files": [str(p) for p in rep.written], "tiles_updated": len(set(rep.tiles)), "messages": rep.messages}
@@ -78,6 +90,29 @@ def cmd_import(args: argparse.Namespace) -> int:
         if rep.tiles:
             drive(regenerate_masks(cat, sorted(set(rep.tiles))), "masks", quiet=args.json)
     _report(rep, args.json, "imported")
+    return 0
+
+
+def cmd_from_prediction(args: argparse.Namespace) -> int:
+    from casdesk.core.labels.from_prediction import accept_scene_prediction, accept_tile_predictions
+
+    if (args.scene is None) == (args.model is None) or (args.scene is not None) != (args.mask is not None):
+        raise LabelError("give either --model NAME (stored tile predictions) or --scene ID --mask FILE")
+    with open_project(args.project) as cat:
+        if args.scene is not None:
+            reports = [accept_scene_prediction(cat, args.scene, args.mask, args.label_name, args.min_area)]
+        else:
+            reports = accept_tile_predictions(cat, args.model, args.tiles, args.threshold, args.label_name, args.min_area)
+        tiles = sorted({t for r in reports for t in r.tiles})
+        if tiles:
+            drive(regenerate_masks(cat, tiles), "masks", quiet=args.json)
+    data = {"labels": sum(r.added for r in reports), "replaced": sum(r.removed for r in reports),
+            "targets": len(reports), "tiles_updated": len(tiles)}
+    if args.json:
+        print_json(data)
+    else:
+        print(f"accepted {data['labels']} predicted polygon(s) on {data['targets']} target(s)"
+              f" (replaced {data['replaced']} earlier predicted), {data['tiles_updated']} mask(s) updated")
     return 0
 
 

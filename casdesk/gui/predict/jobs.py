@@ -149,26 +149,25 @@ def polygons_to_project_job(project: Path, scene: Path, vector_path: Path | None
     double the polygons. Returns (scene id, number of polygons, whether the scene was added).
     """
     yield Progress(0, 1, "importing predicted polygons")
+    import shapely
+
     from casdesk.core.dataset.scenes import add_scene
-    from casdesk.core.labels.io import mask_to_polygons, read_vector_labels
+    from casdesk.core.labels.from_prediction import accept_polygons, accept_scene_prediction
+    from casdesk.core.labels.io import read_vector_labels
+    from casdesk.core.labels.store import scene_target
     from casdesk.core.project.catalog import Catalog
-    from casdesk.core.raster.io import open_raster, raster_info
+    from casdesk.core.raster.io import raster_info
 
     target = scene.resolve()
-    info = raster_info(scene)
-    if vector_path is not None and vector_path.exists():
-        labels = read_vector_labels(vector_path, info).labels
-    else:  # no vector output was asked for: polygonise the mask in pixel coordinates
-        with open_raster(mask_path) as ds:
-            mask = ds.read(1)
-        labels = [{"geometry_px": p.wkt} for p in mask_to_polygons(mask == 1)]
     with Catalog.open(project) as cat:
         scene_id = next((s.id for s in cat.scenes() if Path(s.path).resolve() == target), None)
         added = scene_id is None
         if scene_id is None:
             scene_id = add_scene(cat, scene).scene_id
-        with cat.transaction() as db:
-            db.execute("DELETE FROM labels WHERE scene_id = ? AND source = 'predicted'", (scene_id,))
-            if labels:
-                cat.add_labels(labels, scene_id=scene_id, source="predicted")
-    return scene_id, len(labels), added
+        if vector_path is not None and vector_path.exists():
+            labels = read_vector_labels(vector_path, raster_info(scene)).labels
+            polys = [shapely.from_wkt(lab["geometry_px"]) for lab in labels]
+            report = accept_polygons(cat, scene_target(cat, scene_id), polys)
+        else:  # no vector output was asked for: polygonise the mask in pixel coordinates
+            report = accept_scene_prediction(cat, scene_id, mask_path, min_area_px=0.0)
+    return scene_id, report.added, added

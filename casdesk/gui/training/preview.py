@@ -9,7 +9,6 @@ is skipped; the next one catches up), inference with ``torch.inference_mode`` on
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +50,9 @@ def preview_job(model_path: Path, project: Path, limit: int = PREVIEW_TILES) -> 
     from casdesk.core.dataset.splits import load_split
     from casdesk.core.project.catalog import Catalog
     from casdesk.core.raster.io import to_display_rgb
-    from casdesk.ml.inference.scene import infer_windows, load_predictor
-    from casdesk.ml.training.data import SIZE_MULTIPLE, read_tile
+    from casdesk.ml.inference.scene import load_predictor
+    from casdesk.ml.inference.tiles import predict_tile, tile_iou
+    from casdesk.ml.training.data import read_tile
 
     predictor = load_predictor(model_path, "cpu")
     split = predictor.meta.get("split")
@@ -62,20 +62,11 @@ def preview_job(model_path: Path, project: Path, limit: int = PREVIEW_TILES) -> 
     out: list[PreviewTile] = []
     for tile in tiles:
         image, valid, mask = read_tile(tile.image_path, tile.mask_path)
-        h, w = valid.shape
-        x = predictor.normalization.apply(image)
-        x[:, ~valid] = 0.0
-        ph, pw = (math.ceil(n / SIZE_MULTIPLE) * SIZE_MULTIPLE - n for n in (h, w))
-        if ph or pw:
-            x = np.pad(x, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
-        prob = infer_windows(predictor, x[None].astype(np.float32))[0, :h, :w]
-        pred = prob > predictor.threshold
+        pred = (predict_tile(predictor, image, valid) > predictor.threshold) & valid
         truth = mask > 0
-        union = int(((pred | truth) & valid).sum())
-        iou = int((pred & truth & valid).sum()) / union if union else None
+        iou = tile_iou(pred, truth, valid) if tile.mask_path is not None else None
         rgb = to_display_rgb(image.astype(tile_dtype(image)), valid)
-        out.append(PreviewTile(tile.name, confusion_overlay(rgb, pred, truth, valid),
-                               iou if tile.mask_path is not None else None))
+        out.append(PreviewTile(tile.name, confusion_overlay(rgb, pred, truth, valid), iou))
     return out
 
 

@@ -82,6 +82,26 @@ def _pad_to_multiple(image: np.ndarray) -> np.ndarray:
     return np.pad(image, ((0, 0), (0, ph), (0, pw)), mode="reflect" if min(h, w) > 1 else "edge")
 
 
+def prepare_tile(predictor: Predictor, image: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """A tile's bands (bands, rows, cols), normalized as the model was trained, zero outside
+    ``valid``, padded to the model's size multiple: the model input :func:`predict_tiles` uses."""
+    if image.shape[0] != predictor.bands:
+        raise PredictionError(
+            f"the tile has {image.shape[0]} band(s) but the model {predictor.name} takes {predictor.bands}",
+            None, "use a model trained on this project's band layout",
+        )
+    x = predictor.normalization.apply(image)
+    x[:, ~valid] = 0.0
+    return _pad_to_multiple(x).astype(np.float32, copy=False)
+
+
+def predict_tile(predictor: Predictor, image: np.ndarray, valid: np.ndarray, tta: bool = False) -> np.ndarray:
+    """Probability (rows, cols) float32 of one tile, exactly as :func:`predict_tiles` computes it
+    (the editor's "Predict this tile" and the training preview use it)."""
+    h, w = valid.shape
+    return infer_windows(predictor, prepare_tile(predictor, image, valid)[None], tta)[0, :h, :w]
+
+
 def tile_iou(pred: np.ndarray, label: np.ndarray, valid: np.ndarray) -> float:
     """Landslide IoU over valid pixels (1.0 when both are empty)."""
     cm = confusion_matrix(label.astype(np.int64), pred.astype(np.int64), 2, valid=valid, ignore_index=None)
@@ -128,7 +148,6 @@ def predict_tiles(
         predictor = load_predictor(model_file, device)
         name = predictor.name
         thr = predictor.threshold if threshold is None else float(threshold)
-        norm = predictor.normalization
         tiles = _tiles_to_predict(catalog, split, part)
         out_root = catalog.data_dir / "predictions" / name
         total = len(tiles)
@@ -188,9 +207,8 @@ def predict_tiles(
                 skipped += 1
                 done += 1
                 continue
-            x = norm.apply(image)
-            x[:, ~valid] = 0.0
-            batch.append((tile, _pad_to_multiple(x), valid, mask if tile.mask_path is not None else None))
+            batch.append((tile, prepare_tile(predictor, image, valid), valid,
+                          mask if tile.mask_path is not None else None))
             if len(batch) >= batch_size:
                 ids = flush()
                 done += len(ids)

@@ -1,0 +1,232 @@
+"""Predictions -> editable labels: the one place that turns a model's output into polygons
+in the catalog (the editor's "Accept as polygons", the Predict tab's "Polygons to editor"
+and ``casdesk labels from-prediction`` all call it).
+
+A prediction (a probability map, a 0/1 mask or ready polygons) is polygonised in the
+target's *view* pixels, then stored with source ``predicted`` for the edit target the
+editor would use (a tile cut from a scene stores into the scene, a stand-alone tile into
+itself). Accepting twice does not double the polygons: earlier *predicted* labels of the
+target that touch the predicted area are replaced; labels a person drew or edited (source
+``edited``/``imported``) are never removed. Everything happens in one catalog transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry.base import BaseGeometry
+
+from casdesk.core.errors import LabelError
+from casdesk.core.labels.io import mask_to_polygons
+from casdesk.core.labels.store import EditTarget, scene_target, tile_target
+from casdesk.core.project.catalog import Catalog, utc_now
+
+DEFAULT_NAME = "landslide"
+DEFAULT_MIN_AREA_PX = 4.0
+DEFAULT_SIMPLIFY_PX = 0.0
+
+
+@dataclass
+class AcceptReport:
+    """What one acceptance stored."""
+
+    label_ids: list[int] = field(default_factory=list)
+    removed: int = 0  # earlier predicted labels replaced
+    tiles: list[int] = field(default_factory=list)  # tiles whose masks are now stale
+    scene_id: int | None = None
+    tile_id: int | None = None
+
+    @property
+    def added(self) -> int:
+        return len(self.label_ids)
+
+
+def polygons_from_probability(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    valid: np.ndarray | None = None,
+    min_area_px: float = DEFAULT_MIN_AREA_PX,
+    simplify_px: float = DEFAULT_SIMPLIFY_PX,
+) -> list[shapely.Polygon]:
+    """Polygons (pixel-corner coordinates, holes kept) of ``prob > threshold`` inside ``valid``.
+
+    ``prob`` may also be a 0/1 mask (any threshold in (0, 1) then keeps the 1-pixels).
+    """
+    p = np.asarray(prob)
+    if p.ndim != 2:
+        raise LabelError(f"a prediction must be one band (rows, cols), not shape {p.shape}")
+    if not 0.0 < float(threshold) < 1.0:
+        raise LabelError(f"the threshold must lie between 0 and 1, not {threshold}")
+    hit = p > threshold
+    if valid is not None:
+        hit &= np.asarray(valid, dtype=bool)
+    if not hit.any():
+        return []
+    return mask_to_polygons(hit, min_area=float(min_area_px), simplify=float(simplify_px))
+
+
+def accept_polygons(
+    catalog: Catalog,
+    target: EditTarget,
+    polygons: Sequence[BaseGeometry],
+    name: str = DEFAULT_NAME,
+    replace: bool = True,
+    author: str | None = None,
+) -> AcceptReport:
+    """Store ``polygons`` (view pixels of ``target``) as predicted labels, in one transaction.
+
+    With ``replace``, the target's earlier predicted labels that intersect the target's
+    window (a tile) or the whole scene (a scene target) are deleted first.
+    """
+    polys = [p for g in polygons for p in getattr(g, "geoms", [g]) if not p.is_empty and p.area > 0]
+    rows = []
+    for poly in polys:
+        stored = target.to_stored(poly)
+        crs = target.to_crs(stored) if target.crs else None
+        rows.append({"name": name, "geometry_px": stored.wkt, "geometry_crs": None if crs is None else crs.wkt})
+    owner_col, owner_id = ("scene_id", target.scene_id) if target.kind == "scene" else ("tile_id", target.tile_id)
+    report = AcceptReport(scene_id=target.scene_id, tile_id=target.tile_id)
+    window = None
+    if target.tile_id is not None and target.kind == "scene":
+        dx, dy = target.offset
+        window = shapely.box(dx, dy, dx + target.width, dy + target.height)
+    touched = [shapely.box(*shapely.from_wkt(r["geometry_px"]).bounds) for r in rows]
+    with catalog.transaction() as db:
+        if replace:
+            old = db.execute(
+                f"SELECT id, geometry_px FROM labels WHERE {owner_col} = ? AND source = 'predicted'",  # noqa: S608
+                (owner_id,),
+            ).fetchall()
+            now = utc_now()
+            for lid, wkt in old:
+                geom = shapely.from_wkt(wkt)
+                if window is not None and not geom.intersects(window):
+                    continue
+                db.execute("DELETE FROM labels WHERE id = ?", (lid,))
+                db.execute(
+                    "INSERT INTO label_edits(label_id, action, geometry_before, author, at)"
+                    " VALUES (?, 'delete', ?, ?, ?)",
+                    (lid, wkt, author, now),
+                )
+                touched.append(shapely.box(*geom.bounds))
+                report.removed += 1
+        if rows:
+            report.label_ids = catalog.add_labels(rows, source="predicted", author=author, **target.owner)
+    report.tiles = _stale_tiles(catalog, target, touched)
+    return report
+
+
+def _stale_tiles(catalog: Catalog, target: EditTarget, stored_boxes: list[BaseGeometry]) -> list[int]:
+    if target.kind == "tile":
+        return [target.tile_id] if target.tile_id is not None else []
+    if not stored_boxes:
+        return []
+    x0, y0, x1, y1 = shapely.union_all(stored_boxes).bounds
+    rows = catalog.query(
+        "SELECT id FROM tiles WHERE scene_id = ? AND row_off IS NOT NULL"
+        " AND col_off < ? AND col_off + width > ? AND row_off < ? AND row_off + height > ?",
+        (target.scene_id, x1, x0, y1, y0),
+    )
+    return sorted(int(r[0]) for r in rows)
+
+
+def accept_probability(
+    catalog: Catalog,
+    target: EditTarget,
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    valid: np.ndarray | None = None,
+    name: str = DEFAULT_NAME,
+    min_area_px: float = DEFAULT_MIN_AREA_PX,
+    simplify_px: float = DEFAULT_SIMPLIFY_PX,
+    replace: bool = True,
+    author: str | None = None,
+) -> AcceptReport:
+    """Polygonise a probability map (or 0/1 mask) of the target's view and store it."""
+    if prob.shape != (target.height, target.width):
+        raise LabelError(
+            f"the prediction is {prob.shape[1]}x{prob.shape[0]} px but {target.title} is "
+            f"{target.width}x{target.height} px",
+            hint="predict this tile again with the chosen model",
+        )
+    polys = polygons_from_probability(prob, threshold, valid, min_area_px, simplify_px)
+    return accept_polygons(catalog, target, polys, name=name, replace=replace, author=author)
+
+
+def accept_tile_predictions(
+    catalog: Catalog,
+    model: str,
+    tile_ids: Sequence[int] | None = None,
+    threshold: float | None = None,
+    name: str = DEFAULT_NAME,
+    min_area_px: float = DEFAULT_MIN_AREA_PX,
+    simplify_px: float = DEFAULT_SIMPLIFY_PX,
+) -> list[AcceptReport]:
+    """Stored tile predictions of ``model`` (``casdesk predict-tiles``) -> labels of those tiles.
+
+    ``threshold`` None: use the stored 0/1 mask; else threshold the stored probability.
+    """
+    from casdesk.core.raster.io import open_raster
+    from casdesk.core.raster.outputs import decode_probability
+
+    rows = catalog.query("SELECT tile_id, mask_path, prob_path FROM predictions WHERE model = ? ORDER BY tile_id",
+                         (model,))
+    if not rows:
+        known = [r[0] for r in catalog.query("SELECT DISTINCT model FROM predictions ORDER BY model")]
+        raise LabelError(
+            f"no stored tile predictions of model {model!r}",
+            catalog.path,
+            f"run `casdesk predict-tiles` first; models with predictions: {', '.join(known) or 'none'}",
+        )
+    wanted = None if tile_ids is None else {int(i) for i in tile_ids}
+    reports = []
+    for r in rows:
+        if wanted is not None and int(r["tile_id"]) not in wanted:
+            continue
+        target = tile_target(catalog, int(r["tile_id"]))
+        if threshold is None:
+            mask = _read_band(catalog.resolve(r["mask_path"]), open_raster)
+            valid = mask != 255
+            prob, thr = np.where(valid, mask, 0), 0.5
+        else:
+            path = catalog.resolve(r["prob_path"])
+            if path is None:
+                raise LabelError("the stored prediction has no probability file", hint="omit --threshold")
+            prob, valid = decode_probability(_read_band(path, open_raster))
+            thr = threshold
+        reports.append(accept_probability(catalog, target, prob, thr, valid, name, min_area_px, simplify_px))
+    if wanted is not None:
+        missing = wanted - {int(r["tile_id"]) for r in rows}
+        if missing:
+            raise LabelError(f"model {model!r} has no prediction for tile(s) {sorted(missing)[:10]}",
+                             hint="predict those tiles first")
+    return reports
+
+
+def accept_scene_prediction(
+    catalog: Catalog,
+    scene_id: int,
+    mask_path: str | Path,
+    name: str = DEFAULT_NAME,
+    min_area_px: float = DEFAULT_MIN_AREA_PX,
+) -> AcceptReport:
+    """A scene prediction's 0/1 mask GeoTIFF (``casdesk predict``) -> the scene's labels."""
+    from casdesk.core.raster.io import open_raster
+
+    target = scene_target(catalog, scene_id)
+    mask = _read_band(Path(mask_path), open_raster)
+    if mask.shape != (target.height, target.width):
+        raise LabelError(f"the mask is {mask.shape[1]}x{mask.shape[0]} px but the scene is "
+                         f"{target.width}x{target.height} px", mask_path, "pick the prediction of this scene")
+    return accept_probability(catalog, target, mask, 0.5, mask != 255, name, min_area_px)
+
+
+def _read_band(path: Path | None, opener: object) -> np.ndarray:
+    if path is None or not Path(path).exists():
+        raise LabelError("prediction file not found", path, "predict again")
+    with opener(path) as ds:  # type: ignore[operator]
+        return ds.read(1)
