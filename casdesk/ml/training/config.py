@@ -48,6 +48,7 @@ class TrainConfig:
     device: str = "auto"  # auto, cpu, cuda, cuda:N, mps
     num_workers: int = 2  # DataLoader worker processes; 0 reads tiles in the main process
     pin_memory: bool | None = None  # None: on for CUDA
+    sync_bn: bool = True  # SyncBatchNorm across GPU processes under torchrun (DDP)
     recipe: str = "custom"  # "paper": the authors' recipe, see casdesk.ml.training.config.PAPER_RECIPE
     normalization: str = "dataset"  # dataset: band mean/std of the training tiles; imagenet: /255 then ImageNet mean/std
     augment: bool | str = True  # "none", "flips" (flips, 90 degree turns, jitter), "paper" (flip, scale-crop, blur); True = "flips"
