@@ -13,15 +13,26 @@ import numpy as np
 import shapely
 from PySide6.QtCore import QEvent, QObject, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import (
+    QBrush,
+    QColor,
+    QImage,
     QKeyEvent,
     QKeySequence,
     QMouseEvent,
     QPainter,
+    QPen,
+    QPixmap,
     QUndoCommand,
     QUndoStack,
     QWheelEvent,
 )
-from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
+from PySide6.QtWidgets import (
+    QGraphicsPathItem,
+    QGraphicsPixmapItem,
+    QGraphicsScene,
+    QGraphicsView,
+    QWidget,
+)
 from shapely.geometry.base import BaseGeometry
 
 from casdesk.core.jobs import CancelToken
@@ -29,7 +40,7 @@ from casdesk.core.labels import assist
 from casdesk.core.labels import geometry as ge
 from casdesk.gui.editor import commands as cmd
 from casdesk.gui.editor.document import EditorDocument
-from casdesk.gui.editor.items import ShapeItem
+from casdesk.gui.editor.items import ShapeItem, parts_path
 from casdesk.gui.editor.tools import Tool, make_tool
 from casdesk.gui.kit.workers import JobRunner
 
@@ -66,6 +77,7 @@ KEYMAP: dict[str, str] = {
 }
 TOOL_KEYS = {"Return", "Enter", "Backspace", "Esc", "Del", "Left", "Right", "Up", "Down", "Shift+Left", "Shift+Right", "Shift+Up", "Shift+Down"}
 DUPLICATE_OFFSET_PX = 10.0
+Z_CONTEXT, Z_OVERLAY = 4.0, 5.0  # above the imagery (0-2), below the edited shapes (10+)
 
 
 def key_text(event: QKeyEvent) -> str:
@@ -81,6 +93,7 @@ class EditorCanvas(QGraphicsView):
     view_changed = Signal()  # zoom/pan: the imagery streams what is visible
     status = Signal(str)
     assist_busy = Signal(bool)
+    shapes_created = Signal(object)  # list[int]: keys of shapes a drawing tool just closed
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -113,6 +126,12 @@ class EditorCanvas(QGraphicsView):
         self._space = False
         self._pressed = False
         self._runners: list[JobRunner] = []
+        self.context_items: list[QGraphicsPathItem] = []  # other shapes of the scene, dimmed
+        self.overlay = QGraphicsPixmapItem()  # a prediction's probability over the image
+        self.overlay.setZValue(Z_OVERLAY)
+        self.overlay.setOpacity(0.6)
+        self.overlay.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+        self.scene().addItem(self.overlay)
         self.mode = "edit"
         self.tool: Tool = make_tool(self, "edit")
         self._view_timer = QTimer(self, singleShot=True, interval=30)
@@ -141,12 +160,13 @@ class EditorCanvas(QGraphicsView):
         ]
         for key in doc.shapes:
             self._on_added(key)
+        self.set_context([])
+        self.clear_overlay()
         self.image_rect = QRectF(image_rect)
         margin = max(image_rect.width(), image_rect.height()) * 0.25
         self.scene().setSceneRect(image_rect.adjusted(-margin, -margin, margin, margin))
         self._mark_snap_dirty()
-        self._auto_fit = True  # keep fitting while the widget is laid out, until the user zooms
-        self.fit()
+        self.fit()  # and keep fitting while the widget is laid out, until the user zooms
         self.selection_changed.emit([])
 
     def _on_added(self, key: int) -> None:
@@ -184,6 +204,45 @@ class EditorCanvas(QGraphicsView):
 
     def push(self, command: QUndoCommand) -> None:
         self.undo_stack.push(command)
+
+    # ---- context shapes and prediction overlay
+    def set_context(self, geoms: list[BaseGeometry]) -> None:
+        """Draw shapes that are not edited here (the scene's shapes outside the open tile)
+        dimmed: they show what lies around the tile, are not listed and take no clicks."""
+        for item in self.context_items:
+            self.scene().removeItem(item)
+        self.context_items = []
+        pen = QPen(QColor(200, 200, 200, 150), 1.5, Qt.PenStyle.DashLine)
+        pen.setCosmetic(True)
+        for geom in geoms:
+            parts = ge.parts_from_geometry(geom)
+            if not parts:
+                continue
+            path, _ = parts_path(parts)
+            item = QGraphicsPathItem(path)
+            item.setPen(pen)
+            item.setBrush(QBrush(QColor(200, 200, 200, 40)))
+            item.setZValue(Z_CONTEXT)
+            item.setAcceptedMouseButtons(Qt.MouseButton.NoButton)
+            item.setVisible(self.shapes_visible)
+            self.scene().addItem(item)
+            self.context_items.append(item)
+
+    def set_overlay(self, rgba: np.ndarray) -> None:
+        """Show an (rows, cols, 4) uint8 image over the image, one pixel per view pixel."""
+        data = np.ascontiguousarray(rgba)
+        h, w = data.shape[:2]
+        image = QImage(data.data, w, h, 4 * w, QImage.Format.Format_RGBA8888).copy()
+        self.overlay.setPixmap(QPixmap.fromImage(image))
+        self.overlay.setPos(self.image_rect.topLeft())
+        self.overlay.setVisible(True)
+
+    def clear_overlay(self) -> None:
+        self.overlay.setPixmap(QPixmap())
+        self.overlay.setVisible(False)
+
+    def has_overlay(self) -> bool:
+        return self.overlay.isVisible() and not self.overlay.pixmap().isNull()
 
     # ---- selection and picking
     def selected_keys(self) -> list[int]:
@@ -244,6 +303,7 @@ class EditorCanvas(QGraphicsView):
             keys.append(c.key)
         self.undo_stack.endMacro()
         self.select(keys)
+        self.shapes_created.emit(list(keys))
         return keys
 
     def cut_area(self, area: BaseGeometry, text: str) -> None:
@@ -391,22 +451,36 @@ class EditorCanvas(QGraphicsView):
 
     def zoom_by(self, factor: float) -> None:
         new = self.zoom() * factor
-        self._auto_fit = False
+        self._set_fitted(False)
         if 1e-4 < new < 64:
             self.scale(factor, factor)
             self._view_timer.start()
 
     def fit(self) -> None:
+        """Fit the whole image into the window (as LabelMe's "Fit window"): no scroll bars,
+        and the fit follows the window size until the user zooms."""
         if not self.image_rect.isEmpty():
+            self._set_fitted(True)
             self.fitInView(self.image_rect, Qt.AspectRatioMode.KeepAspectRatio)
             self._view_timer.start()
+
+    def _set_fitted(self, fitted: bool) -> None:
+        """Fitted: no scroll bars (panning still works); zoomed: scroll bars as needed."""
+        self._auto_fit = fitted
+        policy = Qt.ScrollBarPolicy.ScrollBarAlwaysOff if fitted else Qt.ScrollBarPolicy.ScrollBarAsNeeded
+        if self.horizontalScrollBarPolicy() != policy:
+            self.setHorizontalScrollBarPolicy(policy)
+            self.setVerticalScrollBarPolicy(policy)
+
+    def is_fitted(self) -> bool:
+        return self._auto_fit
 
     def visible_rect(self) -> QRectF:
         return self.mapToScene(self.viewport().rect()).boundingRect()
 
     def set_shapes_visible(self, visible: bool) -> None:
         self.shapes_visible = visible
-        for item in self.items.values():
+        for item in [*self.items.values(), *self.context_items]:
             item.setVisible(visible)
 
     # ---- Qt events

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -21,7 +22,7 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QAction, QActionGroup
+from PySide6.QtGui import QAction, QActionGroup, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -39,6 +40,7 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.errors import CasdeskError
+from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.store import (
     EditTarget,
     LabelStore,
@@ -60,10 +62,13 @@ from casdesk.gui.editor.label_dialog import (
 )
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
+from casdesk.gui.predict.models import ModelChooser
+from casdesk.gui.predict.view import probability_rgba
 from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 REGEN_DELAY_MS = 300
+ASK_LABEL_KEY = "editor/ask_label"
 
 MODE_ACTIONS = [
     ("polygon", "Polygon", "Ctrl+N"),
@@ -75,6 +80,34 @@ MODE_ACTIONS = [
     ("grabcut", "GrabCut box", "G"),
     ("wand", "Magic wand", "M"),
 ]
+
+
+@dataclass(frozen=True)
+class TilePrediction:
+    """The open tile's prediction: probability (rows, cols) float32 in view pixels."""
+
+    target: EditTarget
+    model: Path
+    prob: np.ndarray
+    valid: np.ndarray
+    threshold: float
+
+
+def probability_legend(width: int = 90, height: int = 14) -> QPixmap:
+    """A colour bar "0 ... 1" for the probability overlay (the same colours over dark grey)."""
+    ramp = np.repeat((np.linspace(0, 254, width)).astype(np.uint8)[None, :], height, axis=0)
+    rgba = probability_rgba(ramp).astype(np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    rgb = (rgba[..., :3] * alpha + 90 * (1 - alpha)).astype(np.uint8)
+    image = QImage(np.ascontiguousarray(rgb).data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    pix = QPixmap(width + 28, height)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.drawText(QRectF(0, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "0")
+    painter.drawImage(14, 0, image)
+    painter.drawText(QRectF(width + 15, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "1")
+    painter.end()
+    return pix
 
 
 @dataclass(frozen=True)
@@ -130,6 +163,7 @@ class EditorPanel(QWidget):
         self.canvas.edit_label_requested.connect(self.edit_label)
         self.canvas.selection_changed.connect(self._sync_shape_list)
         self.canvas.mode_changed.connect(self._on_mode)
+        self.canvas.shapes_created.connect(self._on_shapes_created)
 
         self.targets = TargetModel(self)
         self.proxy = QSortFilterProxyModel(self)
@@ -150,6 +184,10 @@ class EditorPanel(QWidget):
         self.status.setWordWrap(True)
 
         self.toolbar = self._build_toolbar()
+        self._prediction: TilePrediction | None = None
+        self._predict_runner: JobRunner | None = None
+        self._predictor_cache: tuple[Any, Any] | None = None  # (model key, Predictor)
+        self.loop_bar = self._build_loop_bar()
         left = QWidget()
         lv = QVBoxLayout(left)
         lv.setContentsMargins(0, 0, 0, 0)
@@ -169,6 +207,7 @@ class EditorPanel(QWidget):
         split.setSizes([220, 900, 200])
         layout = QVBoxLayout(self)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.loop_bar)
         layout.addWidget(split, 1)
         layout.addWidget(self.status)
 
@@ -177,10 +216,13 @@ class EditorPanel(QWidget):
         self._regen_timer = QTimer(self, singleShot=True, interval=REGEN_DELAY_MS)
         self._regen_timer.timeout.connect(self._start_regen)
         context.project_opened.connect(lambda _p: self.refresh())
+        context.project_opened.connect(lambda _p: self.model_chooser.refresh(self.context.catalog))
+        context.project_closed.connect(lambda: self.model_chooser.refresh(None))
         context.project_closed.connect(self._on_closed)
         context.tiles_changed.connect(self._refresh_if_needed)
         if context.catalog is not None:
             self.refresh()
+            self.model_chooser.refresh(context.catalog)
 
     # ---- toolbar
     def _build_toolbar(self) -> QToolBar:
@@ -196,10 +238,19 @@ class EditorPanel(QWidget):
             self.mode_actions[mode] = act
         self.mode_actions["edit"].setChecked(True)
         bar.addSeparator()
-        undo = self.canvas.undo_stack.createUndoAction(self, "Undo")
-        undo.setToolTip("Undo (Ctrl+Z)")
-        redo = self.canvas.undo_stack.createRedoAction(self, "Redo")
-        redo.setToolTip("Redo (Ctrl+Shift+Z, Ctrl+Y)")
+        # fixed texts (the stack's own actions say "Undo add landslide": the toolbar's width
+        # would change with every edit and push actions into the "››" overflow)
+        stack = self.canvas.undo_stack
+        undo = QAction("Undo", self, enabled=False)
+        undo.triggered.connect(stack.undo)
+        stack.canUndoChanged.connect(undo.setEnabled)
+        stack.undoTextChanged.connect(lambda t: undo.setToolTip(f"Undo {t} (Ctrl+Z)" if t else "Undo (Ctrl+Z)"))
+        redo = QAction("Redo", self, enabled=False)
+        redo.triggered.connect(stack.redo)
+        stack.canRedoChanged.connect(redo.setEnabled)
+        stack.redoTextChanged.connect(
+            lambda t: redo.setToolTip(f"Redo {t} (Ctrl+Shift+Z, Ctrl+Y)" if t else "Redo (Ctrl+Shift+Z, Ctrl+Y)"))
+        self.undo_action, self.redo_action = undo, redo
         bar.addActions([undo, redo])
         bar.addSeparator()
         self.label_combo = QComboBox(editable=True)
@@ -224,12 +275,46 @@ class EditorPanel(QWidget):
         self.snap_box.setToolTip("Snap new vertices to nearby vertices of other shapes")
         self.snap_box.toggled.connect(lambda on: setattr(self.canvas, "snapping", on))
         bar.addWidget(self.snap_box)
+        return bar
+
+    def _build_loop_bar(self) -> QToolBar:
+        """Second row: label prompt, LabelMe files, and the predict -> accept loop."""
+        bar = QToolBar()
+        self.ask_label_action = QAction("Ask label", self, checkable=True)
+        self.ask_label_action.setToolTip("Ask for a label name each time a shape is closed (as LabelMe)")
+        self.ask_label_action.setChecked(self.settings.value(ASK_LABEL_KEY, False, type=bool))
+        self.ask_label_action.toggled.connect(lambda on: self.settings.setValue(ASK_LABEL_KEY, on))
+        bar.addAction(self.ask_label_action)
         bar.addSeparator()
         imp = QAction("Import LabelMe...", self)
         imp.triggered.connect(self.import_labelme_dialog)
         exp = QAction("Export LabelMe...", self)
         exp.triggered.connect(self.export_labelme_dialog)
+        self.import_action, self.export_action = imp, exp
         bar.addActions([imp, exp])
+        bar.addSeparator()
+        bar.addWidget(QLabel(" model "))
+        self.model_chooser = ModelChooser()
+        self.model_chooser.setToolTip("A trained run of this project, or a model file")
+        self.model_chooser.model_chosen.connect(lambda _p: self._update_loop_actions())
+        bar.addWidget(self.model_chooser)
+        self.predict_action = QAction("Predict this tile", self)
+        self.predict_action.setToolTip("Predict the open tile with the chosen model; the probability is shown over it")
+        self.predict_action.triggered.connect(self.predict_tile)
+        self.show_prob_action = QAction("Probability", self, checkable=True, checked=True)
+        self.show_prob_action.setToolTip("Show or hide the predicted probability")
+        self.show_prob_action.toggled.connect(self.canvas.overlay.setVisible)
+        self.accept_action = QAction("Accept as polygons", self)
+        self.accept_action.setToolTip("Turn the prediction (probability > the model's threshold) into editable "
+                                      "labels; earlier predicted labels of this tile are replaced")
+        self.accept_action.triggered.connect(self.accept_prediction)
+        bar.addAction(self.predict_action)
+        bar.addAction(self.show_prob_action)
+        self.legend = QLabel()
+        self.legend.setPixmap(probability_legend())
+        self.legend.setToolTip("Predicted probability of landslide: transparent at 0, yellow to red towards 1")
+        bar.addWidget(self.legend)
+        bar.addAction(self.accept_action)
         return bar
 
     def _on_mode(self, mode: str) -> None:
@@ -248,11 +333,18 @@ class EditorPanel(QWidget):
             self.targets.reset([])
             return
         rows = [TargetRow("scene", s.id, f"scene  {s.name}  ({s.width}x{s.height})") for s in cat.scenes()]
+        tiles = cat.query(
+            "SELECT t.id, t.name, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id ORDER BY t.id"
+        )
+        seen: dict[str, int] = {}
+        for r in tiles:
+            seen[r["name"]] = seen.get(r["name"], 0) + 1
+        # a name used in two subdatasets (CAS tiles are numbered per subdataset) shows its subdataset
         rows += [
-            TargetRow("tile", int(r["id"]), f"tile  {r['name']}", f"{r['sub']} / {r['name']}")
-            for r in cat.query(
-                "SELECT t.id, t.name, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id ORDER BY t.id"
-            )
+            TargetRow("tile", int(r["id"]),
+                      f"tile  {r['name']}  [{r['sub']}]" if seen[r["name"]] > 1 else f"tile  {r['name']}",
+                      f"{r['sub']} / {r['name']}")
+            for r in tiles
         ]
         self.targets.reset(rows)
         if self.target is None and rows:  # show something at once: the first scene or tile
@@ -298,15 +390,53 @@ class EditorPanel(QWidget):
         doc.load()
         doc.saved.connect(self._on_saved)
         doc.save_failed.connect(lambda m: show_error(self, "Label not saved", m))
-        doc.shape_added.connect(lambda _k: self._rebuild_shape_list())
-        doc.shape_removed.connect(lambda _k: self._rebuild_shape_list())
+        doc.shape_added.connect(lambda _k: self._shapes_changed())
+        doc.shape_removed.connect(lambda _k: self._shapes_changed())
         doc.name_changed.connect(lambda _k: self._rebuild_shape_list())
         rect = QRectF(0, 0, target.width, target.height)
         self.canvas.set_document(doc, rect)
+        self.canvas.set_context(self._context_shapes(cat, target, doc))
+        self._prediction = None
+        self._update_loop_actions()
         self.imagery.open(target.image_path, target.width, target.height)
         self._rebuild_shape_list()
-        self.status.setText(f"{target.title}: {len(doc.shapes)} shapes. Ctrl+N polygon, Ctrl+J edit, Ctrl+Z undo.")
+        self._update_status()
         self.canvas.setFocus()
+
+    def _update_status(self, note: str = "") -> None:
+        if self.target is None:
+            return
+        n = len(self.canvas.doc.shapes)
+        text = f"{self.target.title}: {n} shape{'' if n == 1 else 's'}"
+        if self.canvas.context_items:
+            text += f" ({len(self.canvas.context_items)} more of the scene around it, dimmed)"
+        self.status.setText(f"{text}. {note or 'Ctrl+N polygon, Ctrl+J edit, Ctrl+Z undo.'}")
+
+    def _shapes_changed(self) -> None:
+        self._rebuild_shape_list()
+        self._update_status()
+
+    @staticmethod
+    def _context_shapes(cat: Any, target: EditTarget, doc: EditorDocument) -> list[Any]:
+        """The scene's shapes around a tile of it (not edited there): drawn dimmed."""
+        if target.kind != "scene" or target.tile_id is None:
+            return []
+        import shapely
+
+        edited = {rec.label_id for rec in doc.shapes.values()}
+        m = 0.25 * max(target.width, target.height)  # the canvas shows this margin around the tile
+        around = shapely.box(-m, -m, target.width + m, target.height + m)
+        out = []
+        for lab in cat.labels(scene_id=target.scene_id):
+            if lab.id in edited:
+                continue
+            try:
+                geom = target.to_view(shapely.from_wkt(lab.geometry_px))
+            except shapely.errors.GEOSException:
+                continue
+            if geom.intersects(around):
+                out.append(geom)
+        return out
 
     def step(self, delta: int) -> None:
         """Next/previous entry in the list (D / A)."""
@@ -360,6 +490,113 @@ class EditorPanel(QWidget):
         dlg.accepted.connect(accepted)
         dlg.open()
         self._label_dialog = dlg
+
+    def _on_shapes_created(self, keys: list[int]) -> None:
+        """A drawing tool closed a shape: ask for its label when the toggle is on (LabelMe)."""
+        if not keys or not self.ask_label_action.isChecked() or self.canvas.mode in ("brush", "eraser"):
+            return
+        names = sorted({r.name for r in self.canvas.doc.shapes.values()})
+        dlg = LabelDialog(self.settings, self.canvas.current_label, names, self)
+        dlg.setObjectName("labelPrompt")
+        undo_index = self.canvas.undo_stack.index()
+
+        def accepted() -> None:
+            name = dlg.name()
+            live = [k for k in keys if k in self.canvas.doc.shapes]
+            if live and any(self.canvas.doc.shapes[k].name != name for k in live):
+                self.canvas.push(Rename(self.canvas.doc, live, name))
+            self.label_combo.setCurrentText(name)
+            if self.label_combo.findText(name) < 0:
+                self.label_combo.addItem(colour_icon(label_colour(name)), name)
+
+        def rejected() -> None:  # as LabelMe: cancelling the prompt discards the new shape
+            if self.canvas.undo_stack.index() == undo_index:
+                self.canvas.undo_stack.undo()
+
+        dlg.accepted.connect(accepted)
+        dlg.rejected.connect(rejected)
+        dlg.open()
+        self._label_dialog = dlg
+
+    # ---- predict this tile -> accept as polygons
+    def _update_loop_actions(self) -> None:
+        tile_open = self.target is not None and self.target.tile_id is not None
+        busy = self._predict_runner is not None and self._predict_runner.is_running()
+        self.predict_action.setEnabled(tile_open and self.model_chooser.current_path() is not None and not busy)
+        self.accept_action.setEnabled(self._prediction is not None and not busy)
+        self.show_prob_action.setEnabled(self._prediction is not None)
+
+    def predict_busy(self) -> bool:
+        return self._predict_runner is not None and self._predict_runner.is_running()
+
+    def predict_tile(self) -> None:
+        """Predict the open tile with the chosen model in a worker (casdesk.ml.inference.tiles,
+        the code `casdesk predict-tiles` runs); the probability is shown over the tile."""
+        target, path = self.target, self.model_chooser.current_path()
+        if target is None or target.tile_id is None:
+            self.status.setText("Open a tile to predict it (whole scenes are predicted in the Predict tab).")
+            return
+        if path is None or self.predict_busy():
+            return
+        try:
+            key = (str(path), path.stat().st_mtime_ns)
+        except OSError:
+            show_error(self, "Cannot predict this tile", f"model file not found: {path}")
+            return
+        cached = self._predictor_cache[1] if self._predictor_cache and self._predictor_cache[0] == key else None
+        image_path = target.image_path
+
+        def job(_token: CancelToken) -> Job:
+            yield Progress(0, 1, "predicting the tile")
+            from casdesk.ml.inference.scene import load_predictor
+            from casdesk.ml.inference.tiles import predict_tile
+            from casdesk.ml.training.data import read_tile
+
+            predictor = cached if cached is not None else load_predictor(path, "auto")
+            image, valid, _ = read_tile(image_path, None)
+            return predictor, predict_tile(predictor, image, valid), valid
+
+        runner = JobRunner(job, self, name="predict-tile")
+        runner.finished.connect(lambda result: self._on_tile_predicted(target, path, key, result))
+        runner.failed.connect(lambda m, d: show_error(self, "Cannot predict this tile", m, d))
+        runner.done.connect(self._update_loop_actions)
+        self._predict_runner = runner
+        self.status.setText(f"Predicting {target.title} with {path.name}...")
+        runner.start()
+        self._update_loop_actions()
+
+    def _on_tile_predicted(self, target: EditTarget, path: Path, key: Any, result: Any) -> None:
+        predictor, prob, valid = result
+        self._predictor_cache = (key, predictor)
+        if self.target != target:
+            return  # the user moved on to another tile
+        self._prediction = TilePrediction(target, path, prob, valid, float(predictor.threshold))
+        stored = np.where(valid, np.rint(np.clip(prob, 0, 1) * 254), 255).astype(np.uint8)
+        self.canvas.set_overlay(probability_rgba(stored))
+        self.canvas.overlay.setVisible(self.show_prob_action.isChecked())
+        share = float((prob[valid] > predictor.threshold).mean()) if valid.any() else 0.0
+        self._update_loop_actions()
+        self._update_status(f"Predicted with {predictor.name}: {100 * share:.1f} % of the tile above "
+                            f"{predictor.threshold:g}. 'Accept as polygons' makes them labels.")
+
+    def accept_prediction(self) -> None:
+        """The shown prediction -> editable labels (casdesk.core.labels.from_prediction, as
+        `casdesk labels from-prediction`); the tile is reloaded with them."""
+        pred, cat = self._prediction, self.context.catalog
+        if pred is None or cat is None or self.target != pred.target:
+            return
+        from casdesk.core.labels.from_prediction import accept_probability
+
+        try:
+            report = accept_probability(cat, pred.target, pred.prob, pred.threshold, pred.valid,
+                                        name=self.canvas.current_label)
+        except CasdeskError as exc:
+            show_error(self, "Prediction not accepted", str(exc))
+            return
+        self._open(pred.target.kind if pred.target.tile_id is None else "tile", pred.target.tile_id or 0)
+        self._on_saved(report.tiles)
+        replaced = f", replacing {report.removed} earlier predicted" if report.removed else ""
+        self._update_status(f"Accepted {report.added} predicted polygon(s){replaced}: edit them like any shape.")
 
     # ---- autosave consequences
     def _on_saved(self, tile_ids: list[int]) -> None:
@@ -438,6 +675,8 @@ class EditorPanel(QWidget):
 
     # ---- lifecycle
     def shutdown(self) -> None:
+        if self._predict_runner is not None:
+            self._predict_runner.shutdown()
         self.canvas.shutdown()
         self.imagery.shutdown()
         if self._regen is not None:
