@@ -127,7 +127,8 @@ class TileDelegate(QStyledItemDelegate):
             fm = painter.fontMetrics()
             text_rect = QRect(cell.x() + PAD, box.bottom() + 2, self.thumb_px, fm.height())
             painter.setPen(palette.highlightedText().color() if selected else palette.text().color())
-            name = fm.elidedText(str(data.names[r]), Qt.TextElideMode.ElideLeft, self.thumb_px)
+            mode = Qt.TextElideMode.ElideMiddle if self.model.name_collides(r) else Qt.TextElideMode.ElideLeft
+            name = fm.elidedText(self.model.display_name(r), mode, self.thumb_px)
             painter.drawText(text_rect, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter, name)
         if bool(state & QStyle.StateFlag.State_HasFocus):
             painter.setPen(QPen(palette.highlight().color().lighter(150), 2, Qt.PenStyle.DotLine))

@@ -30,6 +30,8 @@ from casdesk.core.raster.io import default_rgb_bands, to_display_rgb
 from casdesk.gui.browser.loader import LatestCall
 
 STRETCHES = ("auto", "percentile", "none")
+MIN_WIDTH = 280
+"""The pane's minimum width (pixels)."""
 
 
 @dataclass(frozen=True)
@@ -132,11 +134,13 @@ class TileDetail(QWidget):
         self.prediction.setToolTip("Compare a model's prediction with the label")
         self.prediction.activated.connect(lambda _i: self._reload())
 
+        self.prediction.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.prediction.setMinimumContentsLength(12)
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(close)
+        # two short rows, so the pane fits beside the grid without widening the window
         controls = QHBoxLayout()
-        controls.addWidget(self.context)
         controls.addWidget(QLabel("Bands"))
         for box in self.band_boxes:
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -144,9 +148,9 @@ class TileDetail(QWidget):
         controls.addWidget(self.stretch)
         controls.addStretch(1)
         layers = QHBoxLayout()
+        layers.addWidget(self.context)
         layers.addWidget(self.show_mask)
         layers.addWidget(self.prediction, 1)
-        layers.addStretch(1)
 
         self.plot = pg.GraphicsLayoutWidget()
         self.plot.setBackground(QColor(25, 25, 25))
@@ -180,12 +184,15 @@ class TileDetail(QWidget):
         layout.addWidget(self.legend)
         layout.addWidget(self.cursor)
         self._set_prediction_choices([])
+        self.setMinimumWidth(MIN_WIDTH)  # fixed: the layout's wish must never widen the window
 
     # ---- requests
     def show_tile(self, request: DetailRequest) -> None:
         same = self.request is not None and self.request.tile_id == request.tile_id
         self.request = request
         self.title.setText(f"<b>{request.name}</b> (tile {request.tile_id})")
+        if not same:
+            self.clear_cursor()
         self.context.setEnabled(request.scene_path is not None and request.tile_offset is not None)
         if not same:
             self._set_prediction_choices(request.predictions)
@@ -291,7 +298,25 @@ class TileDetail(QWidget):
     def set_overlay_visible(self, visible: bool) -> None:
         self.show_mask.setChecked(visible)
 
+    def mark_hidden(self, hidden: bool) -> None:
+        """The shown tile is hidden by the grid's filter: say so (the pane keeps it) and
+        clear the pixel readout, which belonged to the pointer over it."""
+        if self.request is None:
+            return
+        note = " — hidden by the filter" if hidden else ""
+        self.title.setText(f"<b>{self.request.name}</b> (tile {self.request.tile_id}){note}")
+        if hidden:
+            self.clear_cursor()
+
     # ---- cursor
+    def clear_cursor(self) -> None:
+        self.cursor.setText("Move the mouse over the image for coordinates")
+
+    @staticmethod
+    def georeferenced(view: thumbnails.TileView) -> bool:
+        """True when the tile has a CRS and a real transform (the released CAS tiles do not)."""
+        return view.crs_wkt is not None and not view.transform.is_identity
+
     def _on_mouse(self, pos: QPointF) -> None:
         data = self.data
         if data is None or not self.viewbox.sceneBoundingRect().contains(pos):
@@ -303,11 +328,14 @@ class TileDetail(QWidget):
             self.cursor.setText("")
             return
         r0, c0, _, _ = data.view.tile_box
-        x, y = data.view.map_xy(col, row)
+        where = ""
+        if self.georeferenced(data.view):
+            x, y = data.view.map_xy(col, row)
+            where = f" \u2022 map x {x:.2f}, y {y:.2f}"
         values = data.view.data[:, int(row), int(col)]
         shown = ", ".join(f"{v:g}" for v in values[:6].tolist())
         self.cursor.setText(
-            f"tile pixel row {int(row) - r0}, col {int(col) - c0} \u2022 map x {x:.2f}, y {y:.2f}"
+            f"tile pixel row {int(row) - r0}, col {int(col) - c0}{where}"
             f" \u2022 value [{shown}]"
             + ("" if data.view.valid[int(row), int(col)] else " (nodata)")
         )

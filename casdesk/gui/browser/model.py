@@ -3,6 +3,9 @@
 The model holds the index and ``rows``: index positions of the tiles shown, in display
 order, as computed by the core's filter/sort functions. Nothing is stored per item, so a
 model of 100k rows costs two int arrays.
+
+Tiles with equal names in different subdatasets (the released dataset has such) are shown as
+"subdataset / name" in the grid and the tooltip, so they can be told apart.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ class TileListModel(QAbstractListModel):
         self.index_data: TileIndex | None = None
         self.rows = np.zeros(0, np.int64)
         self._view_row = np.zeros(0, np.int64)  # index row -> view row (-1 hidden)
+        self._dup_of: TileIndex | None = None
+        self._dup = np.zeros(0, bool)  # index row -> its name is used by another tile
 
     # ---- content
     def set_view(self, index: TileIndex | None, rows: np.ndarray | None) -> None:
@@ -36,7 +41,21 @@ class TileListModel(QAbstractListModel):
         n = 0 if index is None else len(index)
         self._view_row = np.full(n, -1, np.int64)
         self._view_row[self.rows] = np.arange(self.rows.size)
+        if index is not self._dup_of:
+            self._dup_of, self._dup = index, (np.zeros(0, bool) if index is None else name_collisions(index))
         self.endResetModel()
+
+    def display_name(self, r: int) -> str:
+        """The name shown for index row ``r``: "subdataset / name" when the name collides."""
+        data = self.index_data
+        assert data is not None
+        name = str(data.names[r])
+        if r < self._dup.size and self._dup[r]:
+            return f"{data.subdataset_names[data.subdataset_code[r]]} / {name}"
+        return name
+
+    def name_collides(self, r: int) -> bool:
+        return bool(r < self._dup.size and self._dup[r])
 
     @property
     def total(self) -> int:
@@ -51,9 +70,12 @@ class TileListModel(QAbstractListModel):
             return None
         r = int(self.rows[index.row()])
         if role == Qt.ItemDataRole.DisplayRole:
-            return str(self.index_data.names[r])
+            return self.display_name(r)
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self.index_data.tooltip(r)
+            tip = self.index_data.tooltip(r)
+            if self.name_collides(r):
+                tip = f"{self.display_name(r)}\n(another subdataset has a tile of the same name)\n" + tip.split("\n", 1)[-1]
+            return tip
         if role == TILE_ID_ROLE:
             return int(self.index_data.ids[r])
         if role == INDEX_ROW_ROLE:
@@ -93,3 +115,17 @@ class TileListModel(QAbstractListModel):
             return
         lo, hi = int(view_rows.min()), int(view_rows.max())
         self.dataChanged.emit(self.index(lo), self.index(hi), [Qt.ItemDataRole.DecorationRole])
+
+
+def name_collisions(index: TileIndex) -> np.ndarray:
+    """True for every tile whose name another tile also has (O(n) on the cached name order)."""
+    n = len(index)
+    dup = np.zeros(n, bool)
+    if n < 2:
+        return dup
+    order = np.argsort(index.name_rank())
+    ordered = index.names[order]
+    same = ordered[1:] == ordered[:-1]
+    dup[order[1:][same]] = True
+    dup[order[:-1][same]] = True
+    return dup

@@ -430,6 +430,9 @@ class BrowserPanel(QWidget):
         self.model.set_view(index, rows)
         self._restore_selection(selected, current_id, current.row() if current.isValid() else 0)
         self._update_count()
+        shown = self.detail.request
+        if self.detail.isVisible() and shown is not None:
+            self.detail.mark_hidden(self.model.view_rows_of_ids([shown.tile_id]).size == 0)
 
     def _restore_selection(self, selected: list[int], current_id: int | None, old_row: int) -> None:
         n = self.model.rowCount()
@@ -582,11 +585,21 @@ class BrowserPanel(QWidget):
         if request is None:
             return
         if not self.detail.isVisible():
-            self.detail.show()
+            # share the splitter's current width: the window never grows (the pane has a
+            # fixed minimum width), and the chosen tile is scrolled back into view once the
+            # grid has re-flowed its columns
             left, total = self.splitter.sizes()[0], sum(self.splitter.sizes())
-            half = max(300, (total - left) // 2)
-            self.splitter.setSizes([left, total - left - half, half])
+            half = max(self.detail.minimumWidth(), (total - left) // 2)
+            self.detail.show()
+            self.splitter.setSizes([left, max(0, total - left - half), half])
+            QTimer.singleShot(0, self._scroll_to_current)
         self.detail.show_tile(request)
+        self.detail.mark_hidden(False)
+
+    def _scroll_to_current(self) -> None:
+        current = self.grid.currentIndex()
+        if current.isValid():
+            self.grid.scrollTo(current)
 
     def close_detail(self) -> None:
         self.detail.hide()
@@ -620,8 +633,11 @@ class BrowserPanel(QWidget):
             self._detail_timer.start()
 
     def _detail_follow(self) -> None:
-        if self.detail.isVisible():
-            self.open_detail(self.grid.currentIndex())
+        """The pane follows the current tile only when the user chose it (it is selected): a
+        filter that hides the shown tile moves the current cell, not the pane."""
+        current = self.grid.currentIndex()
+        if self.detail.isVisible() and current.isValid() and self.grid.selectionModel().isSelected(current):
+            self.open_detail(current)
 
     def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
         if event.key() == Qt.Key.Key_Escape and self.detail.isVisible():

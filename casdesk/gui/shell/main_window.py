@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -78,6 +80,8 @@ class MainWindow(QMainWindow):
 
         self._build_log_dock()
         self._build_menus()
+        self._scope_tab_shortcuts()
+        self._bridge_events()
         self.project_label = QLabel("No project")
         self.statusBar().addPermanentWidget(self.project_label)
         self.resize(1400, 900)
@@ -137,6 +141,42 @@ class MainWindow(QMainWindow):
         about = QAction("&About casdesk", self)
         about.triggered.connect(self.show_about)
         help_menu.addActions([keys, about])
+
+    def _scope_tab_shortcuts(self) -> None:
+        """A key a tab uses (the editor's Ctrl+N: polygon) means that inside the tab, whatever
+        has the focus there, and the window's meaning (New project) everywhere else: while
+        such a tab is current, the colliding window action keeps its menu entry but gives
+        its shortcut to the tab."""
+        self._window_keys: dict[str, tuple[QAction, QKeySequence]] = {}
+        for action in self.findChildren(QAction):
+            for key in action.shortcuts():
+                text = key.toString(QKeySequence.SequenceFormat.PortableText)
+                if text:
+                    self._window_keys[text] = (action, action.shortcut())
+        self._tab_claims: dict[QWidget, set[str]] = {}
+        for panel in self.panels.values():
+            claimed = {k: f for k, f in tab_shortcuts(panel).items() if k in self._window_keys}
+            for key, func in claimed.items():
+                shortcut = QShortcut(QKeySequence(key), panel)
+                shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+                shortcut.activated.connect(func)
+            self._tab_claims[panel] = set(claimed)
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._on_tab_changed(self.tabs.currentIndex())
+
+    def _on_tab_changed(self, _index: int) -> None:
+        claimed = self._tab_claims.get(self.tabs.currentWidget(), set())
+        for key, (action, sequence) in self._window_keys.items():
+            action.setShortcut(QKeySequence() if key in claimed else sequence)
+
+    def _bridge_events(self) -> None:
+        """Until every panel listens to ``context.events`` itself: refresh the split lists of
+        the Train and Predict tabs when a split is made anywhere (e.g. Browse > Assign split)."""
+        for panel in self.panels.values():
+            for owner in (panel, getattr(panel, "form", None)):
+                refresh = getattr(owner, "refresh_splits", None)
+                if callable(refresh):
+                    self.context.events.splits_changed.connect(lambda _c, f=refresh: f())
 
     # ---- projects
     def open_project(self, path: str | Path) -> bool:
@@ -250,3 +290,18 @@ class MainWindow(QMainWindow):
         logging.getLogger("casdesk").removeHandler(self._log_handler)
         self.context.close()
         super().closeEvent(event)
+
+
+def tab_shortcuts(panel: QWidget) -> dict[str, Callable[[], None]]:
+    """Keys (portable text) a tab answers to itself, with what they do: the panel's
+    ``tab_shortcuts()`` when it has one, else the Ctrl keys of a canvas with a ``KEYMAP``
+    (the editor)."""
+    own = getattr(panel, "tab_shortcuts", None)
+    if callable(own):
+        return dict(own())
+    canvas = getattr(panel, "canvas", None)
+    keymap = getattr(sys.modules.get(type(canvas).__module__), "KEYMAP", None) if canvas is not None else None
+    run = getattr(canvas, "run_action", None)
+    if not isinstance(keymap, dict) or not callable(run):
+        return {}
+    return {key: (lambda a=action: run(a)) for key, action in keymap.items() if key.startswith("Ctrl+")}

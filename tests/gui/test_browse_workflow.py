@@ -1,0 +1,188 @@
+"""The Browse workflow inside the main window: precise change events, the detail view's
+rough edges (issue 19), splits seen by Train, equal tile names, tab-scoped shortcuts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPointF, QSettings, Qt
+
+from casdesk.core.project import events as ev
+from casdesk.core.project.catalog import Catalog
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
+from conftest import build_project, make_mask, write_tile  # noqa: E402
+
+
+@pytest.fixture()
+def project_path(tmp_path: Path) -> Path:
+    proj = build_project(tmp_path, n_tiles=60)
+    proj.catalog.close()
+    return tmp_path / "browse.casdesk"
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path: Path, project_path: Path):
+    from casdesk.gui.shell.main_window import MainWindow
+
+    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.resize(1400, 900)
+    w.show()
+    assert w.open_project(project_path)
+    browser = w.panels["Browse"]
+    w.tabs.setCurrentWidget(browser)
+    qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=10_000)
+    yield w
+    w.close()
+
+
+def test_detail_view_keeps_the_window_size_and_the_tile_in_view(qtbot, window):
+    browser = window.panels["Browse"]
+    qtbot.waitExposed(window)
+    before = window.size()
+    row = browser.model.rowCount() - 1  # the last tile: scrolled out of view if the grid jumps
+    index = browser.model.index(row)
+    browser.grid.setCurrentIndex(index)
+    browser.grid.scrollTo(index)
+    with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
+        browser.open_detail(index)
+    assert browser.detail.isVisible()
+    assert window.size() == before, f"the window grew from {before} to {window.size()}"
+    qtbot.waitUntil(lambda: browser.grid.viewport().rect().intersects(browser.grid.visualRect(index)))
+
+
+def test_search_hiding_the_shown_tile_keeps_the_pane_and_clears_the_readout(qtbot, window):
+    browser = window.panels["Browse"]
+    browser.grid.setCurrentIndex(browser.model.index(3))
+    shown = browser.model.tile_id(3)
+    name = str(browser.index.names[browser.index.rows_of([shown])[0]])
+    with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
+        browser.open_detail(browser.model.index(3))
+    browser.detail._on_mouse(browser.detail.viewbox.mapViewToScene(QPointF(5.5, 5.5)))
+    assert "row 5" in browser.detail.cursor.text()
+    other = next(str(n) for n in browser.index.names if str(n) != name and name not in str(n))
+    browser.filters.search.setText(other)  # the debounce applies it
+    qtbot.waitUntil(lambda: browser.model.view_rows_of_ids([shown]).size == 0, timeout=5_000)
+    qtbot.waitUntil(lambda: not browser._detail_timer.isActive(), timeout=5_000)
+    assert browser.detail.request.tile_id == shown, "the pane switched to a tile nobody chose"
+    assert "hidden by the filter" in browser.detail.title.text()
+    assert "row 5" not in browser.detail.cursor.text()
+
+
+def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path):
+    from casdesk.gui.browser.detail import DetailRequest, TileDetail
+
+    plain = tmp_path / "plain.tif"
+    import rasterio
+
+    with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8") as ds:
+        ds.write(np.full((3, 32, 32), 90, np.uint8))
+    geo = write_tile(tmp_path / "geo.tif", np.full((3, 64, 64), 90, np.uint8))
+    detail = TileDetail()
+    qtbot.addWidget(detail)
+    detail.resize(500, 500)
+    detail.show()
+    texts = {}
+    for tid, path in ((1, plain), (2, geo)):
+        with qtbot.waitSignal(detail.loaded, timeout=10_000):
+            detail.show_tile(DetailRequest(tid, path.stem, path, None))
+        detail._on_mouse(detail.viewbox.mapViewToScene(QPointF(3.5, 4.5)))
+        texts[path.stem] = detail.cursor.text()
+    detail.shutdown()
+    assert "row 4, col 3" in texts["plain"] and "map x" not in texts["plain"]
+    assert "map x" in texts["geo"]
+
+
+def test_split_assigned_in_browse_appears_in_train(qtbot, window):
+    browser = window.panels["Browse"]
+    train = window.panels["Train"]
+    seen: list[ev.ProjectChange] = []
+    window.context.events.splits_changed.connect(seen.append)
+    ids = browser.model.tile_ids(range(5))
+    browser.assign_split("fresh", "train", ids)
+    assert seen and seen[-1].names == ("fresh",) and seen[-1].tile_ids == tuple(sorted(ids))
+    assert train.form.split.findData("fresh") >= 0
+    assert browser.split_combo.currentText() == "fresh" and browser.reloads == 0
+
+
+def test_mask_change_updates_rows_without_a_reload(qtbot, window, project_path: Path):
+    browser = window.panels["Browse"]
+    tid = browser.model.tile_id(0)
+    row = int(browser.index.rows_of([tid])[0])
+    old_modified = str(browser.index.modified[row])
+    new_mask = write_tile(project_path.parent / "newmask.tif", make_mask(5))
+    window.context.catalog.touch_tile(tid, mask_path=new_mask, label_pixels=123)
+    window.context.events.announce(ev.MasksChanged((tid,)))
+    assert browser.reloads == 0 and not browser.is_loading()
+    assert browser.index.label_pixels[row] == 123
+    assert str(browser.index.modified[row]) != old_modified
+    assert Path(browser.index.mask_path[row]) == new_mask
+    # many tiles at once are read in a worker, still without a reload
+    many = browser.index.ids[:40].tolist()
+    with Catalog.open(project_path) as cat:
+        for t in many:
+            cat.touch_tile(t, label_pixels=7)
+    window.context.events.announce(ev.MasksChanged(tuple(many)))
+    qtbot.waitUntil(lambda: bool((browser.index.label_pixels[:40] == 7).all()), timeout=10_000)
+    assert browser.reloads == 0
+    # the coarse signal still works (a reload) for panels that have not switched yet
+    window.context.tiles_changed.emit()
+    assert browser.reloads == 1
+
+
+def test_events_carry_ids_and_decisions_reach_old_listeners(qtbot, window):
+    browser = window.panels["Browse"]
+    old: list[list[int]] = []
+    new: list[ev.ProjectChange] = []
+    window.context.decisions_changed.connect(old.append)
+    window.context.events.changed.connect(new.append)
+    browser.grid.setCurrentIndex(browser.model.index(4))
+    browser.decide("reject")
+    tid = browser.model.tile_id(4)
+    assert new[-1] == ev.QCDecisionsChanged((tid,)) and old[-1] == [tid]
+    with pytest.raises(TypeError):
+        window.context.events.announce(object())  # type: ignore[arg-type]
+    assert ev.id_tuple([3, 1, 3]) == (1, 3) and ev.id_tuple(None) == ()
+
+
+def test_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_path: Path):
+    from casdesk.core.dataset import tile_table as ti
+    from casdesk.gui.browser.model import TileListModel, name_collisions
+
+    img = write_tile(tmp_path / "i.tif", np.zeros((3, 8, 8), np.uint8))
+    cat = Catalog.create(tmp_path / "dup.casdesk")
+    rows = [{"name": n, "subdataset": s, "image_path": img, "width": 8, "height": 8}
+            for n, s in (("a1", "Tiburon Peninsula 2021"), ("a1", "Tiburon Peninsula 2010"), ("b2", "Tiburon Peninsula 2010"))]
+    cat.add_tiles(rows)
+    index = ti.load_index(cat, with_qc=False)
+    cat.close()
+    assert name_collisions(index).tolist() == [True, True, False]
+    model = TileListModel()
+    model.set_view(index, np.arange(3))
+    shown = [model.data(model.index(i)) for i in range(3)]
+    assert len(set(shown)) == 3 and shown[2] == "b2"
+    assert "Tiburon Peninsula 2021 / a1" in shown
+    assert model.data(model.index(0), Qt.ItemDataRole.ToolTipRole).startswith(shown[0])
+
+
+def test_ctrl_n_is_new_project_outside_the_editor_and_polygon_inside(qtbot, window, monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(window, "new_project_dialog", lambda: calls.append("new"))
+    new_action = next(a for a in window.menuBar().actions()[0].menu().actions() if "New project" in a.text())
+    new_action.triggered.disconnect()
+    new_action.triggered.connect(window.new_project_dialog)
+    editor = window.panels["Label"]
+    window.tabs.setCurrentWidget(editor)
+    assert new_action.shortcut().isEmpty()
+    editor.canvas.set_mode("edit")
+    window.activateWindow()
+    qtbot.waitUntil(window.isActiveWindow)
+    editor.shape_list.setFocus()  # not the canvas: the key belongs to the whole tab
+    qtbot.keyClick(editor.shape_list, Qt.Key.Key_N, Qt.KeyboardModifier.ControlModifier)
+    assert calls == [] and editor.canvas.mode == "polygon"
+    window.tabs.setCurrentWidget(window.panels["Browse"])
+    assert new_action.shortcut().toString() == "Ctrl+N"
