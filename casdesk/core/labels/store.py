@@ -175,7 +175,7 @@ class LabelStore:
                 geom = t.to_view(shapely.from_wkt(lab.geometry_px))
             except shapely.errors.GEOSException:
                 continue
-            if t.offset != (0, 0) and not geom.intersects(view_box):
+            if t.kind == "scene" and t.tile_id is not None and not geom.intersects(view_box):
                 continue
             out.append(StoredShape(lab.id, lab.name, geom, lab.attributes, lab.source))
         return out
