@@ -68,3 +68,59 @@ def describe_device(device: torch.device) -> str:
         index = device.index if device.index is not None else torch.cuda.current_device()
         return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
     return str(device)
+
+
+# --------------------------------------------------------------------------- precision
+PRECISIONS = ("fp32", "fp16", "bf16")
+BF16_MIN_CAPABILITY = (8, 0)  # Ampere: bf16 tensor cores; older cards only emulate bf16
+
+
+def choose_precision(capability: tuple[int, int] | None, requested: str = "auto") -> str:
+    """The compute precision for a device: ``"bf16"``, ``"fp16"`` or ``"fp32"``.
+
+    ``capability``: the CUDA compute capability ``(major, minor)`` of the GPU, or None for
+    a CPU/MPS device. ``requested``: ``auto``, ``off``, ``bf16`` or ``fp16`` (the ``amp``
+    setting). ``auto`` gives bf16 from capability 8.0 (A100, RTX 30xx and later), fp16
+    with a GradScaler below (V100 7.0, T4 7.5: ``torch.cuda.is_bf16_supported()`` also
+    says yes there, but bf16 is emulated without tensor cores) and fp32 without CUDA.
+    An explicit request the device cannot honour is an error, never silently ignored.
+    """
+    from casdesk.ml.errors import TrainingError
+
+    req = (requested or "auto").lower()
+    if req in ("off", "fp32", "none"):
+        return "fp32"
+    if req not in ("auto", "bf16", "fp16"):
+        raise TrainingError(f"unknown precision {requested!r}", hint="use auto, off, bf16 or fp16")
+    if capability is None:
+        if req == "auto":
+            return "fp32"
+        raise TrainingError(f"mixed precision {req} needs a CUDA GPU", hint="use --amp off")
+    native_bf16 = tuple(capability) >= BF16_MIN_CAPABILITY
+    if req == "bf16" and not native_bf16:
+        raise TrainingError(
+            f"this GPU (compute capability {capability[0]}.{capability[1]}) has no native bf16",
+            hint="use --amp fp16 or --amp auto",
+        )
+    if req == "auto":
+        return "bf16" if native_bf16 else "fp16"
+    return req
+
+
+def device_capability(device: torch.device) -> tuple[int, int] | None:
+    """The compute capability of a CUDA device, None for every other device."""
+    if device.type != "cuda":
+        return None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = torch.cuda.get_device_capability(index)
+    return int(major), int(minor)
+
+
+def precision_dtype(precision: str) -> torch.dtype | None:
+    """The autocast dtype of a precision name (None: fp32, no autocast)."""
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+
+def device_precision(device: torch.device, requested: str = "auto") -> str:
+    """:func:`choose_precision` for an actual device."""
+    return choose_precision(device_capability(device), requested)

@@ -76,21 +76,106 @@ def load_tagged(
     return blob
 
 
+def describe_file(path: Path) -> str:
+    """What a file that is not a casdesk model looks like, in a few words."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError:
+        return "an unreadable file"
+    suffix = path.suffix.lower()
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "a GeoTIFF/TIFF raster"
+    if head.startswith(b"SQLite format 3"):
+        return "a casdesk project" if suffix == ".casdesk" else "an SQLite database (a GeoPackage or a project)"
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return "a PyTorch file that casdesk did not write (e.g. bare weights)"
+    if suffix in (".json", ".geojson", ".toml", ".csv", ".txt"):
+        return f"a {suffix[1:]} text file"
+    return "not a PyTorch file"
+
+
+NOT_A_MODEL_HINT = ("pass the model.pt, best.ckpt or last.ckpt of a run folder written by `casdesk train`, "
+                    "or the run folder itself")
+
+
 def read_model_file(path: str | Path) -> dict[str, Any]:
+    """The model blob of a model file, a training checkpoint or a run folder (its
+    ``model.pt``): ``{"format", "meta", "state_dict"}``. Anything else is one
+    :class:`ModelError` sentence naming what the file is and what to pass instead."""
     p = Path(path)
+    if p.is_dir():
+        if (p / "model.pt").is_file():
+            p = p / "model.pt"
+        elif (p / "best.ckpt").is_file():
+            p = p / "best.ckpt"
+        else:
+            raise ModelError("the folder holds no model.pt or best.ckpt", p, NOT_A_MODEL_HINT)
     if not p.is_file():
         raise ModelError("model file not found", p, "check the path")
-    blob = load_tagged(
-        p, MODEL_FORMAT, ModelError, "casdesk model file",
-        "use the model.pt written by `casdesk train` (checkpoints *.ckpt are for --resume)",
-    )
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        blob = _legacy_checkpoint(p)
+        if blob is None:
+            raise ModelError(f"{describe_file(p)}, not a casdesk model file", p, NOT_A_MODEL_HINT) from exc
+    fmt = blob.get("format") if isinstance(blob, dict) else None
+    if fmt == CHECKPOINT_FORMAT:
+        return checkpoint_model_blob(blob, p)
+    if fmt != MODEL_FORMAT:
+        what = "a PyTorch file that casdesk did not write (e.g. bare weights)" if fmt is None else f"a {fmt!r} file"
+        raise ModelError(f"{what}, not a casdesk model file", p, NOT_A_MODEL_HINT)
     if int(blob.get("format_version", 0)) > MODEL_FORMAT_VERSION:
         raise ModelError("the model file was written by a newer casdesk", p, "update casdesk")
     return blob
 
 
+def _legacy_checkpoint(path: Path) -> dict[str, Any] | None:
+    """A checkpoint of an older casdesk (numpy random state inside): loaded with only the
+    numpy types that state needs allowed, never arbitrary code."""
+    import numpy as np
+
+    allowed: list[Any] = [np.ndarray, np.dtype, type(np.dtype(np.uint32))]
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    multiarray = getattr(core, "multiarray", None)
+    if multiarray is not None and hasattr(multiarray, "_reconstruct"):
+        allowed.append(multiarray._reconstruct)
+    try:
+        with torch.serialization.safe_globals(allowed):
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # noqa: BLE001 - not a legacy checkpoint either
+        return None
+    return blob if isinstance(blob, dict) and blob.get("format") == CHECKPOINT_FORMAT else None
+
+
+def checkpoint_model_blob(ckpt: dict[str, Any], path: Path | None = None) -> dict[str, Any]:
+    """The model-file view of a training checkpoint: its weights and the meta stored with
+    it (rebuilt from its configuration for checkpoints that predate ``model_meta``)."""
+    meta = ckpt.get("model_meta")
+    if not meta:
+        cfg = ckpt.get("config", {})
+        norm = ckpt.get("normalization") or {}
+        from casdesk.ml.models.registry import resolve_spec
+
+        spec = resolve_spec(cfg.get("model", "deeplabv3plus"))
+        meta = {
+            "architecture": spec.name, "encoder": cfg.get("encoder") or spec.default_encoder,
+            "in_channels": len(norm.get("mean", [])), "bands": len(norm.get("mean", [])),
+            "classes": int(cfg.get("classes", 1)), "threshold": float(cfg.get("threshold", 0.5)),
+            "normalization": norm, "tile_size": ckpt.get("tile_size"), "split": ckpt.get("split"),
+            "epoch": ckpt.get("epoch"), "run_id": ckpt.get("run_id"),
+        }
+    meta = dict(meta)
+    meta["source"] = "checkpoint"
+    if "model" not in ckpt:
+        raise ModelError("the checkpoint holds no weights", path, NOT_A_MODEL_HINT)
+    return {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION, "meta": meta,
+            "state_dict": ckpt["model"]}
+
+
 def load_model_file(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a model file, in eval mode on ``device``; return (model, meta).
+    """Rebuild the model of a model file (or of a training checkpoint, or a run folder), in
+    eval mode on ``device``; return (model, meta).
 
     Needs no project and no download: the architecture is rebuilt without pretrained
     weights and the stored weights are loaded.

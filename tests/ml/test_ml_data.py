@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 
 from casdesk.core.project.catalog import Catalog
 from casdesk.ml.errors import DataError
@@ -31,20 +32,27 @@ def test_uint16_fourteen_bands_normalised_not_divided(make_project: Any) -> None
     norm = compute_normalization(tiles)
     assert norm.bands == 14 and min(norm.mean) > 255  # raw uint16 units, no /255
     ds = TileDataset(tiles, norm)
-    image, target = ds[0]
-    assert image.shape == (14, 64, 64) and target.shape == (64, 64)  # padded to 32 multiple
+    raw, target, params = ds[0]
+    assert raw.dtype == torch.int16 and target.dtype == torch.uint8  # 2 + 1 bytes per pixel on the wire
+    assert raw.shape == (14, 64, 64) and target.shape == (64, 64)  # padded to 32 multiple
     assert (target[48:, :] == IGNORE_INDEX).all() and (target[:, 48:] == IGNORE_INDEX).all()
+    image, y = ds.transform()(raw[None], target[None], params[None])
+    assert y.dtype == torch.int64 and image.dtype == torch.float32
     valid = target != IGNORE_INDEX
-    assert abs(float(image[:, valid].mean())) < 1.5
+    assert abs(float(image[0][:, valid].mean())) < 1.5
+    assert float(image[0][:, ~valid].abs().max()) == 0.0  # padding is 0 after normalisation
 
 
 def test_nodata_pixels_are_ignored_and_excluded_from_stats(make_project: Any) -> None:
     tiles = _tiles(make_project(n=5, size=64))
     border_tile = tiles[4]  # the fixture gives every 5th tile a nodata strip on the left
-    ds = TileDataset([border_tile], Normalization([0.0] * 3, [1.0] * 3))
-    image, target = ds[0]
+    ds = TileDataset([border_tile], Normalization([10.0] * 3, [2.0] * 3))
+    raw, target, params = ds[0]
+    assert raw.dtype == torch.uint8  # uint8 tiles cross the loader as one byte per pixel
     assert (target[:, :16] == IGNORE_INDEX).all() and (target[:, 16:] != IGNORE_INDEX).all()
-    assert (image[:, :, :16] == 0).all()
+    image, _ = ds.transform()(raw[None], target[None], params[None])
+    assert (image[0, :, :, :16] == 0).all()
+    assert torch.allclose(image[0, :, :, 16:], (raw[:, :, 16:].float() - 10.0) / 2.0)
     with_border = compute_normalization([border_tile])
     assert min(with_border.mean) > 30  # zeros of the nodata strip did not drag the mean down
 
@@ -53,17 +61,17 @@ def test_augmentation_is_reproducible_per_epoch(make_project: Any) -> None:
     tiles = _tiles(make_project(n=3))
     norm = compute_normalization(tiles)
     ds = TileDataset(tiles, norm, augment=Augment(), seed=1)
+    transform = ds.transform()
     ds.set_epoch(2)
-    a = ds[1]
-    b = ds[1]
+    a = transform(*(t[None] for t in ds[1]))
+    b = transform(*(t[None] for t in ds[(2, 1)]))  # the sampler's (epoch, index) key: same stream
     assert (a[0] == b[0]).all() and (a[1] == b[1]).all()
     outs = set()
     for epoch in range(6):
-        ds.set_epoch(epoch)
-        outs.add(ds[1][1].numpy().tobytes())
+        outs.add(transform(*(t[None] for t in ds[(epoch, 1)]))[1].numpy().tobytes())
     assert len(outs) > 1
-    image, target = ds[1]
-    assert image.shape[1:] == target.shape
+    image, target = a
+    assert image.shape[2:] == target.shape[1:]
 
 
 def test_band_mismatch_is_a_clear_error(make_project: Any) -> None:

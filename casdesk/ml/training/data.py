@@ -1,33 +1,39 @@
-"""Tiles from the catalog as a torch Dataset: image bands normalised, mask with ignore.
+"""Tiles from the catalog as a torch Dataset: image in its stored type, mask with ignore.
 
-* Images are read as float32 with any band count and dtype; they are *not* divided by 255
-  (uint16 satellite data would be crushed), but standardised per band with the mean/std
-  of the training tiles' valid pixels (:func:`compute_normalization`), which are stored
-  in the model file so inference normalises identically.
+* Images keep any band count and dtype; they are *not* divided by 255 (uint16 satellite
+  data would be crushed), but standardised per band with the mean/std of the training
+  tiles' valid pixels (:func:`compute_normalization`; or ImageNet's statistics,
+  :func:`imagenet_normalization`), which are stored in the model file so inference
+  normalises identically. The standardisation runs on the training device
+  (:mod:`casdesk.ml.training.augment`): uint8 tiles cross the loader as 1 byte/pixel.
 * Pixels outside the image footprint (nodata, alpha, NaN) and the padding that brings a
   tile to a multiple of 32 px get the target :data:`IGNORE_INDEX` (255): they count in
   neither the loss nor the metrics.
-* Augmentation (flips, 90 degree rotations, brightness/contrast) is drawn from a random
-  stream keyed by (seed, epoch, tile index), so results do not depend on the number of
-  DataLoader workers and a resumed run sees the same augmentations.
+* Augmentation parameters (flips, 90 degree rotations, brightness/contrast; or the
+  paper's flip, scale-crop and blur) are drawn from a random stream keyed by (seed,
+  epoch, tile index), so results do not depend on the number of DataLoader workers and a
+  resumed run sees the same augmentations; they are applied on the device.
 """
 
 from __future__ import annotations
 
 import importlib
 import math
-from collections.abc import Sequence
+import sys
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.raster.io import open_raster, read_window
 from casdesk.ml.errors import DataError
+from casdesk.ml.training.augment import Augment, DeviceTransform, augment_kind, imagenet_statistics
 
 IGNORE_INDEX = 255
 SIZE_MULTIPLE = 32  # encoders downsample by 32: inputs must be multiples of it
@@ -93,8 +99,13 @@ def select_tiles(
 # --------------------------------------------------------------------------- reading
 def read_tile(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(bands, H, W) float32 image, (H, W) bool validity, (H, W) uint8 0/1 mask."""
-    data, valid = read_window(image_path)
-    image = data.astype(np.float32, copy=False)
+    image, valid, mask = read_tile_raw(image_path, mask_path)
+    return image.astype(np.float32, copy=False), valid, mask
+
+
+def read_tile_raw(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As :func:`read_tile`, the image in its stored data type (no float copy)."""
+    image, valid = read_window(image_path)
     if mask_path is None:
         return image, valid, np.zeros(valid.shape, dtype=np.uint8)
     with open_raster(mask_path) as ds:
@@ -166,6 +177,12 @@ def compute_normalization(tiles: Sequence[TileRef], max_tiles: int = 256, seed: 
     return Normalization([float(v) for v in mean], [float(v) for v in std])
 
 
+def imagenet_normalization(bands: int) -> Normalization:
+    """``/255`` then ImageNet mean/std, as one standardisation in 0-255 units."""
+    mean, std = imagenet_statistics(bands)
+    return Normalization(mean, std)
+
+
 def padded_size(tiles: Sequence[TileRef]) -> tuple[int, int]:
     """(H, W) every tile is padded to: the largest tile, rounded up to a multiple of 32."""
     h = max(t.height for t in tiles)
@@ -173,46 +190,38 @@ def padded_size(tiles: Sequence[TileRef]) -> tuple[int, int]:
     return (math.ceil(h / SIZE_MULTIPLE) * SIZE_MULTIPLE, math.ceil(w / SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
 
-# --------------------------------------------------------------------------- augmentation
-@dataclass(frozen=True)
-class Augment:
-    """Random flips, 90 degree rotations (square tiles) and brightness/contrast jitter.
-
-    Brightness/contrast act on standardised values: ``x * c + b`` with c in
-    [1 - contrast, 1 + contrast] and b in [-brightness, brightness] (units of band std).
-    """
-
-    flips: bool = True
-    rot90: bool = True
-    brightness: float = 0.2
-    contrast: float = 0.2
-
-    def __call__(self, image: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self.flips and rng.random() < 0.5:
-            image, target = image[:, :, ::-1], target[:, ::-1]
-        if self.flips and rng.random() < 0.5:
-            image, target = image[:, ::-1, :], target[::-1, :]
-        if self.rot90 and image.shape[1] == image.shape[2]:
-            k = int(rng.integers(4))
-            if k:
-                image, target = np.rot90(image, k, axes=(1, 2)), np.rot90(target, k)
-        if self.contrast or self.brightness:
-            c = 1.0 + rng.uniform(-self.contrast, self.contrast)
-            b = rng.uniform(-self.brightness, self.brightness)
-            image = image * np.float32(c) + np.float32(b)
-        return image, target
-
-
 # --------------------------------------------------------------------------- dataset
+def wire_image(image: np.ndarray) -> np.ndarray:
+    """The image as it crosses the loader: uint8 stays uint8 (1 byte/pixel), uint16 travels
+    as int16 bits (2 bytes, restored on the device by
+    :func:`casdesk.ml.training.augment.to_float`), anything else as float32."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return image.view(np.int16)
+    return image.astype(np.float32, copy=False)
+
+
 class TileDataset(Dataset):
-    """``dataset[i] -> (image (bands, H, W) float32, target (H, W) int64 0/1/255)``."""
+    """``dataset[i] -> (image (bands, H, W) wire type, target (H, W) uint8 0/1/255, params)``.
+
+    The image is *not* normalised here: normalisation and augmentation run on the device
+    (:class:`casdesk.ml.training.augment.DeviceTransform`); this ships 1 byte per pixel of
+    uint8 imagery instead of 4 (float32) plus 8 for an int64 target. ``params`` is the
+    float32 augmentation vector of the sample (identity without ``augment``). Pixels
+    outside the footprint and the padding to ``size`` get target 255 (ignore).
+
+    The key may be ``(epoch, index)`` (what :class:`EpochSampler` yields): the augmentation
+    stream then follows that epoch even in persistent worker processes; a plain index
+    uses :meth:`set_epoch`'s.
+    """
 
     def __init__(
         self,
         tiles: Sequence[TileRef],
         normalization: Normalization,
         size: tuple[int, int] | None = None,
-        augment: Augment | None = None,
+        augment: Augment | str | bool | None = None,
         seed: int = 0,
     ):
         if not tiles:
@@ -220,34 +229,48 @@ class TileDataset(Dataset):
         self.tiles = list(tiles)
         self.normalization = normalization
         self.size = size or padded_size(self.tiles)
-        self.augment = augment
+        if augment is not None and not isinstance(augment, Augment):
+            kind = augment_kind(augment)
+            augment = None if kind == "none" else Augment(kind)
+        self.augment: Augment | None = augment
         self.seed = seed
         self.epoch = 0
 
+    @property
+    def augment_kind(self) -> str:
+        return "none" if self.augment is None else self.augment.kind
+
     def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch`` (call before iterating)."""
+        """Select the augmentation stream of ``epoch`` for plain integer keys."""
         self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.tiles)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, key: int | tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        epoch, index = key if isinstance(key, tuple) else (self.epoch, key)
         t = self.tiles[index]
-        image, valid, mask = read_tile(t.image_path, t.mask_path)
+        image, valid, mask = read_tile_raw(t.image_path, t.mask_path)
         if image.shape[0] != self.normalization.bands:
             raise DataError(
                 f"tile has {image.shape[0]} bands but the model expects {self.normalization.bands}",
                 t.image_path,
                 "train one model per band layout",
             )
-        image = self.normalization.apply(image)
-        image[:, ~valid] = 0.0
         target = np.where(valid, mask, IGNORE_INDEX).astype(np.uint8)
+        if image.dtype.kind == "f":  # NaN nodata must not reach the device arithmetic
+            image = np.where(valid, image, 0).astype(np.float32)
+        image, target = _pad(wire_image(image), target, self.size)
         if self.augment is not None:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            image, target = self.augment(image, target, rng)
-        image, target = _pad(image, target, self.size)
-        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target.astype(np.int64))
+            params = self.augment.draw(np.random.default_rng([self.seed, epoch, index]),
+                                       square=self.size[0] == self.size[1])
+        else:
+            params = Augment("none").draw(np.random.default_rng(0), square=False)
+        return torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(target), torch.from_numpy(params)
+
+    def transform(self, device: torch.device | str = "cpu") -> DeviceTransform:
+        """The device transform that completes this dataset's samples."""
+        return DeviceTransform(self.normalization.mean, self.normalization.std, self.augment_kind, device)
 
 
 def _pad(image: np.ndarray, target: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -258,8 +281,61 @@ def _pad(image: np.ndarray, target: np.ndarray, size: tuple[int, int]) -> tuple[
     if h > th or w > tw:
         image, target = image[:, :th, :tw], target[:th, :tw]
         h, w = target.shape
-    img = np.zeros((image.shape[0], th, tw), dtype=np.float32)
+    img = np.zeros((image.shape[0], th, tw), dtype=image.dtype)
     img[:, :h, :w] = image
     tgt = np.full((th, tw), IGNORE_INDEX, dtype=np.uint8)
     tgt[:h, :w] = target
     return img, tgt
+
+
+# --------------------------------------------------------------------------- loading
+class EpochSampler(Sampler):
+    """Yields ``(epoch, index)`` keys of a list of indices that the trainer replaces each
+    epoch (:meth:`set`); one sampler and one persistent DataLoader serve the whole run."""
+
+    def __init__(self, indices: Sequence[int] = (), epoch: int = 0):
+        self.set(epoch, indices)
+
+    def set(self, epoch: int, indices: Sequence[int]) -> None:
+        self.epoch = int(epoch)
+        self.indices = [int(i) for i in indices]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        return iter([(epoch, i) for i in self.indices])
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def worker_context(num_workers: int) -> str | None:
+    """The multiprocessing start method of DataLoader workers.
+
+    ``fork`` (None: the default) only from the main thread of a Linux process without
+    CUDA: a forked child of a process with other threads (a Qt GUI, a QThread job) or an
+    initialised CUDA context can deadlock. Otherwise ``forkserver`` on Linux, ``spawn``
+    elsewhere (the default there anyway).
+    """
+    if num_workers <= 0:
+        return None
+    main = threading.current_thread() is threading.main_thread()
+    if sys.platform.startswith("linux"):
+        if main and not torch.cuda.is_initialized():
+            return None
+        return "forkserver"
+    return "spawn"
+
+
+def make_loader(
+    dataset: Dataset, batch_size: int, sampler: Sampler | Sequence[Any], *, num_workers: int = 0,
+    pin_memory: bool = False, drop_last: bool = False, prefetch_factor: int = 4,
+) -> DataLoader:
+    """A DataLoader that keeps its workers between epochs and prefetches
+    ``prefetch_factor`` batches per worker (worker processes start from a thread-safe
+    context, see :func:`worker_context`)."""
+    kwargs: dict[str, Any] = {}
+    if num_workers > 0:
+        kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor,
+                      multiprocessing_context=worker_context(num_workers))
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
+                      pin_memory=pin_memory, drop_last=drop_last, **kwargs)

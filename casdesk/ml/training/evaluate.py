@@ -23,10 +23,17 @@ from casdesk.core.dataset.splits import list_splits, load_split, split_id
 from casdesk.core.evaluation.metrics import segmentation_metrics
 from casdesk.core.jobs import CancelToken, Progress
 from casdesk.core.project.catalog import Catalog, utc_now
-from casdesk.ml.device import describe_device, resolve_device
-from casdesk.ml.errors import DataError
+from casdesk.ml.device import describe_device, device_precision, precision_dtype, resolve_device
+from casdesk.ml.errors import DataError, TrainingError
 from casdesk.ml.modelfile import load_model_file
-from casdesk.ml.training.data import IGNORE_INDEX, Normalization, TileDataset, select_tiles
+from casdesk.ml.training.augment import DeviceTransform
+from casdesk.ml.training.data import (
+    IGNORE_INDEX,
+    Normalization,
+    TileDataset,
+    make_loader,
+    select_tiles,
+)
 from casdesk.ml.training.losses import LossFn, predict_classes
 
 NUM_CLASSES = 2  # metrics are always background/landslide
@@ -39,11 +46,37 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
 
 
 def confusion_torch(logits: torch.Tensor, target: torch.Tensor, threshold: float) -> torch.Tensor:
-    """(2, 2) int64 confusion counts on the logits' device (no host sync)."""
+    """(2, 2) int64 confusion counts ``[[TN, FP], [FN, TP]]`` on the logits' device.
+
+    Sums of elementwise products only: no boolean indexing and no bincount, which would
+    wait for the device to learn an output size (a host sync every batch).
+    """
     pred = predict_classes(logits.detach(), threshold)
-    keep = target != IGNORE_INDEX
-    idx = target[keep] * NUM_CLASSES + pred[keep]
-    return torch.bincount(idx, minlength=NUM_CLASSES * NUM_CLASSES).reshape(NUM_CLASSES, NUM_CLASSES)
+    valid = target != IGNORE_INDEX
+    truth = (target == 1) & valid
+    guess = (pred == 1) & valid
+    tp = (truth & guess).sum()
+    fn = truth.sum() - tp
+    fp = guess.sum() - tp
+    tn = valid.sum() - tp - fn - fp
+    return torch.stack([tn, fp, fn, tp]).reshape(NUM_CLASSES, NUM_CLASSES)
+
+
+def _forward(model: nn.Module, x: torch.Tensor, amp_dtype: torch.dtype | None) -> torch.Tensor:
+    """Logits of a batch; on out-of-memory the batch is split in halves (down to one tile)."""
+    try:
+        with autocast(x.device, amp_dtype):
+            return model(x).float()
+    except torch.OutOfMemoryError as exc:
+        if x.device.type == "cuda":
+            torch.cuda.empty_cache()
+        if x.shape[0] <= 1:
+            raise TrainingError(
+                "CUDA out of memory in validation/evaluation even for one tile",
+                hint="use smaller tiles or another device (--device cpu)",
+            ) from exc
+        half = x.shape[0] // 2
+        return torch.cat([_forward(model, x[:half], amp_dtype), _forward(model, x[half:], amp_dtype)])
 
 
 def iter_confusion(
@@ -56,11 +89,16 @@ def iter_confusion(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     cancel: CancelToken | None = None,
+    transform: DeviceTransform | None = None,
 ) -> Generator[Progress, None, tuple[torch.Tensor, float, int, bool]]:
     """Run ``model`` over ``loader``; return (confusion, loss sum, samples, cancelled).
 
-    The loss sum is per sample (mean loss of a batch times its size), 0 without
-    ``loss_fn``. Yields one Progress per batch.
+    ``loader`` yields :class:`~casdesk.ml.training.data.TileDataset` samples (wire image,
+    target, params), completed on the device by ``transform``; or ready (image, target)
+    pairs when ``transform`` is None. The loss sum is per sample (mean loss of a batch
+    times its size), 0 without ``loss_fn``. Yields one Progress per batch; the counts
+    stay on the device until the end (no host sync per batch). An out-of-memory batch is
+    split, not fatal.
     """
     model.eval()
     cm = torch.zeros(NUM_CLASSES, NUM_CLASSES, dtype=torch.int64, device=device)
@@ -69,14 +107,15 @@ def iter_confusion(
     total = len(loader)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode():
-        for i, (x, y) in enumerate(loader):
+        for i, batch in enumerate(loader):
             if cancel is not None and cancel.cancelled:
                 return cm, float(loss_sum), samples, True
-            x = x.to(device, non_blocking=True, memory_format=memory)
-            y = y.to(device, non_blocking=True)
-            with autocast(device, amp_dtype):
-                logits = model(x)
-            logits = logits.float()
+            if transform is not None:
+                x, y = transform(batch[0], batch[1], None, memory)
+            else:
+                x = batch[0].to(device, non_blocking=True, memory_format=memory)
+                y = batch[1].to(device, non_blocking=True).long()
+            logits = _forward(model, x, amp_dtype)
             if loss_fn is not None:
                 loss_sum += loss_fn(logits, y).double() * x.shape[0]
             cm += confusion_torch(logits, y, threshold)
@@ -97,6 +136,7 @@ class EvalResult:
     device: str
     model: dict[str, Any] = field(default_factory=dict)
     run_id: int | None = None
+    precision: str = "fp32"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -108,13 +148,8 @@ class EvalResult:
             "device": self.device,
             "model": self.model,
             "run_id": self.run_id,
+            "precision": self.precision,
         }
-
-
-def _amp_dtype_for_eval(device: torch.device) -> torch.dtype | None:
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return None
 
 
 def evaluate(
@@ -130,7 +165,8 @@ def evaluate(
     record: bool = True,
     cancel: CancelToken | None = None,
 ) -> Generator[Progress, None, EvalResult]:
-    """Evaluate a model file on the ``part`` tiles of ``split`` of a project.
+    """Evaluate a model file (``model.pt``, or a run's ``best.ckpt``/``last.ckpt``) on the
+    ``part`` tiles of ``split`` of a project.
 
     ``split`` None: the split the model was trained with when the project has it, else
     every (QC-accepted) tile. ``record``: store the result as an ``evaluate`` run in the
@@ -144,6 +180,9 @@ def evaluate(
     try:
         dev = resolve_device(device)
         model, meta = load_model_file(model_file, dev)
+        precision = device_precision(dev)
+        if dev.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
         known = {s["name"] for s in list_splits(catalog)}
         if split is None and meta.get("split") in known:
             split = meta["split"]
@@ -158,17 +197,13 @@ def evaluate(
             )
         norm = Normalization.from_dict(meta["normalization"])
         dataset = TileDataset(tiles, norm)
-        loader = DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            pin_memory=dev.type == "cuda",
-        )
+        loader = make_loader(dataset, batch_size, range(len(dataset)), num_workers=num_workers,
+                             pin_memory=dev.type == "cuda", prefetch_factor=2)
         started = time.monotonic()
         cm, _, _, cancelled = yield from iter_confusion(
             model, loader, dev, threshold=float(meta.get("threshold", 0.5)),
-            amp_dtype=_amp_dtype_for_eval(dev), cancel=cancel,
+            amp_dtype=precision_dtype(precision), cancel=cancel, transform=dataset.transform(dev),
+            channels_last=dev.type == "cuda",
         )
         if cancelled:
             raise Cancelled()
@@ -181,6 +216,7 @@ def evaluate(
             split=split,
             part=use_part,
             device=describe_device(dev),
+            precision=precision,
             model={k: meta.get(k) for k in ("architecture", "encoder", "in_channels", "classes", "split", "run_id")},
         )
         if record and not catalog.readonly:
