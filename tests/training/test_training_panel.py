@@ -44,8 +44,9 @@ def test_training_runs_off_the_gui_thread_and_plots_each_epoch(qtbot, panel):
     assert len(panel.plots.step_loss.x) >= 2
     runs = list_runs(panel.context.catalog)
     assert len(runs) == 1 and runs[0].status == "finished"
-    shown = panel.runs.item(0, 7 + 5).text()  # mIoU column
+    shown = panel.runs.item(0, 8 + 5).text()  # mIoU column (after Id, Run, Model, Encoder, Split, Status, Device, Minutes)
     assert shown == f"{100 * runs[0].best['miou']:.2f}"
+    assert panel.runs.item(0, 3).text() == "resnet18"  # the encoder column shows what was trained
 
 
 def test_cancel_stops_within_a_batch_and_keeps_a_checkpoint(qtbot, panel):
@@ -71,6 +72,7 @@ def test_cancel_stops_within_a_batch_and_keeps_a_checkpoint(qtbot, panel):
     assert seen["last"] <= seen["cancel_at"] + 1  # at most the batch in flight finished
     run = list_runs(panel.context.catalog)[0]
     assert run.status == "cancelled"
+    assert "None" not in panel.status.text() and "ancelled" in panel.status.text()
     from casdesk.ml.training.trainer import read_checkpoint
 
     ckpt = read_checkpoint(Path(run.out_dir) if run.out_dir else Path(panel.last_run_dir))

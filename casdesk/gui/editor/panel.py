@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import shapely
 from PySide6.QtCore import (
     QAbstractListModel,
     QModelIndex,
@@ -22,7 +23,7 @@ from PySide6.QtCore import (
     Qt,
     QTimer,
 )
-from PySide6.QtGui import QAction, QActionGroup, QImage, QPainter, QPixmap
+from PySide6.QtGui import QAction, QActionGroup
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -44,6 +45,8 @@ from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.store import (
     EditTarget,
     LabelStore,
+    adopt_base,
+    pending_tiles,
     regenerate_masks,
     scene_target,
     tile_target,
@@ -63,7 +66,7 @@ from casdesk.gui.editor.label_dialog import (
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict.models import ModelChooser
-from casdesk.gui.predict.view import probability_rgba
+from casdesk.gui.predict.view import probability_legend, probability_rgba
 from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
@@ -91,23 +94,6 @@ class TilePrediction:
     prob: np.ndarray
     valid: np.ndarray
     threshold: float
-
-
-def probability_legend(width: int = 90, height: int = 14) -> QPixmap:
-    """A colour bar "0 ... 1" for the probability overlay (the same colours over dark grey)."""
-    ramp = np.repeat((np.linspace(0, 254, width)).astype(np.uint8)[None, :], height, axis=0)
-    rgba = probability_rgba(ramp).astype(np.float32)
-    alpha = rgba[..., 3:4] / 255.0
-    rgb = (rgba[..., :3] * alpha + 90 * (1 - alpha)).astype(np.uint8)
-    image = QImage(np.ascontiguousarray(rgb).data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
-    pix = QPixmap(width + 28, height)
-    pix.fill(Qt.GlobalColor.transparent)
-    painter = QPainter(pix)
-    painter.drawText(QRectF(0, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "0")
-    painter.drawImage(14, 0, image)
-    painter.drawText(QRectF(width + 15, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "1")
-    painter.end()
-    return pix
 
 
 @dataclass(frozen=True)
@@ -291,7 +277,10 @@ class EditorPanel(QWidget):
         exp = QAction("Export LabelMe...", self)
         exp.triggered.connect(self.export_labelme_dialog)
         self.import_action, self.export_action = imp, exp
-        bar.addActions([imp, exp])
+        self.regen_action = QAction("Regenerate masks", self)
+        self.regen_action.setToolTip("Rebuild the masks of the open scene or tile from its labels (`casdesk labels regenerate`)")
+        self.regen_action.triggered.connect(self.regenerate_masks_now)
+        bar.addActions([imp, exp, self.regen_action])
         bar.addSeparator()
         bar.addWidget(QLabel(" model "))
         self.model_chooser = ModelChooser()
@@ -347,6 +336,10 @@ class EditorPanel(QWidget):
             for r in tiles
         ]
         self.targets.reset(rows)
+        stale = pending_tiles(cat)  # masks an interrupted edit or import left stale: finish them
+        if stale and not cat.readonly:
+            self._regen_pending.update(stale)
+            self._regen_timer.start(0)
         if self.target is None and rows:  # show something at once: the first scene or tile
             self.open_target(rows[0].kind, rows[0].id)
 
@@ -382,6 +375,8 @@ class EditorPanel(QWidget):
             return
         try:
             target = scene_target(cat, target_id) if kind == "scene" else tile_target(cat, target_id)
+            if target.kind == "tile" and target.tile_id is not None and not cat.readonly:
+                adopt_base(cat, target.tile_id)  # an imported raster label becomes editable shapes (exactly)
         except CasdeskError as exc:
             show_error(self, "Cannot open for labelling", str(exc))
             return
@@ -643,6 +638,18 @@ class EditorPanel(QWidget):
             run_job(regenerate_masks(self.context.catalog, ids))
 
     # ---- LabelMe interop for the shown image
+    def regenerate_masks_now(self) -> None:
+        """Rebuild the open target's tile masks from its labels (core: regenerate_masks)."""
+        if self.target is None or self.context.catalog is None:
+            return
+        t = self.target
+        if t.kind == "scene" and t.tile_id is None:
+            ids = [tile.id for tile in self.context.catalog.tiles(scene_id=t.scene_id)]
+        else:
+            ids = LabelStore(self.context.catalog, t).affected_tiles([shapely.box(0, 0, t.width, t.height)]) or ([t.tile_id] if t.tile_id else [])
+        self._regen_pending.update(ids)
+        self._regen_timer.start(0)
+
     def export_labelme_dialog(self) -> None:
         if self.target is None or self.context.catalog is None:
             return

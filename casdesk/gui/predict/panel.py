@@ -17,6 +17,7 @@ from typing import Any
 from PySide6.QtCore import Qt, QTimer, QUrl
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -27,6 +28,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QListWidget,
+    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QScrollArea,
@@ -40,6 +42,7 @@ from casdesk.core.jobs import CancelToken, Job
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict import jobs
+from casdesk.gui.predict.models import ModelChooser
 from casdesk.gui.predict.view import PredictionView
 from casdesk.gui.shell.context import ProjectContext
 
@@ -76,15 +79,17 @@ class PredictPanel(QWidget):
         self._build()
         self._update_buttons()
         context.project_opened.connect(lambda _p: self.refresh_splits())
+        context.project_opened.connect(lambda _p: self.refresh_models())
+        context.project_closed.connect(self.refresh_models)
         context.project_closed.connect(self.refresh_splits)
         context.tiles_changed.connect(self.refresh_splits)
 
     # ---- building
     def _build(self) -> None:
-        self.model_edit = QLineEdit(placeholderText="model.pt written by Train")
-        self.model_edit.editingFinished.connect(self._model_edited)
-        model_browse = QPushButton("Browse...")
-        model_browse.clicked.connect(self._browse_model)
+        self.model_chooser = ModelChooser()
+        self.model_chooser.setToolTip("The project's trained runs by name, or \"Model file...\" for a model.pt "
+                                      "from elsewhere")
+        self.model_chooser.model_chosen.connect(self._model_chosen)
         self.model_text = QLabel("No model chosen")
         self.model_text.setWordWrap(True)
         self.model_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -122,7 +127,7 @@ class PredictPanel(QWidget):
         self.memory_text.setWordWrap(True)
 
         form = QFormLayout()
-        form.addRow("Model file", _path_row(self.model_edit, model_browse))
+        form.addRow("Model", self.model_chooser)
         form.addRow(self.model_text)
         form.addRow("Scene(s)", _path_row(self.source_edit, scene_browse, folder_browse))
         form.addRow("Output folder", _path_row(self.out_edit, out_browse))
@@ -182,8 +187,14 @@ class PredictPanel(QWidget):
         self.result_choice.currentIndexChanged.connect(self._on_result_chosen)
         self.outputs = QListWidget()
         self.outputs.setMaximumHeight(120)
-        self.open_folder_button = QPushButton("Open output folder")
-        self.open_folder_button.clicked.connect(self.open_output_folder)
+        self.outputs.itemSelectionChanged.connect(self._update_buttons)
+        self.outputs.itemDoubleClicked.connect(lambda _it: self.open_in_file_manager())
+        self.open_folder_button = QPushButton("Open in file manager")
+        self.open_folder_button.setToolTip("Open the folder of the selected output (or of the outputs)")
+        self.open_folder_button.clicked.connect(self.open_in_file_manager)
+        self.copy_path_button = QPushButton("Copy path")
+        self.copy_path_button.setToolTip("Copy the selected output's path to the clipboard")
+        self.copy_path_button.clicked.connect(self.copy_output_path)
         self.to_editor_button = QPushButton("Polygons to editor")
         self.to_editor_button.setToolTip("Store the predicted polygons as this scene's labels (source "
                                          "'predicted') and open the scene in the Label tab")
@@ -191,13 +202,18 @@ class PredictPanel(QWidget):
         result_bar = QHBoxLayout()
         result_bar.addWidget(QLabel("Result"))
         result_bar.addWidget(self.result_choice, 1)
-        result_bar.addWidget(self.open_folder_button)
         result_bar.addWidget(self.to_editor_button)
+        outputs_bar = QHBoxLayout()
+        outputs_bar.addWidget(QLabel("Outputs"))
+        outputs_bar.addStretch(1)
+        outputs_bar.addWidget(self.open_folder_button)
+        outputs_bar.addWidget(self.copy_path_button)
         right = QWidget()
         right_layout = QVBoxLayout(right)
         right_layout.setContentsMargins(0, 0, 0, 0)
         right_layout.addWidget(self.view, 1)
         right_layout.addLayout(result_bar)
+        right_layout.addLayout(outputs_bar)
         right_layout.addWidget(self.outputs)
 
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -253,6 +269,7 @@ class PredictPanel(QWidget):
         self.cancel_button.setEnabled(self.busy)
         has_result = self.current_result() is not None
         self.open_folder_button.setEnabled(has_result)
+        self.copy_path_button.setEnabled(self.selected_output() is not None)
         self.to_editor_button.setEnabled(has_result and not self.is_running("import"))
         self.part.setEnabled(self.split.currentData() is not None)
 
@@ -269,12 +286,6 @@ class PredictPanel(QWidget):
         return True
 
     # ---- inputs
-    def _browse_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Model file", self.model_edit.text(),
-                                              "casdesk model (*.pt);;All files (*)")
-        if path:
-            self.set_model(path)
-
     def _browse_scene(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Scene", self.source_edit.text(), RASTER_FILTER)
         if path:
@@ -295,27 +306,31 @@ class PredictPanel(QWidget):
                                               "Vector files (*.gpkg *.shp *.geojson *.json);;All files (*)")
         self.aoi_edit.setText(path)
 
-    def _model_edited(self) -> None:
-        """editingFinished also fires on focus loss: reread only a changed path."""
-        text = self.model_edit.text().strip()
-        if self.model_info is None or Path(text) != self.model_info.path:
-            self.set_model(text)
-
     def set_model(self, path: str | Path) -> None:
-        """Read the model file's meta in a worker; Run is enabled once it is usable."""
-        text = str(path).strip()
-        self.model_edit.setText(text)
+        """Choose a model file (a project run's or any other); its meta is read in a worker and
+        Run is enabled once it is usable."""
+        self.model_chooser.set_path(Path(str(path).strip()))
+
+    def _model_chosen(self, path: Path | None) -> None:
         self.model_info = None
+        self._model_request = path
         self._update_buttons()
-        if not text:
-            self.model_text.setText("No model chosen")
+        if path is None:
+            self.model_text.setText("No model chosen: train one in the Train tab, or pick \"Model file...\"")
             return
         self.model_text.setText("Reading the model file...")
-        p = Path(text)
-        self._start("info", lambda _t: jobs.model_info_job(p), self._on_model_info, self._on_model_failed)
+        self._start("info", lambda _t: jobs.model_info_job(path), self._on_model_info, self._on_model_failed)
+
+    def refresh_models(self) -> None:
+        """The project's runs (newest first); the current choice is kept when it still exists."""
+        self.model_chooser.refresh(self.context.catalog)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        self.refresh_models()  # a run may have finished in the Train tab meanwhile
 
     def _on_model_info(self, info: jobs.ModelInfo) -> None:
-        if Path(self.model_edit.text()) != info.path:
+        if getattr(self, "_model_request", None) != info.path:
             return  # an older request
         self.model_info = info
         self.model_text.setText(info.describe())
@@ -469,7 +484,10 @@ class PredictPanel(QWidget):
             return
         for p in (result.prob_path, result.mask_path, result.vector_path):
             if p is not None:
-                self.outputs.addItem(str(p))
+                item = QListWidgetItem(str(p))
+                item.setData(Qt.ItemDataRole.UserRole, str(p))
+                item.setToolTip("Double-click: open in the file manager")
+                self.outputs.addItem(item)
         area = result.landslide_area_m2
         area_text = f"{area / 1e4:.2f} ha" if area == area else f"{result.landslide_pixels} px"
         self.outputs.addItem(f"{result.polygons} polygon(s), landslide {area_text}, "
@@ -479,10 +497,29 @@ class PredictPanel(QWidget):
         self._start("overlay", lambda _t: jobs.overlay_job(scene, prob, mask), self.view.set_images,
                     lambda m, _d: self.view.caption.setText(f"Cannot show the prediction: {m}"))
 
-    def open_output_folder(self) -> None:
+    def selected_output(self) -> Path | None:
+        item = self.outputs.currentItem()
+        data = None if item is None or not item.isSelected() else item.data(Qt.ItemDataRole.UserRole)
+        return Path(data) if data else None
+
+    def open_in_file_manager(self) -> QUrl | None:
+        """Open the folder holding the selected output (or the result's outputs)."""
         result = self.current_result()
-        if result is not None:
-            QDesktopServices.openUrl(QUrl.fromLocalFile(str(result.prob_path.parent)))
+        path = self.selected_output()
+        folder = path.parent if path is not None else (result.prob_path.parent if result is not None else None)
+        if folder is None:
+            return None
+        url = QUrl.fromLocalFile(str(folder))
+        QDesktopServices.openUrl(url)
+        return url
+
+    def copy_output_path(self) -> str | None:
+        path = self.selected_output()
+        if path is None:
+            return None
+        QApplication.clipboard().setText(str(path))
+        self.context.status_message.emit(f"copied {path}")
+        return str(path)
 
     def polygons_to_editor(self) -> None:
         result = self.current_result()

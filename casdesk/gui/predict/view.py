@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QHBoxLayout,
@@ -46,6 +46,34 @@ def mask_rgba(mask: np.ndarray) -> np.ndarray:
     return rgba
 
 
+def probability_legend(width: int = 90, height: int = 14) -> QPixmap:
+    """A colour bar "0 ... 1" for the probability overlay (the same colours over dark grey)."""
+    ramp = np.repeat((np.linspace(0, 254, width)).astype(np.uint8)[None, :], height, axis=0)
+    rgba = probability_rgba(ramp).astype(np.float32)
+    alpha = rgba[..., 3:4] / 255.0
+    rgb = (rgba[..., :3] * alpha + 90 * (1 - alpha)).astype(np.uint8)
+    image = QImage(np.ascontiguousarray(rgb).data, width, height, 3 * width, QImage.Format.Format_RGB888).copy()
+    pix = QPixmap(width + 28, height)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.drawText(QRectF(0, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "0")
+    painter.drawImage(14, 0, image)
+    painter.drawText(QRectF(width + 15, 0, 12, height), Qt.AlignmentFlag.AlignCenter, "1")
+    painter.end()
+    return pix
+
+
+def mask_legend(height: int = 14) -> QPixmap:
+    """A red swatch "landslide" for the mask overlay."""
+    pix = QPixmap(90, height)
+    pix.fill(Qt.GlobalColor.transparent)
+    painter = QPainter(pix)
+    painter.fillRect(QRectF(0, 1, height - 2, height - 2), QColor(*MASK_RGB))
+    painter.drawText(QRectF(height + 2, 0, 90 - height, height), Qt.AlignmentFlag.AlignVCenter, "landslide")
+    painter.end()
+    return pix
+
+
 class PredictionView(QWidget):
     """Scene + prediction overlay with an opacity slider and a probability/mask toggle."""
 
@@ -75,6 +103,10 @@ class PredictionView(QWidget):
         self.opacity.valueChanged.connect(lambda v: self.overlay_item.setOpacity(v / 100))
         self.overlay_item.setOpacity(0.6)
         self.caption = QLabel("Run a prediction to see it here")
+        self.legend = QLabel()
+        self.legend.setObjectName("probabilityLegend")
+        self.legend.setToolTip("Overlay colours: the probability of landslide from 0 (transparent) to 1 (red); "
+                               "the mask shows pixels above the threshold in red")
 
         controls = QHBoxLayout()
         controls.addWidget(self.show_prob)
@@ -82,8 +114,11 @@ class PredictionView(QWidget):
         controls.addSpacing(16)
         controls.addWidget(QLabel("Opacity"))
         controls.addWidget(self.opacity)
+        controls.addSpacing(16)
+        controls.addWidget(self.legend)
         controls.addStretch(1)
         controls.addWidget(self.caption)
+        self.legend.setPixmap(probability_legend())
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(controls)
@@ -111,6 +146,7 @@ class PredictionView(QWidget):
         self.caption.setText("Run a prediction to see it here")
 
     def _show_layer(self) -> None:
+        self.legend.setPixmap(probability_legend() if self.layer == "prob" else mask_legend())
         rgba = self._layers.get(self.layer)
         if rgba is not None:
             self.overlay_item.setImage(rgba, levels=(0, 255), autoLevels=False)

@@ -47,6 +47,8 @@ class TrainingForm(QWidget):
             self.model.addItem(f"{arch} (smp)", f"smp:{arch}")
         self.encoder = QLineEdit()
         self.encoder.setPlaceholderText("model default (resnet50 / vgg16)")
+        # the model names show the encoder that will really be used (not "(ResNet50)" beside resnet18)
+        self.encoder.textChanged.connect(lambda _t: self._label_models())
         self.weights = QComboBox()
         self.weights.addItems(["none", "imagenet", "file..."])
         self.weights.activated.connect(self._pick_weights)
@@ -100,6 +102,16 @@ class TrainingForm(QWidget):
         form.addRow("Augmentation", self.augment)
         self.split.currentIndexChanged.connect(self._split_changed)
         self._split_changed()
+        self._label_models()
+
+    def _label_models(self) -> None:
+        from casdesk.gui.predict.models import model_title
+
+        enc = self.encoder.text().strip() or None
+        for i in range(self.model.count()):
+            key = self.model.itemData(i)
+            if key:
+                self.model.setItemText(i, model_title(key, enc) + (" (smp)" if str(key).startswith("smp:") else ""))
 
     # ---- project
     def set_catalog(self, catalog: Catalog | None) -> None:

@@ -48,13 +48,16 @@ from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
+from casdesk.gui.predict.models import effective_encoder
 from casdesk.gui.shell.context import ProjectContext
 from casdesk.gui.training.form import TrainingForm
 from casdesk.gui.training.plots import ConfusionTable, TrainingPlots
 from casdesk.gui.training.preview import ValidationPreview
 
 log = logging.getLogger(__name__)
-RUN_COLUMNS = ["Id", "Run", "Model", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
+RUN_COLUMNS = ["Id", "Run", "Model", "Encoder", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
+FIRST_METRIC_COLUMN = 8
+MIN_RUN_ROWS = 10  # the runs table shows at least this many rows
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -119,6 +122,8 @@ class TrainingPanel(QWidget):
         self.runs.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.runs.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.runs.verticalHeader().hide()
+        self.runs.verticalHeader().setDefaultSectionSize(self.runs.fontMetrics().height() + 8)
+        self.runs.setMinimumHeight(self._rows_height(MIN_RUN_ROWS))
         self.runs.itemSelectionChanged.connect(self._on_runs_selected)
         compare_key = QComboBox()
         for key, heading in PAPER_COLUMNS:
@@ -173,6 +178,11 @@ class TrainingPanel(QWidget):
         context.tiles_changed.connect(self.form.refresh_splits)
         self._devices_detected = False
 
+    def _rows_height(self, rows: int) -> int:
+        header = self.runs.horizontalHeader().sizeHint().height()
+        scroll = self.runs.horizontalScrollBar().sizeHint().height()
+        return header + rows * self.runs.verticalHeader().defaultSectionSize() + scroll + 2 * self.runs.frameWidth()
+
     # ---- lifecycle
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
@@ -224,7 +234,7 @@ class TrainingPanel(QWidget):
     def start_from_form(self) -> None:
         split, holdout = self.form.split_choice()
         tiles = self.form.tile_choice()
-        sensors = (tiles,) if tiles in ("UAV", "SAT") else ("UAV", "SAT")
+        sensors = (tiles,) if tiles in ("UAV", "SAT") else self._project_sensors()
         kind = split.split(":", 1)[1] if split.startswith("new:") else None
         planned = PlannedRun(
             name=f"{self.form.config_values()['model']}",
@@ -235,6 +245,19 @@ class TrainingPanel(QWidget):
             holdout=tuple(holdout),
         )
         self.enqueue(planned, self.form.config_values(), existing_split=None if kind else split)
+
+    def _project_sensors(self) -> tuple[str, ...]:
+        """The sensors the project's tiles come from (the split is named after them: a
+        UAV-only project trains on "UAV" tiles, not "UAV+SAT")."""
+        catalog = self.context.catalog
+        found: set[str] = set()
+        if catalog is not None:
+            rows = catalog.query(
+                "SELECT DISTINCT COALESCE(s.sensor, d.sensor) AS sensor FROM tiles t"
+                " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
+            )
+            found = {r["sensor"] for r in rows if r["sensor"] in ("UAV", "SAT")}  # no sensor: counts as any
+        return tuple(s for s in ("UAV", "SAT") if s in found) or ("UAV", "SAT")
 
     def queue_experiment(self, title: str) -> list[PlannedRun]:
         if self.context.catalog is None:
@@ -340,8 +363,15 @@ class TrainingPanel(QWidget):
 
     def _on_finished(self, result: Any) -> None:
         best = getattr(result, "best_metrics", {}) or {}
-        text = f"{getattr(result, 'status', 'done')}: best epoch {getattr(result, 'best_epoch', '-')}"
-        if best:
+        status = str(getattr(result, "status", "done")).replace("_", " ")
+        epoch = getattr(result, "best_epoch", None)
+        if epoch is None:  # cancelled (or stopped) before the first validation
+            text = f"{status.capitalize()} before the first epoch ended: no model saved yet"
+            if self.paused_run_dir is not None:
+                text += " (the checkpoint is kept: Resume continues)"
+        else:
+            text = f"{status.capitalize()}: best epoch {epoch}"
+        if best and epoch is not None:
             text += f", mIoU {100 * best.get('miou', 0):.2f} %, F1 (class mean) {100 * best.get('f1_mean', 0):.2f} %"
         self.status.setText(text)
         self.context.status_message.emit(f"training {text}")
@@ -408,12 +438,12 @@ class TrainingPanel(QWidget):
         runs = list_runs(catalog)
         self.runs.setRowCount(len(runs))
         for r, run in enumerate(runs):
-            values = [str(run.id), run.name, run.model, run.split or "", run.status, run.device or "",
-                      "" if run.duration_s is None else f"{run.duration_s / 60:.1f}"]
+            values = [str(run.id), run.name, run.model, effective_encoder(run.model, run.encoder), run.split or "",
+                      run.status, run.device or "", "" if run.duration_s is None else f"{run.duration_s / 60:.1f}"]
             values += ["" if run.best.get(k) is None else f"{100 * run.best[k]:.2f}" for k, _ in PAPER_COLUMNS]
             for c, v in enumerate(values):
                 item = QTableWidgetItem(v)
-                if c >= 7 or c == 0:
+                if c >= FIRST_METRIC_COLUMN or c == 0:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
                 self.runs.setItem(r, c, item)
 

@@ -33,6 +33,10 @@ VAL_CURVES: tuple[tuple[str, str, str], ...] = (
 )
 
 
+EPOCH_AXIS = "epoch"
+STEP_AXIS = "epoch (fractional: each point is one batch)"
+
+
 def _style(colour: str, size: int) -> dict[str, Any]:
     """A line with round markers, both in one colour (pyqtgraph's default marker is blue)."""
     return {"pen": pg.mkPen(colour, width=2), "symbol": "o", "symbolSize": size,
@@ -65,15 +69,22 @@ class TrainingPlots(QWidget):
         super().__init__(parent)
         pg.setConfigOptions(antialias=True)
         self.loss_plot = pg.PlotWidget(title="Loss")
-        self.loss_plot.setLabel("bottom", "epoch")
+        self.loss_plot.setLabel("bottom", STEP_AXIS)
+        self.loss_plot.setLabel("left", "loss")
         self.loss_plot.addLegend(offset=(-10, 10))
         self.metric_plot = pg.PlotWidget(title="Validation metrics (%)")
-        self.metric_plot.setLabel("bottom", "epoch")
+        self.metric_plot.setLabel("bottom", EPOCH_AXIS)
+        self.metric_plot.setLabel("left", "%")
         self.metric_plot.setYRange(0, 100)
         self.metric_plot.addLegend(offset=(-10, 10))
         self.lr_plot = pg.PlotWidget(title="Learning rate")
-        self.lr_plot.setLabel("bottom", "epoch")
+        self.lr_plot.setLabel("bottom", STEP_AXIS)
+        self.lr_plot.setLabel("left", "learning rate")
         for plot in (self.loss_plot, self.metric_plot, self.lr_plot):
+            # no SI prefix on either axis: pyqtgraph turned epochs 0.15-0.40 into "epoch (x0.001)"
+            # with ticks 150-400, and a 0.01 learning rate into "(x0.001) 10"
+            for side in ("bottom", "left"):
+                plot.getAxis(side).enableAutoSIPrefix(False)
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setBackground("w")
             plot.getPlotItem().setClipToView(True)
