@@ -1,0 +1,74 @@
+"""QC detector accuracy on real released tiles and defects made from them (issue 16).
+
+    python benchmarks/bench_qc_accuracy.py [--public ../shared/data/public] [--rounds 1] [--json]
+
+Clean cases are the released tiles (they passed the authors' QC); defects are seams,
+fills and clouds pasted into them, and traps (roads, fields, rivers, scars, shadows) must
+stay clean. Prints, per detector at the paper rules (project defaults): the share of clean
+tiles and traps rejected / flagged, the share of severe seams (>= 15 DN or >= 8 px) caught
+(flagged or rejected), and for fill and cloud the share measured within +-0.03 / +-0.1
+of the truth. See casdesk/core/qc/evalset.py and docs/qc.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from casdesk.core.qc import evalset  # noqa: E402
+from casdesk.core.qc.rules import PAPER_DEFAULTS  # noqa: E402
+
+DEFAULT_PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--public", type=Path, default=DEFAULT_PUBLIC)
+    ap.add_argument("--rounds", type=int, default=1, help="defect rounds per released tile")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--list", action="store_true", help="print every case's values")
+    args = ap.parse_args(argv)
+    sources = evalset.find_sources(args.public)
+    if not sources:
+        print(f"no released tiles under {args.public}", file=sys.stderr)
+        return 2
+    t0 = time.perf_counter()
+    cases = list(evalset.build_cases(sources, per_source=args.rounds))
+    t1 = time.perf_counter()
+    values = evalset.measure_cases(cases)
+    t2 = time.perf_counter()
+    summary = evalset.summarise(cases, values, PAPER_DEFAULTS)
+    if args.list:
+        for c, v in zip(cases, values, strict=True):
+            print(f"{c.kind:6s} {c.name:45s} " + " ".join(f"{k}={x:.3f}" for k, x in v.items()), c.truth)
+    if args.json:
+        print(json.dumps({"sources": len(sources), "cases": len(cases), "summary": summary}, indent=1))
+        return 0
+    print(f"{len(sources)} released tiles, {len(cases)} cases (built {t1 - t0:.1f} s, measured {t2 - t1:.1f} s,"
+          f" {1000 * (t2 - t1) / len(cases):.1f} ms/tile)")
+    rules = {r.metric: r for r in PAPER_DEFAULTS}
+    for metric, row in summary.items():
+        r = rules[metric]
+        print(f"\n{metric}  (rule {r.describe()}, margin {r.margin:g})")
+        print(f"  clean released tiles: rejected {row['clean_rejected']:.1%}, flagged {row['clean_flagged']:.1%}"
+              f" (n={row['clean_n']:.0f})")
+        print(f"  traps:                rejected {row['trap_rejected']:.1%}, flagged {row['trap_flagged']:.1%}"
+              f" (n={row['trap_n']:.0f})")
+        if "severe_caught" in row:
+            print(f"  seams >= 15 DN or >= 8 px caught: {row['severe_caught']:.1%} (n={row['severe_n']:.0f});"
+                  f" radiometric {row['radiometric_severe_caught']:.1%}, geometric {row['geometric_severe_caught']:.1%};"
+                  f" weak seams caught {row['weak_caught']:.1%}")
+        if "within_goal" in row:
+            goal = 0.03 if metric == "fill_fraction" else 0.1
+            print(f"  defects within +-{goal:g} of truth: {row['within_goal']:.1%} (n={row['defects_n']:.0f});"
+                  f" median error {row['median_error']:.3f}, worst {row['max_error']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
