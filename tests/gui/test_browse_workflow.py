@@ -3,41 +3,14 @@ rough edges (issue 19), splits seen by Train, equal tile names, tab-scoped short
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPointF, QSettings, Qt
+from PySide6.QtCore import QPointF, Qt
 
 from casdesk.core.project import events as ev
 from casdesk.core.project.catalog import Catalog
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "browser"))
-from conftest import build_project, make_mask, write_tile  # noqa: E402
-
-
-@pytest.fixture()
-def project_path(tmp_path: Path) -> Path:
-    proj = build_project(tmp_path, n_tiles=60)
-    proj.catalog.close()
-    return tmp_path / "browse.casdesk"
-
-
-@pytest.fixture()
-def window(qtbot, tmp_path: Path, project_path: Path):
-    from casdesk.gui.shell.main_window import MainWindow
-
-    w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(w)
-    w.resize(1400, 900)
-    w.show()
-    assert w.open_project(project_path)
-    browser = w.panels["Browse"]
-    w.tabs.setCurrentWidget(browser)
-    qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=10_000)
-    yield w
-    w.close()
 
 
 def test_detail_view_keeps_the_window_size_and_the_tile_in_view(qtbot, window):
@@ -73,7 +46,7 @@ def test_search_hiding_the_shown_tile_keeps_the_pane_and_clears_the_readout(qtbo
     assert "row 5" not in browser.detail.cursor.text()
 
 
-def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path):
+def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path, tiles):
     from casdesk.gui.browser.detail import DetailRequest, TileDetail
 
     plain = tmp_path / "plain.tif"
@@ -81,7 +54,7 @@ def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path):
 
     with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8") as ds:
         ds.write(np.full((3, 32, 32), 90, np.uint8))
-    geo = write_tile(tmp_path / "geo.tif", np.full((3, 64, 64), 90, np.uint8))
+    geo = tiles.write_tile(tmp_path / "geo.tif", np.full((3, 64, 64), 90, np.uint8))
     detail = TileDetail()
     qtbot.addWidget(detail)
     detail.resize(500, 500)
@@ -109,12 +82,12 @@ def test_split_assigned_in_browse_appears_in_train(qtbot, window):
     assert browser.split_combo.currentText() == "fresh" and browser.reloads == 0
 
 
-def test_mask_change_updates_rows_without_a_reload(qtbot, window, project_path: Path):
+def test_mask_change_updates_rows_without_a_reload(qtbot, window, project_path: Path, tiles):
     browser = window.panels["Browse"]
     tid = browser.model.tile_id(0)
     row = int(browser.index.rows_of([tid])[0])
     old_modified = str(browser.index.modified[row])
-    new_mask = write_tile(project_path.parent / "newmask.tif", make_mask(5))
+    new_mask = tiles.write_tile(project_path.parent / "newmask.tif", tiles.make_mask(5))
     window.context.catalog.touch_tile(tid, mask_path=new_mask, label_pixels=123)
     window.context.events.announce(ev.MasksChanged((tid,)))
     assert browser.reloads == 0 and not browser.is_loading()
@@ -149,11 +122,11 @@ def test_events_carry_ids_and_decisions_reach_old_listeners(qtbot, window):
     assert ev.id_tuple([3, 1, 3]) == (1, 3) and ev.id_tuple(None) == ()
 
 
-def test_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_path: Path):
+def test_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_path: Path, tiles):
     from casdesk.core.dataset import tile_table as ti
     from casdesk.gui.browser.model import TileListModel, name_collisions
 
-    img = write_tile(tmp_path / "i.tif", np.zeros((3, 8, 8), np.uint8))
+    img = tiles.write_tile(tmp_path / "i.tif", np.zeros((3, 8, 8), np.uint8))
     cat = Catalog.create(tmp_path / "dup.casdesk")
     rows = [{"name": n, "subdataset": s, "image_path": img, "width": 8, "height": 8}
             for n, s in (("a1", "Tiburon Peninsula 2021"), ("a1", "Tiburon Peninsula 2010"), ("b2", "Tiburon Peninsula 2010"))]

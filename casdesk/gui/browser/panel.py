@@ -601,6 +601,18 @@ class BrowserPanel(QWidget):
         if current.isValid():
             self.grid.scrollTo(current)
 
+    def show_tile_id(self, tile_id: int) -> bool:
+        """Select a tile and open it in the detail view (the map asks); a filter hiding it is
+        reset first. False when the tile is not (yet) in the table."""
+        if self.index is None or self.index.rows_of([tile_id]).size == 0:
+            return False
+        if self.model.view_rows_of_ids([tile_id]).size == 0:
+            self.filters.reset()
+            self.apply_filter()
+        self._select_id(tile_id)
+        self.open_detail(self.grid.currentIndex())
+        return True
+
     def close_detail(self) -> None:
         self.detail.hide()
         self.grid.setFocus()

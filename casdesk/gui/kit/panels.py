@@ -9,6 +9,7 @@ PANELS: list[tuple[str, str]] = [
     ("Project", "casdesk.gui.project.panel:ProjectPanel"),
     ("Browse", "casdesk.gui.browser.panel:BrowserPanel"),
     ("QC", "casdesk.gui.qc.panel:QCPanel"),
+    ("Map", "casdesk.gui.map.panel:MapPanel"),
     ("Label", "casdesk.gui.editor.panel:EditorPanel"),
     ("Train", "casdesk.gui.training.panel:TrainingPanel"),
     ("Predict", "casdesk.gui.predict.panel:PredictPanel"),

@@ -83,6 +83,7 @@ class ProjectContext(QObject):
     labels_changed = Signal(object)  # scene id or tile id whose labels changed
     metrics_changed = Signal()  # QC metrics (re)computed
     status_message = Signal(str)
+    tile_requested = Signal(int, str)  # tile id, "browse" (detail view) or "label" (editor)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)

@@ -67,6 +67,7 @@ class MainWindow(QMainWindow):
         self.context.project_opened.connect(self._on_project_opened)
         self.context.project_closed.connect(self._on_project_closed)
         self.context.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
+        self.context.tile_requested.connect(self.show_tile)
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -177,6 +178,22 @@ class MainWindow(QMainWindow):
                 refresh = getattr(owner, "refresh_splits", None)
                 if callable(refresh):
                     self.context.events.splits_changed.connect(lambda _c, f=refresh: f())
+
+    def show_tile(self, tile_id: int, where: str = "browse") -> None:
+        """Open a tile in Browse's detail view ("browse") or in the editor ("label")."""
+        title = "Label" if where == "label" else "Browse"
+        panel = self.panels.get(title)
+        if panel is None:
+            return
+        self.tabs.setCurrentWidget(panel)
+        if where == "label":
+            opener = getattr(panel, "open_target", None)
+            if opener is not None:
+                opener("tile", tile_id)
+        else:
+            opener = getattr(panel, "show_tile_id", None)
+            if opener is not None:
+                opener(tile_id)
 
     # ---- projects
     def open_project(self, path: str | Path) -> bool:
