@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import signal
 import sys
@@ -14,12 +15,58 @@ from casdesk.core.jobs import CancelToken, Job, Progress, run_job
 from casdesk.core.project.catalog import Catalog
 
 
+def int_range(lo: int, hi: int | None = None, what: str = "value") -> Callable[[str], int]:
+    """An argparse ``type``: an integer in ``[lo, hi]``; the error names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < lo or (hi is not None and value > hi):
+            upper = f" to {hi}" if hi is not None else " or more"
+            raise argparse.ArgumentTypeError(f"{what} {value} is out of range: {lo}{upper}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+def float_range(lo: float, hi: float, what: str = "value", lo_open: bool = False, hi_open: bool = False
+                ) -> Callable[[str], float]:
+    """An argparse ``type``: a number in ``[lo, hi]`` (``(`` / ``)`` when open)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        bad = (value != value or value < lo or value > hi or (lo_open and value == lo)
+               or (hi_open and value == hi))
+        if bad:
+            left, right = "(" if lo_open else "[", ")" if hi_open else "]"
+            raise argparse.ArgumentTypeError(f"{what} {text} is out of range {left}{lo:g}, {hi:g}{right}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
 def open_project(path: str | Path, readonly: bool = False) -> Catalog:
-    return Catalog.open(path, readonly=readonly)
+    """Open a project for a command; first remove what killed processes left behind
+    (:func:`casdesk.core.project.cleanup.cleanup_project`)."""
+    from casdesk.core.project.cleanup import cleanup_project
+
+    cat = Catalog.open(path, readonly=readonly)
+    cleaned = cleanup_project(cat)
+    if cleaned:
+        print(f"casdesk: {cleaned.describe()}", file=sys.stderr)
+    return cat
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=str))
+    """JSON on stdout; names stay UTF-8 (no ``\\u`` escapes)."""
+    print(json.dumps(obj, indent=2, default=str, ensure_ascii=False))
 
 
 @contextmanager

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from casdesk.commands.common import drive, interruptible, open_project, print_json
+from casdesk.commands.common import drive, int_range, interruptible, open_project, print_json
+from casdesk.core.dataset.limits import MAX_TILE_SIZE, MAX_WORKERS
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project.catalog import Catalog
 
@@ -31,20 +32,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--acquired", help="acquisition date (YYYY-MM-DD)")
     p.add_argument("--source", help="data source / provider")
     p.add_argument("--licence")
+    p.add_argument("--name", help="scene name, used in tile names (default: the file name, made unique)")
+    p.add_argument("--allow-duplicate", action="store_true",
+                   help="add a file that is already a scene of the project again")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=cmd_add_scene)
 
     p = sub.add_parser("crop", help="crop scenes into tiles in the CAS layout")
     p.add_argument("project")
-    p.add_argument("--size", type=int, default=512, help="tile size in pixels (default 512)")
-    p.add_argument("--stride", type=int, default=None,
-                   help="step between tiles (default: the size; the CAS production code used 256)")
+    p.add_argument("--size", type=int_range(8, MAX_TILE_SIZE, "tile size"), default=512,
+                   help=f"tile size in pixels, 8 to {MAX_TILE_SIZE} (default 512)")
+    p.add_argument("--stride", type=int_range(1, MAX_TILE_SIZE, "stride"), default=None,
+                   help="step between tiles (default: the size; the CAS production code used 256; "
+                   "larger than the size leaves gaps)")
     p.add_argument("--edge", choices=["shift", "pad", "drop"], default="shift",
                    help="last tile of a row/column: shift back to the edge, pad with nodata, or drop")
     p.add_argument("--scene", type=int, action="append", dest="scenes", metavar="ID",
                    help="scene id to crop (repeatable; default: all)")
     p.add_argument("--out", help="tile folder (default: inside the project's data folder)")
-    p.add_argument("--workers", type=int, default=None, help="writer threads (default: up to 4)")
+    p.add_argument("--workers", type=int_range(1, MAX_WORKERS, "workers"), default=None,
+                   help=f"writer threads, 1 to {MAX_WORKERS} (default: up to 4)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_crop)
 
@@ -68,6 +75,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir")
     p.add_argument("--accepted-only", action="store_true", help="only tiles QC accepted")
     p.add_argument("--subdataset", action="append", dest="subdatasets", metavar="NAME")
+    p.add_argument("--link", choices=["hard", "symlink", "copy"], default="hard",
+                   help="how tile files get into the export: hard links (default; no extra disk space, "
+                   "copies where the file system cannot link), symbolic links, or copies")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
 
@@ -103,6 +113,8 @@ def cmd_add_scene(args: argparse.Namespace) -> int:
             acquired=args.acquired,
             source=args.source,
             licence=args.licence,
+            name=args.name,
+            allow_duplicate=args.allow_duplicate,
         )
     info = added.info
     result = {
@@ -124,27 +136,44 @@ def cmd_add_scene(args: argparse.Namespace) -> int:
 
 
 def cmd_crop(args: argparse.Namespace) -> int:
-    from casdesk.core.dataset.tiling import CropParams, crop_scene
+    from casdesk.core.dataset.tiling import CropParams, check_memory, check_workers, crop_scene
 
-    params = CropParams(args.size, args.stride or args.size, args.edge)
+    params = CropParams(args.size, args.stride if args.stride is not None else args.size, args.edge)
+    workers = check_workers(args.workers)
+    if params.gaps:
+        print(f"casdesk crop: warning: the stride ({params.stride}) is larger than the tile size "
+              f"({params.size}): strips {params.stride - params.size} pixels wide are in no tile", file=sys.stderr)
     results: dict[str, Any] = {}
     with open_project(args.project) as cat, interruptible() as token:
         scene_ids = args.scenes or [s.id for s in cat.scenes()]
         if not scene_ids:
             raise CasdeskError("the project has no scene", cat.path, "add one with `casdesk add-scene`")
-        for sid in scene_ids:
-            scene = cat.scene(sid)
-            job = crop_scene(cat, sid, params, out_root=Path(args.out) if args.out else None,
-                             workers=args.workers, cancel=token)
+        scenes = [cat.scene(sid) for sid in scene_ids]
+        for scene in scenes:  # every scene's options are checked before the first tile
+            check_memory(scene, params, workers)
+        for scene in scenes:
+            job = crop_scene(cat, scene.id, params, out_root=Path(args.out) if args.out else None,
+                             workers=workers, cancel=token)
             ids = drive(job, f"crop {scene.name}")
             tiles = cat.tiles(ids=ids) if ids else []
             labelled = sum(1 for t in tiles if (t.label_pixels or 0) > 0)
-            results[scene.name] = {"tiles": len(ids), "labelled_tiles": labelled}
+            extra = {
+                "replaced_tiles": getattr(ids, "dropped_tiles", 0),
+                "dropped_decisions": getattr(ids, "dropped_decisions", 0),
+                "dropped_split_tiles": getattr(ids, "dropped_split_tiles", 0),
+                "resumed_tiles": getattr(ids, "resumed", 0),
+                "warnings": [w for w in getattr(ids, "warnings", []) if "stride" not in w],
+            }
+            # what a re-crop replaced or resumed, only when it did (the plain result stays two keys)
+            results[scene.name] = {"tiles": len(ids), "labelled_tiles": labelled,
+                                   **{k: v for k, v in extra.items() if v}}
     if args.json:
         print_json(results)
     else:
         for name, r in results.items():
             print(f"{name}: {r['tiles']} tiles ({r['labelled_tiles']} with landslide pixels)")
+            for w in r.get("warnings", []):
+                print(f"  warning: {w}")
     return 0
 
 
@@ -179,6 +208,9 @@ def cmd_info(args: argparse.Namespace) -> int:
     for s in summary["scenes"]:
         print(f"  scene {s['id']} {s['name']}: {s['size'][0]}x{s['size'][1]} {s['bands']}x{s['dtype']} "
               f"{s['crs'] or 'no CRS'}, {s['labels']} labels, {s['tiles']} tiles")
+        if s.get("crop") in ("running", "interrupted"):
+            print(f"    crop {s['crop']}: the tiles above are from the last complete crop; "
+                  "crop again with the same options to resume")
     if summary["subdatasets"]:
         print(f"  {'subdataset':32s} {'sensor':6s} {'res m':>6s} {'tiles':>7s} {'labelled':>8s} {'lab %':>7s}")
         for d in summary["subdatasets"]:
@@ -189,7 +221,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from casdesk.core.dataset.export import export_dataset
+    from casdesk.core.dataset.export import MANIFEST, export_dataset
 
     with open_project(args.project, readonly=True) as cat, interruptible() as token:
         ids: list[int] | None = None
@@ -200,11 +232,18 @@ def cmd_export(args: argparse.Namespace) -> int:
         if args.subdatasets:
             wanted = {t.id for s in args.subdatasets for t in cat.tiles(subdataset=s)}
             ids = sorted(wanted if ids is None else wanted & set(ids))
-        n = drive(export_dataset(cat, args.out_dir, ids, cancel=token), "export")
+        n = drive(export_dataset(cat, args.out_dir, ids, cancel=token, link=args.link), "export")
+    how = getattr(n, "how", {})
+    fallback = getattr(n, "fallback", None)
     if args.json:
-        print_json({"out_dir": str(Path(args.out_dir).absolute()), "tiles": n})
+        print_json({"out_dir": str(Path(args.out_dir).absolute()), "tiles": int(n), "files": how,
+                    "fallback": fallback, "manifest": str(getattr(n, "manifest", ""))})
     else:
-        print(f"exported {n} tiles to {args.out_dir}")
+        files = ", ".join(f"{v} {k}{' link' if k in ('hard', 'symlink') else ''}{'s' if v != 1 else ''}"
+                          for k, v in sorted(how.items()))
+        print(f"exported {n} tiles to {args.out_dir} ({files or 'no files'}; list in {MANIFEST})")
+        if fallback:
+            print(f"  note: no hard links: {fallback}")
     return 0
 
 

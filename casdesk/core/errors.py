@@ -37,6 +37,10 @@ class CatalogError(CasdeskError):
     """The project file is missing, not a casdesk project, damaged, or newer than this casdesk."""
 
 
+class SceneError(CasdeskError):
+    """A scene cannot be added (the same file or name is already in the project, ...)."""
+
+
 class TilingError(CasdeskError):
     """A scene cannot be cropped with the requested parameters."""
 

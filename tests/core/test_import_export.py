@@ -123,11 +123,11 @@ def test_export_disk_full_leaves_nothing(project: Catalog, public_data: Path, tm
     calls = {"n": 0}
     real = export_module._export_tile
 
-    def failing(tile, root):
+    def failing(tile, root, *rest):
         calls["n"] += 1
         if calls["n"] == 5:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(tile, root)
+        return real(tile, root, *rest)
 
     monkeypatch.setattr(export_module, "_export_tile", failing)
     with pytest.raises(OutputError, match="disk is full"):

@@ -59,7 +59,7 @@ def test_crop_real_landsat_with_box_shp(project: Catalog, public_data: Path):
             assert np.array_equal(np.all(rgb == 0, axis=0), mask == 1)
             assert np.all((rgb == 0) | (rgb == 255))
             assert tile.label_pixels == int(mask.sum())
-    assert {t.name for t in project.tiles()} == {f"RGB.byte_r{r:06d}_c{c:06d}" for r in (0, 256, 462) for c in (0, 256, 512, 535)}
+    assert {t.name for t in project.tiles()} == {f"RGB.byte_256px_r{r:06d}_c{c:06d}" for r in (0, 256, 462) for c in (0, 256, 512, 535)}
 
 
 def test_pad_tiles_mark_outside_as_nodata(project: Catalog, public_data: Path):
@@ -76,7 +76,7 @@ def test_recrop_keeps_ids_and_removes_stale(project: Catalog, public_data: Path)
     sid = add_scene(project, public_data / "RGB.byte.tif").scene_id
     first = run_job(crop_scene(project, sid, CropParams(256, 256)))
     second = run_job(crop_scene(project, sid, CropParams(256, 256)))
-    assert first == second
+    assert first == second and second.dropped_tiles == 0
     run_job(crop_scene(project, sid, CropParams(512, 512)))
     assert project.tile_count() == 4
 
@@ -90,6 +90,8 @@ def test_scene_smaller_than_a_tile(project: Catalog, public_data: Path):
 
 
 def test_cancel_stops_and_keeps_catalog_consistent(project: Catalog, public_data: Path):
+    """A cancelled crop changes nothing in the catalog (a crop is a transaction); the
+    next crop with the same parameters resumes it and keeps the tiles already written."""
     from casdesk.core.errors import Cancelled
 
     sid = add_scene(project, public_data / "RGB.byte.tif").scene_id
@@ -99,9 +101,12 @@ def test_cancel_stops_and_keeps_catalog_consistent(project: Catalog, public_data
     token.cancel()
     with pytest.raises(Cancelled):
         run_job(job)
-    tiles = project.tiles()
-    assert 0 < len(tiles) < 156
-    assert all(t.image_path.exists() and t.mask_path.exists() for t in tiles)
+    assert project.tiles() == []
+    state, staged = project.query("SELECT state, (SELECT COUNT(*) FROM crop_staging) FROM scene_crops")[0]
+    assert state == "interrupted" and staged > 0
+    ids = run_job(crop_scene(project, sid, CropParams(64, 64)))
+    assert len(ids) == 156 and ids.resumed == staged
+    assert all(t.image_path.exists() and t.mask_path.exists() for t in project.tiles())
 
 
 def test_16bit_four_band_scene(project: Catalog, tmp_path: Path):

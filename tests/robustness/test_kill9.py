@@ -8,6 +8,7 @@ is registered, and the work can be resumed.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import textwrap
@@ -94,41 +95,136 @@ def big_scene(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_kill_during_crop(big_scene: Path, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
-    project = tmp_path / "crop.casdesk"
-    cli("init", project)
-    assert cli("add-scene", project, big_scene).code == 0
-    proc = python_subprocess("from casdesk.cli import main; import sys; sys.exit(main(sys.argv[1:]))",
-                             "crop", project, "--size", "64", "--workers", "1")
+CLI = "from casdesk.cli import main; import sys; sys.exit(main(sys.argv[1:]))"
+
+
+def _kill_when_staged(project: Path, argv: list[str | Path], staged: int) -> list[int]:
+    """Run ``casdesk crop`` in a child, SIGKILL it once ``staged`` tiles are staged (the
+    crop's committed batches); return the tile ids the catalog listed just before."""
+    proc = python_subprocess(CLI, *argv)
     reader = Catalog.open(project, readonly=True)
     try:
-        seen: list[int] = []
+        listed: list[int] = []
 
-        def first_batch_committed() -> bool:
-            seen[:] = [r[0] for r in reader.query("SELECT id FROM tiles")]
-            return len(seen) >= 256
+        def enough_staged() -> bool:
+            listed[:] = [r[0] for r in reader.query("SELECT id FROM tiles ORDER BY id")]
+            return reader.query("SELECT COUNT(*) FROM crop_staging")[0][0] >= staged
 
-        wait_for(first_batch_committed, 60, "the first batch of tiles", proc)
+        wait_for(enough_staged, 60, f"{staged} staged tiles", proc)
         assert proc.poll() is None, "the crop finished before the kill: make the scene larger"
     finally:
         reader.close()
         kill9(proc)
+    return listed
 
-    cat = assert_project_sound(project)  # every registered tile's three files open
-    registered = {t.id for t in cat.tiles()}
+
+def test_kill_during_crop(big_scene: Path, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """A first crop killed after 256 of 512 tiles: the catalog lists no half crop, the next
+    command reports the crop interrupted and removes the dead writer's temporary files,
+    and cropping again resumes (the staged tiles are not written again)."""
+    project = tmp_path / "crop.casdesk"
+    cli("init", project)
+    assert cli("add-scene", project, big_scene).code == 0
+    listed = _kill_when_staged(project, ["crop", project, "--size", "64", "--workers", "1"], 256)
+    assert listed == []  # tiles appear in one step at the end of a crop, never half
+
+    cat = assert_project_sound(project)
+    assert cat.tile_count() == 0
+    state, pid = cat.query("SELECT state, pid FROM scene_crops")[0]
+    staged = cat.query("SELECT COUNT(*) FROM crop_staging")[0][0]
     cat.close()
-    assert set(seen) <= registered and len(registered) <= 512
+    assert state == "running" and staged >= 256  # as the killed process left it
     tile_dir = project.parent / "crop.casdesk.d" / "tiles" / "big"
+    (tile_dir / "img" / f".x.tif.{pid}-1234567.tmp").write_bytes(b"half")  # as a kill mid-write leaves it
     for path in tile_dir.rglob("[!.]*.tif"):  # visible files are whole: writes are atomic
         with rasterio.open(path) as ds:
             ds.read(1)
 
-    # cropping again finishes the job and keeps the ids (QC decisions stay attached)
+    info = cli("info", project)  # the next command, even a reading one, cleans up and says so
+    assert info.code == 0
+    assert "crop interrupted" in info.text and "removed" in info.text
+    assert list(tile_dir.rglob(".*.tmp")) == []
+
     result = cli("crop", project, "--size", "64", "--json")
     assert result.code == 0, result.err
+    out = json.loads(result.out)["big"]
+    assert out["tiles"] == 512 and out["resumed_tiles"] >= staged
     cat = assert_project_sound(project)
-    assert cat.tile_count() == 512 and registered <= {t.id for t in cat.tiles()}
+    assert cat.tile_count() == 512 and cat.crop_state(1) == "complete"
+    assert cat.query("SELECT COUNT(*) FROM crop_staging")[0][0] == 0
     cat.close()
+
+
+def test_kill_during_recrop_at_another_size(big_scene: Path, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """A re-crop at another size killed halfway: the catalog still lists exactly the old
+    tiles with their files; a re-crop to completion replaces them and removes their files."""
+    project = tmp_path / "re.casdesk"
+    cli("init", project)
+    assert cli("add-scene", project, big_scene).code == 0
+    assert cli("crop", project, "--size", "128").code == 0
+    cat = Catalog.open(project)
+    before = [(t.id, t.image_path) for t in cat.tiles()]
+    cat.close()
+    assert len(before) == 128
+    listed = _kill_when_staged(project, ["crop", project, "--size", "64", "--workers", "1"], 256)
+    assert listed == [i for i, _ in before]
+
+    cat = assert_project_sound(project)
+    assert [(t.id, t.image_path) for t in cat.tiles()] == before  # the old crop, untouched
+    cat.close()
+    result = cli("crop", project, "--size", "64", "--json")
+    assert result.code == 0, result.err
+    out = json.loads(result.out)["big"]
+    assert out["tiles"] == 512 and out["replaced_tiles"] == 128
+    cat = assert_project_sound(project)
+    assert not {i for i, _ in before} & {t.id for t in cat.tiles()}
+    cat.close()
+    assert not any(p.exists() for _, p in before)
+    names = {p.name for p in (project.parent / "re.casdesk.d" / "tiles" / "big" / "img").iterdir()}
+    assert len(names) == 512 and all("_64px_" in n for n in names)
+
+
+EXPORTER = textwrap.dedent(
+    """
+    import sys
+    from casdesk.core.dataset import export as ex
+    real = ex._export_tile
+    def slow(*args, **kwargs):
+        real(*args, **kwargs)
+        print("tile", flush=True)
+        import time; time.sleep(0.05)
+    ex._export_tile = slow
+    from casdesk.cli import main
+    sys.exit(main(["export", sys.argv[1], sys.argv[2], "--link", "copy"]))
+    """
+)
+
+
+def test_kill_during_export(tiled_project: Path, tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """An export killed halfway leaves its hidden ``.OUT.partial-<pid>`` folder; the next
+    export (and any command on the project) removes it, and the export completes."""
+    out = tiled_project.parent / "export"
+    proc = python_subprocess(EXPORTER, tiled_project, out)
+    try:
+        for _ in range(4):
+            assert proc.stdout.readline() == "tile\n"  # type: ignore[union-attr]
+    finally:
+        kill9(proc)
+    leftovers = list(out.parent.glob(".export.partial-*"))
+    assert len(leftovers) == 1 and not out.exists()
+    info = cli("info", tiled_project)  # the project folder is the export's parent here
+    assert info.code == 0 and not leftovers[0].exists()
+
+    proc = python_subprocess(EXPORTER, tiled_project, out)
+    try:
+        assert proc.stdout.readline() == "tile\n"  # type: ignore[union-attr]
+    finally:
+        kill9(proc)
+    assert len(list(out.parent.glob(".export.partial-*"))) == 1
+    result = cli("export", tiled_project, out, "--json")  # another export cleans the same folder
+    assert result.code == 0, result.err
+    assert list(out.parent.glob(".export.partial-*")) == []
+    assert len(list((out / "scene" / "img").iterdir())) == 16
 
 
 # ---------------------------------------------------------------------- training

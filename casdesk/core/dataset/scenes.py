@@ -7,7 +7,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from casdesk.core.errors import LabelError
+from casdesk.core.errors import LabelError, SceneError
 from casdesk.core.labels.io import (
     RASTER_SUFFIXES,
     LabelSet,
@@ -77,6 +77,21 @@ def _label(poly, info: RasterInfo, name: str, source_file: str) -> dict:
     }
 
 
+def _same_file_scenes(catalog: Catalog, path: Path) -> list:
+    """Scenes of the project that are this very file (same path, or the same inode
+    through another path or a link)."""
+    if not path.exists():
+        return []
+    out = []
+    for scene in catalog.scenes():
+        try:
+            if scene.path == path or scene.path.samefile(path):
+                out.append(scene)
+        except OSError:
+            continue
+    return out
+
+
 def _looks_like_labelme(path: Path) -> bool:
     try:
         with open(path, encoding="utf-8") as fh:
@@ -99,13 +114,33 @@ def add_scene(
     acquired: str | None = None,
     source: str | None = None,
     licence: str | None = None,
+    name: str | None = None,
+    allow_duplicate: bool = False,
 ) -> AddedScene:
     """Check a scene is readable, read its labels, and store both in one transaction.
 
-    Nothing is written when the scene or its labels are unusable.
+    Nothing is written when the scene or its labels are unusable. The same file added
+    again is refused unless ``allow_duplicate``; a scene whose file name another scene
+    already has (drone software names every mosaic ``odm_orthophoto.tif``) gets a unique
+    name (``NAME-2``, ...; or ``name``) and a warning, so its tiles never overwrite the
+    other scene's.
     """
     p = Path(path).absolute()
+    same = _same_file_scenes(catalog, p)
+    if same and not allow_duplicate:
+        raise SceneError(
+            f"this file is already scene {same[0].id} ({same[0].name}) of the project",
+            p,
+            "to add it again anyway, use --allow-duplicate",
+        )
     info = check_scene(p)
+    if name is not None:
+        name = name.strip()
+        if not name or "/" in name or "\\" in name:
+            raise SceneError(f"{name!r} cannot be a scene name (empty, or with a slash)", p)
+        if any(s.name == name for s in catalog.scenes()):
+            raise SceneError(f"a scene named {name!r} already exists", p, "pick another --name")
+    unique = name or catalog.unique_scene_name(p.stem)
     label_set = read_labels_for_scene(labels, info, label_names, label_field) if labels else LabelSet()
     resolution = resolution_m if resolution_m is not None else info.resolution_m()
     with catalog.transaction():
@@ -120,14 +155,21 @@ def add_scene(
             nodata=info.nodata,
             sensor=sensor,
             resolution_m=resolution,
-            subdataset=subdataset or p.stem,
+            subdataset=subdataset or unique,
             acquired=acquired,
             source=source,
             licence=licence,
+            name=unique,
         )
         if label_set.labels:
             catalog.add_labels(label_set.labels, scene_id=scene_id, source="imported")
     messages = list(label_set.messages)
+    if same:
+        messages.append(f"warning: the same file is also scene {same[0].id} ({same[0].name}); "
+                        f"added again as {unique!r} because a duplicate was allowed")
+    elif name is None and unique != p.stem:
+        messages.append(f"warning: another scene is already named {p.stem!r}: this one is named {unique!r} "
+                        "(its tiles and subdataset carry that name; choose one with --name)")
     if not info.georeferenced:
         messages.append("the scene is not georeferenced: tiles will carry pixel coordinates only")
     if info.is_rotated:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -215,7 +216,47 @@ def _migration_2(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Any] = [_migration_1, _migration_2]
+def _migration_3(db: sqlite3.Connection) -> None:
+    """Scene identity and crops as transactions (issue 13).
+
+    Scene names become unique (tile names carry them); ``scene_crops`` holds one row per
+    cropped scene: the scene-level lock of a running crop (pid, host) and the parameters
+    of the last complete one; ``crop_staging`` holds the tiles a running (or interrupted,
+    resumable) crop has written, until the crop replaces the scene's tiles in one
+    transaction. ``runs`` records the process that runs it, so a run whose process is gone
+    can be marked interrupted.
+    """
+    db.executescript(
+        """
+        UPDATE scenes SET name = name || '-' || id
+            WHERE id NOT IN (SELECT MIN(id) FROM scenes GROUP BY name);
+        CREATE UNIQUE INDEX scenes_name ON scenes(name);
+
+        CREATE TABLE scene_crops (
+            scene_id INTEGER PRIMARY KEY REFERENCES scenes(id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('running', 'interrupted', 'complete')),
+            params TEXT NOT NULL,           -- JSON of the running (or last complete) crop
+            out_root TEXT,
+            pid INTEGER,
+            host TEXT,
+            started TEXT NOT NULL,
+            finished TEXT
+        );
+
+        CREATE TABLE crop_staging (
+            scene_id INTEGER NOT NULL REFERENCES scenes(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            row TEXT NOT NULL,              -- JSON: the tile row add_tiles will get
+            PRIMARY KEY (scene_id, name)
+        );
+
+        ALTER TABLE runs ADD COLUMN pid INTEGER;
+        ALTER TABLE runs ADD COLUMN host TEXT;
+        """
+    )
+
+
+MIGRATIONS: list[Any] = [_migration_1, _migration_2, _migration_3]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -618,6 +659,11 @@ class Catalog:
             raise CatalogError(f"sensor must be SAT or UAV, not {sensor!r}")
         p = Path(path)
         with self.transaction() as db:
+            if name is None:
+                name = self.unique_scene_name(p.stem)
+            elif db.execute("SELECT 1 FROM scenes WHERE name = ?", (name,)).fetchone():
+                raise CatalogError(f"a scene named {name!r} already exists", self.path,
+                                   "pick another name")
             sid = (
                 self.ensure_subdataset(subdataset, sensor=sensor, resolution_m=resolution_m)
                 if subdataset
@@ -630,7 +676,7 @@ class Catalog:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     self.store_path(p),
-                    name or p.stem,
+                    name,
                     crs,
                     json.dumps([float(v) for v in transform]),
                     width,
@@ -649,6 +695,17 @@ class Catalog:
                 ),
             )
             return int(cur.lastrowid)
+
+    def unique_scene_name(self, base: str) -> str:
+        """``base``, or ``base-2``, ``base-3``, ... when a scene already has that name (tile
+        names carry the scene name, so two scenes must never share one)."""
+        taken = {r[0] for r in self.query("SELECT name FROM scenes WHERE name = ? OR name LIKE ?",
+                                          (base, base.replace("%", "_") + "-%"))}
+        name, n = base, 1
+        while name in taken:
+            n += 1
+            name = f"{base}-{n}"
+        return name
 
     def _scene(self, row: sqlite3.Row) -> Scene:
         nodata = float(row["nodata_text"]) if row["nodata_text"] is not None else None
@@ -681,6 +738,23 @@ class Catalog:
         if row is None:
             raise CatalogError(f"no scene with id {scene_id}", self.path, "see `casdesk info`")
         return self._scene(row)
+
+    def crop_state(self, scene_id: int) -> str | None:
+        """``complete``, ``running`` or ``interrupted`` (resumable), None if never cropped
+        (or the schema predates crop records)."""
+        try:
+            row = self.execute("SELECT state, pid, host FROM scene_crops WHERE scene_id = ?",
+                               (scene_id,)).fetchone()
+        except sqlite3.OperationalError:  # an older project opened read-only
+            return None
+        if row is None:
+            return None
+        if row[0] == "running" and row[1] is not None and row[2] == socket.gethostname():
+            from casdesk.core.project.lock import pid_alive  # lock imports this module
+
+            if row[1] != os.getpid() and not pid_alive(int(row[1])):
+                return "interrupted"  # its process is gone (a reader cannot mark it)
+        return str(row[0])
 
     def scenes(self) -> list[Scene]:
         return [self._scene(r) for r in self.query(self._SCENE_SQL + " ORDER BY s.id")]
@@ -951,6 +1025,7 @@ class Catalog:
                 "tiles": int(
                     self.execute("SELECT COUNT(*) FROM tiles WHERE scene_id = ?", (s.id,)).fetchone()[0]
                 ),
+                "crop": self.crop_state(s.id),
             }
             for s in self.scenes()
         ]

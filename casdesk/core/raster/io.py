@@ -151,20 +151,30 @@ def valid_mask(
 ) -> np.ndarray:
     """Boolean (rows, cols): True inside the footprint.
 
-    As GDAL's dataset mask, a pixel is valid when any band is valid (a dark pixel with one
-    band at the nodata value is still image); floating-point pixels with a NaN in any band
-    are invalid.
+    GDAL's dataset mask decides (alpha band, internal mask, or nodata, where a pixel is
+    valid when any band is valid: a dark pixel with one band at the nodata value is still
+    image); floating-point pixels with a NaN in any band are invalid. Never the per-band
+    masks: an alpha band's own mask is "all valid" and would make every pixel valid.
     """
-    kwargs = {"window": window, "boundless": False}
+    kwargs: dict = {"window": window, "boundless": False}
     if out_shape is not None:
-        kwargs["out_shape"] = (ds.count, *out_shape)
-    masks = ds.read_masks(**kwargs)
-    valid = np.any(masks > 0, axis=0)
+        kwargs["out_shape"] = out_shape
+    valid = ds.dataset_mask(**kwargs) > 0
     if np.issubdtype(np.dtype(ds.dtypes[0]), np.floating):
         if data is None:
-            data = ds.read(**kwargs)
+            data = ds.read(**{**kwargs, "out_shape": None if out_shape is None else (ds.count, *out_shape)})
         valid &= np.all(np.isfinite(data), axis=0)
     return valid
+
+
+def nodata_fill(ds: rasterio.io.DatasetReader) -> float:
+    """The value written where there is no image (padding, outside the footprint): the
+    dataset's nodata (NaN included), NaN for floating-point data without one, else 0."""
+    if ds.nodata is not None:
+        return float(ds.nodata)
+    if np.issubdtype(np.dtype(ds.dtypes[0]), np.floating):
+        return math.nan
+    return 0.0
 
 
 def read_window(
@@ -176,8 +186,8 @@ def read_window(
     """Read (bands, rows, cols) data and a (rows, cols) validity mask for a window.
 
     ``bands`` are 1-based indexes. A window that runs past the raster edge is read
-    boundless: the outside is filled with ``boundless_fill`` (default: nodata or 0) and is
-    invalid in the mask.
+    boundless: the outside is filled with ``boundless_fill`` (default :func:`nodata_fill`:
+    the nodata value, NaN for float data, else 0) and is invalid in the mask.
     """
     own = not isinstance(path_or_ds, rasterio.io.DatasetReader)
     ds = open_raster(path_or_ds) if own else path_or_ds
@@ -191,39 +201,44 @@ def read_window(
             and window.col_off + window.width <= ds.width
             and window.row_off + window.height <= ds.height
         )
-        fill = boundless_fill if boundless_fill is not None else (ds.nodata if ds.nodata is not None and not math.isnan(ds.nodata) else 0)
+        fill = boundless_fill if boundless_fill is not None else nodata_fill(ds)
         try:
             if inside:
                 data = ds.read(indexes, window=window)
             else:
                 data = ds.read(indexes, window=window, boundless=True, fill_value=fill)
-            valid = _valid_from(ds, indexes, window, data, inside)
+            valid = _valid_from(ds, window, data, inside)
         except RasterioIOError as exc:
             raise RasterError(
                 f"pixels cannot be read in window {window_str(window)} ({_first_line(exc)})",
                 Path(ds.name),
                 "the file may be damaged",
             ) from exc
+        if not inside:  # padding is nodata in every band (GDAL may fill an alpha band with 255)
+            outside = np.ones(data.shape[1:], dtype=bool)
+            r0, c0 = int(window.row_off), int(window.col_off)
+            outside[max(0, -r0):max(0, ds.height - r0), max(0, -c0):max(0, ds.width - c0)] = False
+            integer_nan = math.isnan(fill) and not np.issubdtype(data.dtype, np.floating)
+            data[:, outside] = 0 if integer_nan else np.array(fill).astype(data.dtype)
+            valid &= ~outside
         return data, valid
     finally:
         if own:
             ds.close()
 
 
-def _valid_from(
-    ds: rasterio.io.DatasetReader, indexes: list[int], window: Window, data: np.ndarray, inside: bool
-) -> np.ndarray:
-    """Validity of read pixels; computed from the data itself when the mask is only a
-    nodata value (one pass instead of a second read of the masks)."""
-    flags = [ds.mask_flag_enums[i - 1] for i in indexes]
-    names = {f.name for fl in flags for f in fl}
+def _valid_from(ds: rasterio.io.DatasetReader, window: Window, data: np.ndarray, inside: bool) -> np.ndarray:
+    """Validity of read pixels from GDAL's dataset mask (see :func:`valid_mask`); computed
+    from the data itself when the mask is only a nodata value (one pass instead of a
+    second read of the masks)."""
+    names = {f.name for fl in ds.mask_flag_enums for f in fl}
     if inside and names <= {"all_valid"}:
         valid = np.ones(data.shape[1:], dtype=bool)
-    elif inside and names == {"nodata"} and ds.nodata is not None and not math.isnan(ds.nodata):
+    elif (inside and names == {"nodata"} and ds.nodata is not None and not math.isnan(ds.nodata)
+          and data.shape[0] == ds.count):
         valid = np.any(data != np.array(ds.nodata, dtype=data.dtype), axis=0)
     else:
-        kwargs = {"window": window} if inside else {"window": window, "boundless": True}
-        valid = np.any(ds.read_masks(indexes, **kwargs) > 0, axis=0)  # GDAL: valid in any band
+        valid = ds.dataset_mask(window=window, boundless=not inside) > 0
     if np.issubdtype(data.dtype, np.floating):
         valid &= np.all(np.isfinite(data), axis=0)
     return valid
