@@ -10,7 +10,7 @@ import os
 import sys
 from typing import Any
 
-from casdesk.commands.common import interruptible, open_project, print_json
+from casdesk.commands.common import float_range, int_range, interruptible, open_project, print_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,10 +31,12 @@ def _register_split(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", help="the project file (.casdesk)")
     p.add_argument("--kind", choices=("random", "spatial", "holdout"), default="random")
-    p.add_argument("--val-fraction", type=float, default=0.3, help="validation share (default 0.3)")
+    p.add_argument("--val-fraction", type=float_range(0, 1, "validation fraction", lo_open=True, hi_open=True),
+                   default=0.3, help="validation share, between 0 and 1 (default 0.3)")
     p.add_argument("--holdout", nargs="+", default=[], metavar="NAME", help="subdatasets held out for validation")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--block-px", type=int, default=None, help="spatial block side in pixels (default 4 tiles)")
+    p.add_argument("--block-px", type=int_range(8, None, "block size"), default=None,
+                   help="spatial block side in pixels, 8 or more (default 4 tiles)")
     p.add_argument("--name", default=None, help="split name (default e.g. random-70-30-s0)")
     p.add_argument("--overwrite", action="store_true", help="replace a split of the same name")
     p.add_argument("--list", action="store_true", help="list the project's splits and exit")

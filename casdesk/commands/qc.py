@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from casdesk.commands.common import drive, interruptible, open_project, print_json
+from casdesk.commands.common import (
+    drive,
+    float_range,
+    int_range,
+    interruptible,
+    open_project,
+    print_json,
+)
 from casdesk.core.qc import rules as qc
 
 _FLAGS = (
@@ -26,9 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", help="the .casdesk project file")
     for dest, _metric, text in _FLAGS:
-        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=float, metavar="X", help=text)
+        limit = float_range(0, 1, "--" + dest.replace("_", "-")) if dest != "seam_max" else float_range(
+            0, float("inf"), "--seam-max")
+        p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=limit, metavar="X", help=text)
     p.add_argument("--preset", help="rules from this saved preset (default: the active preset)")
-    p.add_argument("--workers", type=int, help="parallel reader threads (default: up to 4)")
+    p.add_argument("--workers", type=int_range(1, 64, "workers"), help="parallel reader threads, 1 to 64 (default: up to 4)")
     p.add_argument("--no-compute", action="store_true", help="use stored metrics only")
     p.add_argument("--json", action="store_true", help="print counts as JSON")
     p.set_defaults(func=run_qc)

@@ -26,7 +26,8 @@ def _ready(qtbot, panel, model: Path, source: Path, out: Path) -> None:
     panel.vector.setCurrentIndex(panel.vector.findData("gpkg"))
 
 
-def test_predict_a_scene_show_it_and_send_polygons_to_the_editor(qtbot, window, model_file, scene, tmp_path):
+def test_predict_a_scene_show_it_and_send_polygons_to_the_editor(qtbot, window, model_file, scene, tmp_path,
+                                                                  monkeypatch):
     panel = window.panels["Predict"]
     _ready(qtbot, panel, model_file, scene, tmp_path / "out")
     panel.estimate_memory()
@@ -39,11 +40,27 @@ def test_predict_a_scene_show_it_and_send_polygons_to_the_editor(qtbot, window, 
     assert result.prob_path.exists() and result.mask_path.exists() and result.vector_path.exists()
     assert result.polygons >= 1
     assert panel.outputs.count() == 4  # three files + the summary line
+    # each output: "Open in file manager" and "Copy path"
+    assert not panel.copy_path_button.isEnabled()  # nothing selected yet
+    panel.outputs.setCurrentRow(0)
+    assert panel.copy_path_button.isEnabled() and panel.open_folder_button.isEnabled()
+    panel.copy_path_button.click()
+    assert QApplication.clipboard().text() == str(result.prob_path)
+    opened = []
+    monkeypatch.setattr("casdesk.gui.predict.panel.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
+    panel.open_folder_button.click()
+    assert [Path(u.toLocalFile()) for u in opened] == [result.prob_path.parent]
+    panel.outputs.setCurrentRow(3)  # the summary line is no file
+    assert not panel.copy_path_button.isEnabled()
+    # the probability map has a colour bar; the mask a legend
+    assert not panel.view.legend.pixmap().isNull()
+    prob_legend = panel.view.legend.pixmap().toImage()
     qtbot.waitUntil(lambda: panel.view.images is not None, timeout=20_000)
     assert panel.view.scene_item.image.shape[:2] == (256, 256)
     assert panel.view.overlay_item.image.shape == (256, 256, 4)
     panel.view.show_mask.setChecked(True)
     assert panel.view.overlay_item.image[..., 3].max() == 255  # landslide pixels are drawn
+    assert panel.view.legend.pixmap().toImage() != prob_legend
 
     panel.to_editor_button.click()
     editor = window.panels["Label"]

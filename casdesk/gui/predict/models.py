@@ -16,9 +16,10 @@ from casdesk.core.project.catalog import Catalog
 
 # the encoder each architecture uses when the run's config leaves it empty
 # (mirrors casdesk.ml.models.registry, which imports torch; a test keeps them equal)
-DEFAULT_ENCODERS = {"fcn": "vgg16", "unet": "resnet50", "deeplabv3plus": "resnet50", "mffenet": "resnet50"}
+DEFAULT_ENCODERS = {"fcn": "vgg16", "fcn8s": "vgg16", "unet": "resnet50", "deeplabv3plus": "resnet50",
+                    "mffenet": "resnet50"}
 SMP_DEFAULT_ENCODER = "resnet34"
-ARCH_NAMES = {"fcn": "FCN-8s", "unet": "U-Net", "deeplabv3plus": "DeepLabV3+", "mffenet": "MFFENet"}
+ARCH_NAMES = {"fcn": "FCN", "fcn8s": "FCN-8s", "unet": "U-Net", "deeplabv3plus": "DeepLabV3+", "mffenet": "MFFENet"}
 FILE_ITEM = "__file__"
 
 
