@@ -51,6 +51,7 @@ from casdesk.core.labels.store import (
     scene_target,
     tile_target,
 )
+from casdesk.core.project.events import LabelsChanged, MasksChanged, id_tuple
 from casdesk.gui.editor.canvas import EditorCanvas
 from casdesk.gui.editor.commands import Rename
 from casdesk.gui.editor.document import EditorDocument
@@ -352,6 +353,8 @@ class EditorPanel(QWidget):
         self.imagery.clear()
         self.canvas.set_document(EditorDocument(None, self), QRectF())
         self.target = None
+        self._prediction = None
+        self._update_loop_actions()
         self.targets.reset([])
 
     def open_target(self, kind: str, target_id: int) -> None:
@@ -597,6 +600,8 @@ class EditorPanel(QWidget):
     def _on_saved(self, tile_ids: list[int]) -> None:
         if self.target is not None:
             self.context.labels_changed.emit(self.target.scene_id if self.target.kind == "scene" else self.target.tile_id)
+            scene = (self.target.scene_id,) if self.target.kind == "scene" and self.target.scene_id is not None else ()
+            self.context.events.announce(LabelsChanged(scene, id_tuple(tile_ids)))
         remember_label(self.settings, self.canvas.current_label)
         self._regen_pending.update(tile_ids)
         self._regen_timer.start()
@@ -611,7 +616,8 @@ class EditorPanel(QWidget):
         project = self.context.catalog.path
         runner = JobRunner(lambda token: regenerate_masks(project, ids, token), self, name="masks")
         runner.failed.connect(lambda msg, details: show_error(self, "Masks not regenerated", msg, details))
-        runner.finished.connect(lambda _r: self.context.tiles_changed.emit())
+        # precise: only these tiles' masks changed (views update those rows, no reload)
+        runner.finished.connect(lambda r: self.context.events.announce(MasksChanged(id_tuple(r or ids))))
         runner.done.connect(self._regen_done)
         self._regen = runner
         runner.start()

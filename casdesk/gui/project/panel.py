@@ -155,8 +155,26 @@ class ProjectPanel(QWidget):
         layout.addWidget(self.scenes, 1)
         context.project_opened.connect(lambda _p: self.refresh())
         context.project_closed.connect(self.refresh)
-        context.tiles_changed.connect(self.refresh)
+        context.tiles_changed.connect(self._refresh_when_shown)
+        events = context.events
+        for signal in (events.tiles_added, events.tiles_removed, events.masks_changed):
+            signal.connect(lambda _c: self._refresh_when_shown())
+        self._stale = False
         self.refresh()
+
+    def _refresh_when_shown(self) -> None:
+        """Tiles or masks changed: refresh now if the tab is shown, else when it is next shown
+        (the summary reads the whole tile table: ~40 ms at 20k tiles)."""
+        if self.isVisible():
+            self.refresh()
+        else:
+            self._stale = True
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        super().showEvent(event)
+        if self._stale:
+            self._stale = False
+            self.refresh()
 
     # ---- view
     def refresh(self) -> None:

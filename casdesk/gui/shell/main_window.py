@@ -166,18 +166,36 @@ class MainWindow(QMainWindow):
         self._on_tab_changed(self.tabs.currentIndex())
 
     def _on_tab_changed(self, _index: int) -> None:
+        stale = getattr(self, "_stale", {}).pop(self.tabs.currentWidget(), None)
+        if stale is not None:
+            stale()
         claimed = self._tab_claims.get(self.tabs.currentWidget(), set())
         for key, (action, sequence) in self._window_keys.items():
             action.setShortcut(QKeySequence() if key in claimed else sequence)
 
     def _bridge_events(self) -> None:
         """Until every panel listens to ``context.events`` itself: refresh the split lists of
-        the Train and Predict tabs when a split is made anywhere (e.g. Browse > Assign split)."""
+        the Train and Predict tabs when a split is made anywhere (e.g. Browse > Assign split),
+        and reload the QC tab after mask edits when it is next shown (its labelled-fraction
+        column follows the masks; reloading a hidden tab would stall every edit)."""
+        self._stale: dict[QWidget, Callable[[], None]] = {}
         for panel in self.panels.values():
             for owner in (panel, getattr(panel, "form", None)):
                 refresh = getattr(owner, "refresh_splits", None)
                 if callable(refresh):
                     self.context.events.splits_changed.connect(lambda _c, f=refresh: f())
+        qc = self.panels.get("QC")
+        reload = getattr(qc, "reload", None)
+        if qc is not None and callable(reload) and not hasattr(qc, "on_masks_changed"):
+            self.context.events.masks_changed.connect(lambda _c: self._mark_stale(qc, reload))
+        self.context.project_closed.connect(self._stale.clear)
+
+    def _mark_stale(self, panel: QWidget, refresh: Callable[[], None]) -> None:
+        """Run ``refresh`` when ``panel`` is next shown (now, if it is the current tab)."""
+        if self.tabs.currentWidget() is panel:
+            refresh()
+        else:
+            self._stale[panel] = refresh
 
     def show_tile(self, tile_id: int, where: str = "browse") -> None:
         """Open a tile in Browse's detail view ("browse") or in the editor ("label")."""
