@@ -79,7 +79,15 @@ TRAIN_FLAGS: dict[str, dict[str, Any]] = {
     "--weight-decay": {"type": float},
     "--schedule": {"choices": ("poly", "cosine", "constant"), "help": "default poly"},
     "--loss": {"help": "dice (default), bce, focal, lovasz, dice+bce"},
-    "--amp": {"choices": ("auto", "off", "bf16", "fp16"), "help": "mixed precision on CUDA (default auto)"},
+    "--amp": {"choices": ("auto", "off", "bf16", "fp16"),
+              "help": "precision on CUDA (default auto: bf16 from compute capability 8.0, fp16 below, fp32 on CPU)"},
+    "--recipe": {"choices": ("custom", "paper"),
+                 "help": "paper: the authors' settings for the model (explicit flags still win)"},
+    "--normalization": {"choices": ("dataset", "imagenet"),
+                        "help": "dataset: band mean/std of the training tiles (default); imagenet: /255 then ImageNet mean/std"},
+    "--augment": {"choices": ("none", "flips", "paper"),
+                  "help": "flips (default: flips, 90 degree turns, jitter), paper (flip, scale-crop, blur) or none"},
+    "--head-lr-mult": {"type": float, "help": "learning-rate factor of the decoder/head (the authors use 10)"},
     "--grad-accum": {"type": int, "help": "batches per optimizer step"},
     "--early-stopping": {"type": int, "metavar": "EPOCHS", "help": "stop after this many epochs without val mIoU gain"},
     "--seed": {"type": int},
@@ -92,7 +100,9 @@ TRAIN_FLAGS: dict[str, dict[str, Any]] = {
 BOOL_FLAGS = {
     "--channels-last": ("channels_last", True, "use channels-last memory format"),
     "--deterministic": ("deterministic", True, "reproducible kernels (slower on GPU)"),
-    "--no-augment": ("augment", False, "no flips/rotations/brightness-contrast"),
+    "--no-augment": ("augment", "none", "no augmentation (same as --augment none)"),
+    "--drop-last": ("drop_last", True, "drop the last incomplete training batch (the authors do)"),
+    "--no-sync-bn": ("sync_bn", False, "per-process BatchNorm under torchrun (default: SyncBatchNorm on GPUs)"),
     "--all-tiles": ("qc_accepted_only", False, "also train on tiles QC rejected"),
 }
 
@@ -113,7 +123,9 @@ def _register_train(sub: argparse._SubParsersAction) -> None:
     for flag, (dest, value, text) in BOOL_FLAGS.items():
         p.add_argument(flag, dest=dest, action="store_const", const=value, default=None, help=text)
     p.add_argument("--config", metavar="FILE.toml", help="settings file (keys as TrainConfig fields)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped run from its last checkpoint")
+    p.add_argument("--resume", metavar="RUN_DIR",
+                   help="continue a stopped run from its last checkpoint with its saved settings "
+                   "(only --device, --workers may be given to change them)")
     p.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     p.set_defaults(func=cmd_train)
@@ -128,24 +140,75 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from casdesk.core.evaluation.metrics import format_table
+def _explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings the user gave: the --config file's, then the flags."""
+    values: dict[str, Any] = {}
+    if args.config:
+        import tomllib
+        from pathlib import Path
+
+        from casdesk.ml.errors import TrainingError
+
+        path = Path(args.config)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise TrainingError("config file not found", path) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise TrainingError(f"not valid TOML ({exc})", path) from exc
+        values.update(data.get("train", data))
+        if isinstance(values.get("encoder_weights"), str) and values["encoder_weights"].lower() == "none":
+            values["encoder_weights"] = None
+    values.update(_train_overrides(args))
+    return values
+
+
+def build_train_config(explicit: dict[str, Any]) -> Any:
+    """TrainConfig from defaults, then the recipe (``recipe = "paper"``), then ``explicit``."""
+    from dataclasses import fields, replace
+
+    from casdesk.ml.training import config as config_module
     from casdesk.ml.training.config import TrainConfig
 
-    overrides = _train_overrides(args)
-    config = TrainConfig.from_toml(args.config, **overrides) if args.config else TrainConfig(**overrides)
+    cfg = TrainConfig.from_dict(explicit)
+    if cfg.recipe != "paper":
+        return cfg
+    apply = getattr(config_module, "apply_recipe", None)
+    if callable(apply):
+        based = apply(cfg)
+        return replace(based if isinstance(based, TrainConfig) else cfg, **explicit)
+    recipe = getattr(config_module, "PAPER_RECIPE", None)
+    if isinstance(recipe, dict):
+        names = {f.name for f in fields(TrainConfig)}
+        per_model = recipe.get(cfg.model) if isinstance(recipe.get(cfg.model), dict) else recipe
+        base = {k: v for k, v in per_model.items() if k in names}
+        return replace(TrainConfig(), **{**base, **explicit})
+    from casdesk.ml.errors import TrainingError
+
+    raise TrainingError("the paper recipe is not available in this casdesk", hint="use --recipe custom")
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from casdesk.core.evaluation.metrics import format_table
+
+    explicit = _explicit_settings(args)
     main_rank = int(os.environ.get("RANK", "0")) == 0
     from casdesk.ml.training.trainer import train
 
     with open_project(args.project) as catalog, interruptible() as token:
-        job = train(catalog, config, cancel=token if main_rank else None, resume=args.resume)
+        if args.resume:  # the saved settings, changed only where the user said so
+            job = train(catalog, None, cancel=token if main_rank else None, resume=args.resume,
+                        overrides=explicit)
+        else:
+            job = train(catalog, build_train_config(explicit), cancel=token if main_rank else None)
         result = _drive_training(job, quiet=args.quiet or not main_rank)
     if not main_rank:
         return 0
     if args.json:
         print_json(result.to_dict())
     else:
-        print(f"run {result.run_id}: {result.status} after {result.epochs_done} epoch(s) on {result.device}")
+        print(f"run {result.run_id}: {result.status} after {result.epochs_done} epoch(s) on {result.device} "
+              f"({result.precision})")
         if result.best_metrics:
             print(f"best epoch {result.best_epoch} (validation):")
             print(format_table(result.best_metrics))
@@ -172,7 +235,7 @@ def _drive_training(job: Any, quiet: bool) -> Any:
             bar.set_postfix(loss=f"{event.data['loss']:.4f}", sps=f"{event.data['samples_per_s']:.1f}",
                             refresh=False)
             bar.refresh()
-        elif kind in ("epoch", "start", "oom") and not quiet:
+        elif kind in ("epoch", "start", "oom", "note") and not quiet:
             bar.clear()
             print(event.message, file=sys.stderr)
 
@@ -186,12 +249,12 @@ def _drive_training(job: Any, quiet: bool) -> Any:
 def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "evaluate",
-        help="evaluate a model file on a project's split",
+        help="evaluate a model file (or a run's best.ckpt/last.ckpt) on a project's split",
         description="Compute precision, recall, IoU and F1 of the landslide class, background "
         "IoU/F1, mIoU, the class-averaged F1 (the paper's 'F1 score') and overall accuracy, "
         "from one confusion matrix over all evaluated tiles.",
     )
-    p.add_argument("model_file", help="a model.pt written by `casdesk train`")
+    p.add_argument("model_file", help="a model.pt, best.ckpt or last.ckpt written by `casdesk train` (or its run folder)")
     p.add_argument("project", help="the project file (.casdesk)")
     p.add_argument("--split", default=None, help="split name (default: the model's split, else all tiles)")
     p.add_argument("--part", default="val", choices=("train", "val", "test"))

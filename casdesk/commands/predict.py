@@ -6,6 +6,7 @@ torch is imported inside the command functions only, so ``casdesk --help`` stays
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -26,9 +27,11 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
         description="Predict one scene, or every raster in a folder, window by window with "
         "blended overlaps (memory does not grow with the scene). Writes SCENE_prob.tif "
         "(uint8: probability x 254, nodata 255), SCENE_mask.tif (0/1, nodata 255) with the "
-        "scene's CRS and grid, and SCENE_landslides.gpkg (area_m2, mean_prob, scene, model, date).",
+        "scene's CRS and grid, and SCENE_landslides.gpkg (area_m2, mean_prob, scene, model, date). "
+        "Under `torchrun --nproc_per_node N` the scenes (or the windows of a scene) are shared by N "
+        "processes and the same files are written once.",
     )
-    p.add_argument("model_file", help="a model file written by `casdesk train` (model.pt)")
+    p.add_argument("model_file", help="a model file written by `casdesk train` (model.pt, best.ckpt, last.ckpt)")
     p.add_argument("scene", help="a GeoTIFF scene, or a folder of them")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring windows (default 128)")
@@ -51,31 +54,44 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from casdesk.ml.inference.scene import (
+        PredictOptions,
         estimate_memory,
         load_predictor,
         predict_scenes,
         scene_files,
     )
+    from casdesk.ml.training import distributed
 
     scene = Path(args.scene)
     paths = scene_files(scene) if scene.is_dir() else [scene]
-    predictor = load_predictor(args.model_file, args.device)
-    if paths:
-        est = estimate_memory(predictor, paths[0], overlap=args.overlap, batch_size=args.batch_size,
-                              tta=args.tta, tile_size=args.tile_size)
-        print(f"casdesk predict: {len(paths)} scene(s) on {predictor.device}; peak memory "
-              f"{est.describe()}", file=sys.stderr)
-    with interruptible() as token:
-        results = drive(
-            predict_scenes(
-                predictor, paths if paths else scene, args.out, cancel=token, overlap=args.overlap,
-                tile_size=args.tile_size, threshold=args.threshold, tta=args.tta, aoi=args.aoi,
-                vector=args.vector, batch_size=args.batch_size, min_area_m2=args.min_area,
-                simplify=args.simplify, prob_dtype="float32" if args.prob_float else "uint8",
-                check_values=not args.no_value_check,
-            ),
-            "predict",
+    # under torchrun: one process per GPU (or CPU process with gloo), outputs written once
+    ctx, device = distributed.setup(args.device) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else (None, None)
+    try:
+        predictor = load_predictor(args.model_file, device if device is not None else args.device)
+        main_rank = ctx is None or ctx.is_main
+        if paths and main_rank:
+            est = estimate_memory(predictor, paths[0], overlap=args.overlap, batch_size=args.batch_size,
+                                  tta=args.tta, tile_size=args.tile_size)
+            procs = f" x{ctx.world_size} processes" if ctx is not None and ctx.enabled else ""
+            print(f"casdesk predict: {len(paths)} scene(s) on {predictor.device}{procs} ({predictor.precision}); "
+                  f"peak memory {est.describe()}", file=sys.stderr)
+        options = PredictOptions(
+            overlap=args.overlap, tile_size=args.tile_size, threshold=args.threshold, tta=args.tta,
+            aoi=args.aoi, vector=args.vector, batch_size=args.batch_size, min_area_m2=args.min_area,
+            simplify=args.simplify, prob_dtype="float32" if args.prob_float else "uint8",
+            check_values=not args.no_value_check,
         )
+        with interruptible() as token:
+            results = drive(
+                predict_scenes(predictor, paths if paths else scene, args.out, cancel=token, dist=ctx,
+                               options=options),
+                "predict", quiet=not main_rank,
+            )
+    finally:
+        if ctx is not None:
+            ctx.close()
+    if not main_rank:
+        return 0
     if args.json:
         print_json([r.to_dict() for r in results])
         return 0

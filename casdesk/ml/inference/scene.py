@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Generator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from casdesk.core.raster.outputs import (
 from casdesk.ml.device import describe_device, resolve_device
 from casdesk.ml.errors import ModelError
 from casdesk.ml.training.data import SIZE_MULTIPLE, Normalization
+from casdesk.ml.training.distributed import DistContext
 
 DEFAULT_OVERLAP = 128
 VECTOR_FORMATS = {"gpkg": ".gpkg", "shp": ".shp", "geojson": ".geojson"}
@@ -114,9 +115,27 @@ class Predictor:
     def normalization(self) -> Normalization:
         return Normalization.from_dict(self.meta["normalization"])
 
+    @property
+    def precision(self) -> str:
+        """bf16/fp16 under autocast on CUDA (by compute capability), fp32 elsewhere."""
+        if self.device.type != "cuda":
+            return "fp32"
+        from casdesk.ml.device import device_precision
+
+        return device_precision(self.device)
+
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """(N, H, W) landslide probability: sigmoid of one logit, or softmax class 1."""
-        logits = self.model(batch)
+        """(N, H, W) landslide probability: sigmoid of one logit, or softmax class 1.
+        On CUDA the forward runs under autocast in channels-last memory format."""
+        if batch.device.type == "cuda":
+            from casdesk.ml.device import precision_dtype
+
+            dtype = precision_dtype(self.precision)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                logits = self.model(batch)
+        else:
+            logits = self.model(batch)
         if logits.shape[1] == 1:
             return torch.sigmoid(logits[:, 0].float())
         return torch.softmax(logits.float(), dim=1)[:, 1]
@@ -146,7 +165,8 @@ def check_meta(meta: dict[str, Any], path: Path | None = None) -> None:
 
 
 def load_predictor(model_file: str | Path | Predictor, device: str | torch.device = "auto") -> Predictor:
-    """Load a model file for inference on ``device`` (``auto``: CUDA > MPS > CPU)."""
+    """Load a model file (or a run's ``best.ckpt``/``last.ckpt``, or a run folder) for
+    inference on ``device`` (``auto``: CUDA > MPS > CPU)."""
     if isinstance(model_file, Predictor):
         return model_file
     from casdesk.ml.modelfile import load_model_file
@@ -154,6 +174,8 @@ def load_predictor(model_file: str | Path | Predictor, device: str | torch.devic
     dev = resolve_device(device)
     model, meta = load_model_file(model_file, dev)
     check_meta(meta, Path(model_file))
+    if dev.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
     return Predictor(model, meta, dev, model_name(model_file), Path(model_file))
 
 
@@ -372,25 +394,64 @@ def _out_paths(out_dir: Path, scene: Path, vector: str | None) -> tuple[Path, Pa
     return out_dir / f"{stem}_prob.tif", out_dir / f"{stem}_mask.tif", vec
 
 
+@dataclass
+class PredictOptions:
+    """How :func:`predict_scene` predicts a scene (every field has the CLI's default).
+
+    ``threshold``: None uses the model file's (default 0.5). ``tile_size``: None uses the
+    model file's. ``overlap``: pixels shared by neighbouring windows (clamped below the
+    tile size). ``aoi``: a polygon file; outside it is nodata. ``vector``: ``gpkg``,
+    ``shp``, ``geojson`` or None/``"none"`` (no polygons). ``min_area_m2``: smaller
+    polygons are dropped; ``simplify``: tolerance in map units. ``prob_dtype``: ``uint8``
+    (probability x 254, nodata 255) or ``float32`` (NaN nodata). ``device`` is used only
+    when a path (not a :class:`Predictor`) is given.
+    """
+
+    overlap: int = DEFAULT_OVERLAP
+    threshold: float | None = None
+    tta: bool = False
+    aoi: str | Path | None = None
+    vector: str | None = "gpkg"
+    device: str | torch.device = "auto"
+    batch_size: int = 4
+    tile_size: int | None = None
+    min_area_m2: float = 0.0
+    simplify: float = 0.0
+    prob_dtype: str = "uint8"
+    check_values: bool = True
+
+    def validate(self) -> PredictOptions:
+        if self.vector is not None and self.vector not in VECTOR_FORMATS and self.vector != "none":
+            raise PredictionError(f"unknown vector format {self.vector!r}",
+                                  hint=f"use one of {', '.join(VECTOR_FORMATS)}")
+        if self.prob_dtype not in ("uint8", "float32"):
+            raise PredictionError(f"probability type must be uint8 or float32, not {self.prob_dtype!r}")
+        if self.batch_size < 1:
+            raise PredictionError(f"batch size must be at least 1, not {self.batch_size}")
+        if self.overlap < 0:
+            raise PredictionError(f"overlap must be >= 0, not {self.overlap}")
+        return self
+
+    @classmethod
+    def build(cls, options: PredictOptions | None = None, **overrides: Any) -> PredictOptions:
+        """``options`` (or the defaults) with ``overrides`` (field names) applied."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise TypeError(f"unknown prediction option(s): {', '.join(unknown)}")
+        return replace(options or cls(), **overrides)
+
+
 def predict_scene(
     model_file: str | Path | Predictor,
     scene_path: str | Path,
     out_dir: str | Path,
+    options: PredictOptions | None = None,
     *,
-    overlap: int = DEFAULT_OVERLAP,
-    threshold: float | None = None,
-    tta: bool = False,
-    aoi: str | Path | None = None,
-    vector: str | None = "gpkg",
-    device: str | torch.device = "auto",
-    batch_size: int = 4,
     cancel: CancelToken | None = None,
-    tile_size: int | None = None,
-    min_area_m2: float = 0.0,
-    simplify: float = 0.0,
-    prob_dtype: str = "uint8",
-    check_values: bool = True,
-) -> Generator[Progress, None, PredictionResult]:
+    dist: DistContext | None = None,
+    **overrides: Any,
+) -> Generator[Progress, None, PredictionResult | None]:
     """Predict one scene; yield :class:`Progress` (one step per window); return the result.
 
     Writes ``<out_dir>/<scene>_prob.tif`` (uint8, probability x 254, nodata 255; or
@@ -401,41 +462,45 @@ def predict_scene(
     UTC). GeoJSON is WGS-84; the other formats keep the scene CRS.
 
     ``model_file``: a model file path or a :class:`Predictor` (then ``device`` is
-    ignored). ``threshold``: None uses the model file's (default 0.5). ``tile_size``:
-    None uses the model file's. ``overlap``: pixels shared by neighbouring windows
-    (clamped below the tile size). ``aoi``: a polygon file; outside it is nodata.
-    ``min_area_m2``: smaller polygons are dropped; ``simplify``: tolerance in map units.
-    Outputs appear atomically; a cancelled run leaves none behind.
+    ignored). ``options``: a :class:`PredictOptions`; ``overrides`` set single fields of
+    it (``overlap=32, vector=None``...). Outputs appear atomically; a cancelled run leaves
+    none behind.
+
+    ``dist``: under ``torchrun``, every process calls this with its
+    :class:`~casdesk.ml.training.distributed.DistContext`: the strips of windows are dealt
+    round-robin to the processes, each predicts its strips with the same batches as one
+    process would, and process 0 blends them in order and writes every output, bit for
+    bit what one process writes. Processes other than 0 return None.
     """
+    opts = PredictOptions.build(options, **overrides).validate()
     token = cancel or CancelToken()
+    ctx = dist if dist is not None and dist.enabled else None
+    writes = ctx is None or ctx.is_main
     scene = Path(scene_path)
     out = Path(out_dir)
-    if vector is not None and vector not in VECTOR_FORMATS and vector != "none":
-        raise PredictionError(f"unknown vector format {vector!r}", hint=f"use one of {', '.join(VECTOR_FORMATS)}")
-    if prob_dtype not in ("uint8", "float32"):
-        raise PredictionError(f"probability type must be uint8 or float32, not {prob_dtype!r}")
-    if batch_size < 1:
-        raise PredictionError(f"batch size must be at least 1, not {batch_size}")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"cannot create the output folder ({exc.strerror})", out, "pick a writable folder") from exc
-    predictor = load_predictor(model_file, device)
+    if writes:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the output folder ({exc.strerror})", out,
+                              "pick a writable folder") from exc
+    predictor = load_predictor(model_file, opts.device)
     started = time.perf_counter()
+    tile_size = opts.tile_size
     tile = (_round_up(tile_size), _round_up(tile_size)) if tile_size else predictor.tile_size
     warnings: list[str] = []
-    if overlap < 0:
-        raise PredictionError(f"overlap must be >= 0, not {overlap}")
+    overlap = opts.overlap
     if overlap > min(tile) // 2:
         warnings.append(f"overlap {overlap} px reduced to half the {min(tile)} px window")
         overlap = min(tile) // 2
-    thr = predictor.threshold if threshold is None else float(threshold)
+    thr = predictor.threshold if opts.threshold is None else float(opts.threshold)
     if not 0.0 < thr < 1.0:
         raise PredictionError(f"threshold must be between 0 and 1, not {thr}")
-    memory = estimate_memory(predictor, scene, overlap=overlap, batch_size=batch_size, tta=tta,
+    memory = estimate_memory(predictor, scene, overlap=overlap, batch_size=opts.batch_size, tta=opts.tta,
                              tile_size=tile_size)
-    aoi_geoms = _load_aoi(aoi, scene) if aoi is not None else None
-    prob_path, mask_path, vector_path = _out_paths(out, scene, vector)
+    aoi_geoms = _load_aoi(opts.aoi, scene) if opts.aoi is not None else None
+    prob_path, mask_path, vector_path = _out_paths(out, scene, opts.vector)
+    prob_dtype = opts.prob_dtype
 
     with open_raster(scene) as ds:
         if ds.count != predictor.bands:
@@ -443,7 +508,7 @@ def predict_scene(
                 f"the scene has {ds.count} band(s) but the model {predictor.name} was trained on "
                 f"{predictor.bands}", scene, "use a model trained on this band layout",
             )
-        if check_values:
+        if opts.check_values:
             check_scene_values(predictor, ds)
         res = predictor.meta.get("resolution_m")
         if res and ds.crs is not None and ds.crs.is_projected:
@@ -459,68 +524,45 @@ def predict_scene(
         cols = window_starts(width, tw, overlap)
         col_lo = cols[0]
         padded_width = cols[-1] + tw - col_lo
-        weights = blend_weights(th, tw, overlap)
         total = len(rows) * len(cols)
         yield Progress(0, total, f"{scene.name}: {total} windows of {th}x{tw}, "
                        f"memory {memory.describe()}", {"stage": "start", "memory": memory.to_dict()})
-
-        writers = [
-            StripWriter(prob_path, output_profile(width, height, ds.crs, ds.transform, prob_dtype,
-                                                  float("nan") if prob_dtype == "float32" else PROB_NODATA),
-                        Resampling.average),
-            StripWriter(mask_path, output_profile(width, height, ds.crs, ds.transform, "uint8", MASK_NODATA),
-                        Resampling.nearest),
-        ]
         reader = _StripReader(ds, predictor.normalization, tile, col_lo, padded_width, aoi_geoms)
-        acc_p = np.zeros((th, padded_width), dtype=np.float32)
-        acc_w = np.zeros((th, padded_width), dtype=np.float32)
-        done = skipped = landslide = valid_total = 0
+        grid = _Grid(rows, cols, col_lo, tile, width, opts.batch_size, opts.tta)
+        blender = None
+        if writes:
+            writers = [
+                StripWriter(prob_path, output_profile(width, height, ds.crs, ds.transform, prob_dtype,
+                                                      float("nan") if prob_dtype == "float32" else PROB_NODATA),
+                            Resampling.average),
+                StripWriter(mask_path, output_profile(width, height, ds.crs, ds.transform, "uint8", MASK_NODATA),
+                            Resampling.nearest),
+            ]
+            blender = _Blender(tile, padded_width, overlap, col_lo, width, thr, writers, prob_dtype)
         try:
-            with ThreadPoolExecutor(max_workers=1, thread_name_prefix="casdesk-predict-read") as pool:
-                nxt: Future[_Strip] = pool.submit(reader.read, rows[0])
-                for k, r0 in enumerate(rows):
-                    strip = nxt.result()
-                    if k + 1 < len(rows):
-                        nxt = pool.submit(reader.read, rows[k + 1])
-                    todo = [c for c in cols if strip.valid[:, c - col_lo : c - col_lo + tw].any()]
-                    skipped += len(cols) - len(todo)
-                    done += len(cols) - len(todo)
-                    for i in range(0, len(todo), batch_size):
-                        token.raise_if_cancelled()
-                        chunk = todo[i : i + batch_size]
-                        batch = np.stack([strip.image[:, :, c - col_lo : c - col_lo + tw] for c in chunk])
-                        probs = infer_windows(predictor, batch, tta)
-                        for c, p in zip(chunk, probs):
-                            sl = slice(c - col_lo, c - col_lo + tw)
-                            acc_p[:, sl] += p * weights
-                            acc_w[:, sl] += weights
-                        done += len(chunk)
-                        yield Progress(done, total, f"{scene.name}: window {done}/{total}",
-                                       {"stage": "infer"})
-                    step = rows[k + 1] - r0 if k + 1 < len(rows) else th
-                    n_l, n_v = _finish_rows(acc_p, acc_w, strip, r0, step, col_lo, width, thr, writers, prob_dtype)
-                    landslide += n_l
-                    valid_total += n_v
-                    acc_p[: th - step] = acc_p[step:]
-                    acc_p[th - step :] = 0
-                    acc_w[: th - step] = acc_w[step:]
-                    acc_w[th - step :] = 0
-            token.raise_if_cancelled()
-            for w in writers:
-                w.commit()
+            if ctx is None:
+                assert blender is not None
+                yield from _predict_strips_local(predictor, reader, grid, blender, token, scene.name)
+            else:
+                yield from _predict_strips_distributed(predictor, reader, grid, blender, token, scene.name, ctx)
+            if blender is not None:
+                token.raise_if_cancelled()
+                blender.commit()
         except BaseException:
-            for w in writers:
-                w.abort()
+            if blender is not None:
+                blender.abort()
             raise
         pixel_area = abs(ds.transform.a * ds.transform.e - ds.transform.b * ds.transform.d)
         metric = bool(ds.crs is not None and ds.crs.is_projected and (ds.crs.linear_units or "").lower() in ("metre", "meter", "m"))
 
+    if blender is None:
+        return None
     n_polys = 0
     if vector_path is not None:
-        yield Progress(done, total, f"{scene.name}: polygons", {"stage": "vectorize"})
+        yield Progress(total, total, f"{scene.name}: polygons", {"stage": "vectorize"})
         try:
             token.raise_if_cancelled()
-            polys = vectorize_prediction(mask_path, prob_path, min_area_m2=min_area_m2, simplify=simplify)
+            polys = vectorize_prediction(mask_path, prob_path, min_area_m2=opts.min_area_m2, simplify=opts.simplify)
             n = len(polys.geometries)
             write_vector_labels(
                 polys.geometries, vector_path, polys.crs_wkt,
@@ -539,12 +581,139 @@ def predict_scene(
             raise
     return PredictionResult(
         scene=scene, prob_path=prob_path, mask_path=mask_path, vector_path=vector_path,
-        polygons=n_polys, landslide_pixels=landslide, valid_pixels=valid_total,
-        landslide_area_m2=landslide * pixel_area if metric else math.nan,
-        windows=total, windows_skipped=skipped, seconds=time.perf_counter() - started,
+        polygons=n_polys, landslide_pixels=blender.landslide, valid_pixels=blender.valid_total,
+        landslide_area_m2=blender.landslide * pixel_area if metric else math.nan,
+        windows=total, windows_skipped=blender.skipped, seconds=time.perf_counter() - started,
         device=describe_device(predictor.device), model=predictor.name, tile_size=tile,
-        overlap=overlap, threshold=thr, tta=tta, memory=memory, warnings=warnings,
+        overlap=overlap, threshold=thr, tta=opts.tta, memory=memory, warnings=warnings,
     )
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The window grid of a scene and how its windows are batched."""
+
+    rows: list[int]
+    cols: list[int]
+    col_lo: int
+    tile: tuple[int, int]
+    width: int
+    batch_size: int
+    tta: bool
+
+    def step(self, k: int) -> int:
+        """Scene rows that strip ``k`` finishes (no later window touches them)."""
+        return self.rows[k + 1] - self.rows[k] if k + 1 < len(self.rows) else self.tile[0]
+
+    def todo(self, strip: _Strip) -> list[int]:
+        tw = self.tile[1]
+        return [c for c in self.cols if strip.valid[:, c - self.col_lo : c - self.col_lo + tw].any()]
+
+
+def _infer_strip(predictor: Predictor, strip: _Strip, todo: list[int], grid: _Grid,
+                 token: CancelToken) -> Generator[tuple[list[int], np.ndarray], None, None]:
+    """(window columns, probabilities) of a strip, one batch at a time. The batches are
+    the same wherever the strip is predicted, so the numbers are too."""
+    tw = grid.tile[1]
+    for i in range(0, len(todo), grid.batch_size):
+        token.raise_if_cancelled()
+        chunk = todo[i : i + grid.batch_size]
+        batch = np.stack([strip.image[:, :, c - grid.col_lo : c - grid.col_lo + tw] for c in chunk])
+        yield chunk, infer_windows(predictor, batch, grid.tta)
+
+
+class _Blender:
+    """The accumulators of blended probabilities and the writers (the writing process only)."""
+
+    def __init__(self, tile: tuple[int, int], padded_width: int, overlap: int, col_lo: int, width: int,
+                 threshold: float, writers: list[StripWriter], prob_dtype: str):
+        th, tw = tile
+        self.tile = tile
+        self.weights = blend_weights(th, tw, overlap)
+        self.acc_p = np.zeros((th, padded_width), dtype=np.float32)
+        self.acc_w = np.zeros((th, padded_width), dtype=np.float32)
+        self.col_lo = col_lo
+        self.width = width
+        self.threshold = threshold
+        self.writers = writers
+        self.prob_dtype = prob_dtype
+        self.landslide = self.valid_total = self.skipped = 0
+
+    def add(self, chunk: Sequence[int], probs: np.ndarray) -> None:
+        tw = self.tile[1]
+        for c, p in zip(chunk, probs):
+            sl = slice(c - self.col_lo, c - self.col_lo + tw)
+            self.acc_p[:, sl] += p * self.weights
+            self.acc_w[:, sl] += self.weights
+
+    def finish(self, strip: _Strip, r0: int, step: int) -> None:
+        th = self.tile[0]
+        n_l, n_v = _finish_rows(self.acc_p, self.acc_w, strip, r0, step, self.col_lo, self.width,
+                                self.threshold, self.writers, self.prob_dtype)
+        self.landslide += n_l
+        self.valid_total += n_v
+        for acc in (self.acc_p, self.acc_w):
+            acc[: th - step] = acc[step:]
+            acc[th - step :] = 0
+
+    def commit(self) -> None:
+        for w in self.writers:
+            w.commit()
+
+    def abort(self) -> None:
+        for w in self.writers:
+            w.abort()
+
+
+def _predict_strips_local(predictor: Predictor, reader: _StripReader, grid: _Grid, blender: _Blender,
+                          token: CancelToken, name: str) -> Generator[Progress, None, None]:
+    """One process: strips read one ahead in a thread, predicted and blended in order."""
+    rows, total = grid.rows, len(grid.rows) * len(grid.cols)
+    done = 0
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="casdesk-predict-read") as pool:
+        nxt: Future[_Strip] = pool.submit(reader.read, rows[0])
+        for k, r0 in enumerate(rows):
+            strip = nxt.result()
+            if k + 1 < len(rows):
+                nxt = pool.submit(reader.read, rows[k + 1])
+            todo = grid.todo(strip)
+            blender.skipped += len(grid.cols) - len(todo)
+            done += len(grid.cols) - len(todo)
+            for chunk, probs in _infer_strip(predictor, strip, todo, grid, token):
+                blender.add(chunk, probs)
+                done += len(chunk)
+                yield Progress(done, total, f"{name}: window {done}/{total}", {"stage": "infer"})
+            blender.finish(strip, r0, grid.step(k))
+
+
+def _predict_strips_distributed(predictor: Predictor, reader: _StripReader, grid: _Grid,
+                                blender: _Blender | None, token: CancelToken, name: str,
+                                ctx: DistContext) -> Generator[Progress, None, None]:
+    """Strip ``k`` is predicted by process ``k % world``; each round of ``world`` strips is
+    gathered on process 0, which blends and writes them in scene order."""
+    rows, total = grid.rows, len(grid.rows) * len(grid.cols)
+    done = 0
+    for start in range(0, len(rows), ctx.world_size):
+        k = start + ctx.rank
+        payload = None
+        if k < len(rows):
+            strip = reader.read(rows[k])
+            todo = grid.todo(strip)
+            pieces = list(_infer_strip(predictor, strip, todo, grid, token))
+            probs = (np.concatenate([p for _, p in pieces]) if pieces
+                     else np.zeros((0, *grid.tile), dtype=np.float32))
+            payload = (k, strip.valid, strip.rows, todo, probs)
+        gathered = ctx.gather_object(payload)
+        if blender is None or gathered is None:
+            continue
+        for item in sorted((g for g in gathered if g is not None), key=lambda g: g[0]):
+            k, valid, strip_rows, todo, probs = item
+            blender.skipped += len(grid.cols) - len(todo)
+            blender.add(todo, probs)
+            blender.finish(_Strip(np.empty((0, 0, 0), dtype=np.float32), valid, strip_rows), rows[k], grid.step(k))
+            done += len(grid.cols)
+        yield Progress(done, total, f"{name}: window {done}/{total} ({ctx.world_size} processes)",
+                       {"stage": "infer"})
 
 
 def _finish_rows(
@@ -583,12 +752,20 @@ def predict_scenes(
     *,
     device: str | torch.device = "auto",
     cancel: CancelToken | None = None,
+    dist: DistContext | None = None,
     **options: Any,
 ) -> Generator[Progress, None, list[PredictionResult]]:
     """Predict several scenes (a list, or every raster in a folder) with one loaded model.
 
-    ``options`` are :func:`predict_scene`'s. Progress ``data`` carries ``scene_index`` and
-    ``scenes``; a failing scene stops the batch (its error names the file).
+    ``options`` are :class:`PredictOptions` fields (or ``options=PredictOptions(...)``).
+    Progress ``data`` carries ``scene_index`` and ``scenes``; a failing scene stops the
+    batch (its error names the file).
+
+    ``dist`` (under ``torchrun``): with at least as many scenes as processes, each
+    process predicts every ``world``-th scene on its own; with fewer, the processes share
+    the windows of each scene (see :func:`predict_scene`). Either way the files are those
+    one process writes. Process 0 returns every result, in scene order; the others
+    return an empty list.
     """
     paths = scene_files(scenes) if isinstance(scenes, str | Path) and Path(scenes).is_dir() else (
         [Path(scenes)] if isinstance(scenes, str | Path) else [Path(s) for s in scenes]
@@ -599,16 +776,31 @@ def predict_scenes(
     dup = sorted({s for s in stems if stems.count(s) > 1})
     if dup:
         raise PredictionError(f"scenes with the same name would overwrite each other: {dup}")
+    base = options.pop("options", None)
+    opts = PredictOptions.build(base, **options)
     predictor = load_predictor(model_file, device)
-    results: list[PredictionResult] = []
-    for i, path in enumerate(paths):
-        job = predict_scene(predictor, path, out_dir, cancel=cancel, **options)
+    ctx = dist if dist is not None and dist.enabled else None
+    by_scene = ctx is not None and len(paths) >= ctx.world_size
+    mine = list(range(len(paths)))
+    if ctx is not None and by_scene:
+        mine = mine[ctx.rank :: ctx.world_size]
+    results: dict[int, PredictionResult] = {}
+    for i in mine:
+        path = paths[i]
+        job = predict_scene(predictor, path, out_dir, opts, cancel=cancel, dist=None if by_scene else ctx)
         while True:
             try:
                 ev = next(job)
             except StopIteration as stop:
-                results.append(stop.value)
+                if stop.value is not None:
+                    results[i] = stop.value
                 break
             yield Progress(ev.done, ev.total, f"[{i + 1}/{len(paths)}] {ev.message}",
                            {**ev.data, "scene_index": i, "scenes": len(paths)})
-    return results
+    if ctx is not None:
+        gathered = ctx.gather_object(results) if by_scene else [results]
+        ctx.barrier()  # every output exists when any process returns
+        if not ctx.is_main or gathered is None:
+            return []
+        results = {k: v for part in gathered for k, v in (part or {}).items()}
+    return [results[i] for i in sorted(results)]

@@ -1,8 +1,8 @@
 """Multi-GPU training with ``torchrun``: one process per GPU, DistributedDataParallel.
 
-``casdesk train`` started by ``torchrun --nproc_per_node N`` finds ``WORLD_SIZE`` and
-``RANK`` in its environment and joins the process group (NCCL on GPUs, gloo on CPUs).
-Rank 0 alone writes files and the catalog; the others only compute.
+``casdesk train`` (and ``casdesk predict``) started by ``torchrun --nproc_per_node N``
+finds ``WORLD_SIZE`` and ``RANK`` in its environment and joins the process group (NCCL on
+GPUs, gloo on CPUs). Rank 0 alone writes files and the catalog; the others only compute.
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ class DistContext:
         box = [obj]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather_object(self, obj: object) -> list[object] | None:
+        """Every process's ``obj`` on process 0 (in rank order); None on the others."""
+        if not self.enabled:
+            return [obj]
+        out: list[object] | None = [None] * self.world_size if self.is_main else None
+        dist.gather_object(obj, out, dst=0)
+        return out
 
     def close(self) -> None:
         if self.owns_group and dist.is_initialized():
