@@ -1,5 +1,6 @@
-"""`casdesk labels export|import`: polygons to and from GeoPackage / Shapefile / GeoJSON
-(whole scenes, scene CRS; GeoJSON in WGS-84) and LabelMe JSON (one file per tile)."""
+"""`casdesk labels export|import|regenerate|from-prediction`: polygons to and from
+GeoPackage / Shapefile / GeoJSON (whole scenes, scene CRS; GeoJSON in WGS-84) and LabelMe
+JSON (one file per tile, one folder per subdataset); masks rebuilt from the stored labels."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from casdesk.core.labels.exchange import (
     import_labelme_folder,
     import_vector,
 )
-from casdesk.core.labels.store import regenerate_masks
+from casdesk.core.labels.store import finish_pending, pending_tiles, regenerate_masks
 
 VECTOR_SUFFIXES = (".gpkg", ".shp", ".geojson", ".json")
 
@@ -29,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("out", nargs="?", help="vector file (.gpkg, .shp, .geojson)")
     e.add_argument("--labelme", metavar="DIR", help="write one LabelMe JSON per labelled tile into DIR")
     e.add_argument("--scene", type=int, action="append", dest="scenes", metavar="ID", help="scene id (repeatable; default: all)")
+    e.add_argument("--overwrite", action="store_true", help="replace existing LabelMe files (such as the ones the labels came from)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
     e.set_defaults(func=cmd_export)
 
@@ -40,6 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--label-field", help="attribute holding the label name in a vector file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_import)
+
+    r = lsub.add_parser("regenerate", help="rebuild tile masks from the stored labels (the repair after a crash)")
+    r.add_argument("project")
+    r.add_argument("--tiles", type=int, nargs="+", metavar="ID", help="tile ids (default: every tile)")
+    r.add_argument("--pending", action="store_true", help="only the tiles left stale by an interrupted edit or import")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(func=cmd_regenerate)
 
     f = lsub.add_parser("from-prediction", help="predicted tiles (predict-tiles) or a scene's predicted mask -> editable labels")
     f.add_argument("project")
@@ -55,7 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _report(rep: Any, as_json: bool, verb: str) -> None:
-    data = {"labels": rep.labels, "files": [str(p) for p in rep.written], "tiles_updated": len(set(rep.tiles)), "messages": rep.messages}
+    data = {"labels": rep.labels, "files": [str(p) for p in rep.written], "tiles_updated": len(set(rep.tiles)),
+            "messages": rep.messages, "skipped": [{"file": f, "reason": why} for f, why in rep.skipped]}
     if as_json:
         print_json(data)
         return
@@ -69,7 +79,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise LabelError("give either an output vector file or --labelme DIR")
     with open_project(args.project, readonly=True) as cat:
         if args.labelme:
-            rep = export_labelme_folder(cat, args.labelme)
+            rep = export_labelme_folder(cat, args.labelme, overwrite=args.overwrite)
         else:
             if Path(args.out).suffix.lower() not in VECTOR_SUFFIXES:
                 raise LabelError("unknown vector format", args.out, "use .gpkg, .shp or .geojson")
@@ -83,6 +93,8 @@ def cmd_import(args: argparse.Namespace) -> int:
     if not src.exists():
         raise LabelError("file not found", src, "check the path")
     with open_project(args.project) as cat:
+        if pending_tiles(cat):  # an earlier edit or import was interrupted: finish it first
+            drive(finish_pending(cat), "masks", quiet=args.json)
         if src.is_dir() or (src.suffix.lower() == ".json" and _is_labelme(src)):
             rep = import_labelme_folder(cat, src, args.label_names)
         else:
@@ -90,6 +102,30 @@ def cmd_import(args: argparse.Namespace) -> int:
         if rep.tiles:
             drive(regenerate_masks(cat, sorted(set(rep.tiles))), "masks", quiet=args.json)
     _report(rep, args.json, "imported")
+    return 0
+
+
+def cmd_regenerate(args: argparse.Namespace) -> int:
+    with open_project(args.project) as cat:
+        if args.pending:
+            ids = pending_tiles(cat)
+        elif args.tiles:
+            known = {t.id for t in cat.tiles(ids=args.tiles)}
+            missing = sorted(set(args.tiles) - known)
+            if missing:
+                raise LabelError(f"no tile with id {missing[0]}", cat.path, "see `casdesk info`")
+            ids = list(args.tiles)
+        else:
+            ids = [t.id for t in cat.tiles()]
+        before = {t.id: t.modified for t in cat.tiles(ids=ids)} if ids else {}
+        done = drive(regenerate_masks(cat, ids), "masks", quiet=args.json) if ids else {}
+        changed = sum(1 for t in cat.tiles(ids=ids) if t.modified != before.get(t.id)) if ids else 0
+        left = len(pending_tiles(cat))
+    data = {"tiles": len(done), "changed": changed, "landslide_pixels": int(sum(done.values())), "pending": left}
+    if args.json:
+        print_json(data)
+    else:
+        print(f"regenerated {data['tiles']} tile mask(s): {changed} changed, {len(done) - changed} already matched their labels")
     return 0
 
 

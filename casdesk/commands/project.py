@@ -189,10 +189,13 @@ def cmd_import(args: argparse.Namespace) -> int:
     with open_project(args.project) as cat, interruptible() as token:
         n = drive(IMPORTERS[fmt](cat, args.folder, cancel=token, **kwargs), f"import {fmt}")
         summary = cat.summary()
+    skipped = [{"file": f, "reason": why} for f, why in getattr(n, "skipped", [])]  # files reported, not imported
     if args.json:
-        print_json({"format": fmt, "tiles": n, "subdatasets": summary["subdatasets"]})
+        print_json({"format": fmt, "tiles": int(n), "subdatasets": summary["subdatasets"], "skipped": skipped})
     else:
-        print(f"imported {n} tiles ({fmt} layout)")
+        for s in skipped:
+            print(f"skipped {s['file']}: {s['reason']}")
+        print(f"imported {n} tiles ({fmt} layout)" + (f", {len(skipped)} file(s) skipped" if skipped else ""))
     return 0
 
 

@@ -9,7 +9,6 @@ import shapely
 from PySide6.QtCore import QPoint, QPointF, Qt
 from PySide6.QtTest import QTest
 
-from casdesk.core.labels.io import rasterize_polygons
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.editor.panel import EditorPanel
 from casdesk.gui.shell.context import ProjectContext
@@ -131,14 +130,33 @@ def test_draw_edit_undo_redo_autosave_and_masks(qtbot, panel, editor_project) ->
     check_masks(proj, sid)
 
 
-def check_masks(proj, sid) -> None:
-    """Each tile's mask and CAS label equal the stored polygons rasterized on its grid."""
-    from affine import Affine
+def labelme_rule(geoms, shape, offset) -> np.ndarray:
+    """Editor polygons by LabelMe's rule (PIL, outline included; holes drawn as background)."""
+    from PIL import Image, ImageDraw
 
+    def draw(ring):
+        img = Image.new("L", (shape[1], shape[0]), 0)
+        xy = [(x - offset[0], y - offset[1]) for x, y in list(ring.coords)[:-1]]
+        ImageDraw.Draw(img).polygon(xy, outline=1, fill=1)
+        return np.asarray(img, bool)
+
+    out = np.zeros(shape, np.uint8)
+    for g in geoms:
+        for poly in getattr(g, "geoms", [g]):
+            m = draw(poly.exterior)
+            for hole in poly.interiors:
+                m &= ~draw(hole)
+            out[m] = 1
+    return out
+
+
+def check_masks(proj, sid) -> None:
+    """Each tile's mask and CAS label equal the stored polygons drawn on its grid by
+    LabelMe's rule (the rule of labels drawn in the editor)."""
     with Catalog.open(proj, readonly=True) as cat:
         geoms = [shapely.from_wkt(lab.geometry_px) for lab in cat.labels(scene_id=sid)]
         for t in cat.tiles(scene_id=sid):
-            want = rasterize_polygons(geoms, (t.height, t.width), Affine.translation(t.col_off, t.row_off))
+            want = labelme_rule(geoms, (t.height, t.width), (t.col_off, t.row_off))
             with rasterio.open(t.mask_path) as ds:
                 got = ds.read(1)
                 assert ds.crs is not None

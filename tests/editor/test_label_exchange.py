@@ -69,7 +69,7 @@ def test_labelme_export_import_per_tile(editor_project, tmp_path, capsys) -> Non
     add_polygons(editor_project.path, editor_project.scene_id)
     out = tmp_path / "lm"
     assert main(["labels", "export", str(editor_project.path), "--labelme", str(out)]) == 0
-    files = sorted(out.glob("*.json"))
+    files = sorted(out.glob("*/*.json"))  # one folder per subdataset
     assert files
     with Catalog.open(editor_project.path) as cat:
         for f in files:

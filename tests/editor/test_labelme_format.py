@@ -44,9 +44,10 @@ def pil_reference_mask(doc: LabelMeDocument, size: tuple[int, int], names=None) 
             r = ((cx - px) ** 2 + (cy - py) ** 2) ** 0.5
             draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
         m = np.asarray(img, bool)
-        landslide = (
-            s.label not in ("_background_", "__ignore__") if names is None else s.label in names
-        )
+        if s.label == "__ignore__":  # labelme2voc: ignore (255)
+            out[m] = 255
+            continue
+        landslide = s.label != "_background_" if names is None else s.label in names
         out[m] = int(landslide)
     return out
 
@@ -83,8 +84,8 @@ def test_masks_match_labelme_rule_on_shared_examples(labelme_dir: Path) -> None:
         for names in (None, {"person"}, {"bus", "car"}):
             got = labelme_mask(doc, names)
             assert got.dtype == np.uint8 and got.shape == size
-            assert set(np.unique(got)) <= {0, 1}
-            assert_within_one_pixel_of_boundary(got, pil_reference_mask(doc, size, names))
+            assert set(np.unique(got)) <= {0, 1, 255}
+            np.testing.assert_array_equal(got, pil_reference_mask(doc, size, names))
 
 
 def test_load_image_from_path_and_embedded(labelme_dir: Path, tmp_path: Path) -> None:

@@ -102,14 +102,16 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
                 f"mask is {ds.width}x{ds.height} but its image is {shape[1]}x{shape[0]}", path
             )
         data = ds.read()
-    return binarize_label_array(data, path)
+        nodata = ds.nodata
+    return binarize_label_array(data, path, nodata)  # nodata -> 255 (ignore)
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     with rasterio.open(
-        tmp, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1, dtype="uint8"
+        tmp, "w", driver="GTiff", width=mask.shape[1], height=mask.shape[0], count=1, dtype="uint8",
+        nodata=255,
     ) as dst:
         dst.write(mask[None])
     os.replace(tmp, path)
@@ -153,7 +155,7 @@ def import_cas(
         masks, labels = listings[sub]
         return _cas_row(catalog, subdataset, stem, img, masks.get(stem), labels.get(stem))
 
-    return _import_rows(catalog, work, row, cancel)
+    return _import_rows(catalog, work, row, cancel, after=_keep_bases)
 
 
 def _cas_row(
@@ -165,6 +167,7 @@ def _cas_row(
     label_path: Path | None,
 ) -> dict[str, Any]:
     shape = _image_shape(img)
+    base = mask_path if mask_path is not None else label_path
     if mask_path is not None:
         mask = _read_mask(mask_path, shape)
     elif label_path is not None:
@@ -181,8 +184,9 @@ def _cas_row(
         "mask_path": mask_path,
         "width": shape[1],
         "height": shape[0],
-        "label_pixels": None if mask is None else int(mask.sum()),
+        "label_pixels": None if mask is None else int((mask == 1).sum()),
         "valid_pixels": shape[0] * shape[1],
+        "_base": base,  # the imported raster label: the tile's base layer, never written
     }
 
 
@@ -219,10 +223,10 @@ def import_pairs(
             mask = _read_mask(masks[stem], shape)
             mask_path = catalog.data_dir / "masks" / sub / f"{stem}.tif"
             _write_mask(mask_path, mask)
-            out.update(mask_path=mask_path, label_pixels=int(mask.sum()))
+            out.update(mask_path=mask_path, label_pixels=int((mask == 1).sum()), _base=masks[stem])
         return out
 
-    return _import_rows(catalog, work, row, cancel)
+    return _import_rows(catalog, work, row, cancel, after=_keep_bases)
 
 
 def import_labelme(
@@ -232,8 +236,15 @@ def import_labelme(
     subdataset: str | None = None,
     cancel: CancelToken | None = None,
 ) -> Job:
-    """Import a folder of LabelMe JSON files (+ their images); masks follow LabelMe's rules."""
-    from casdesk.core.labels.labelme import labelme_mask, read_labelme
+    """Import a folder of LabelMe JSON files (+ their images), loss-free.
+
+    Every shape becomes a label that keeps its LabelMe details and the label filter; the
+    mask is drawn by LabelMe's own rule (:mod:`casdesk.core.labels.masks`), the same
+    rasteriser every later regeneration uses. ``imagePath`` is resolved as LabelMe does
+    (relative, Windows separators); an embedded image (``imageData``) is used when there
+    is no image file, saved into the project. A file that cannot be imported is skipped;
+    the job's result (an int, the tiles imported) lists them in ``.skipped``."""
+    from casdesk.core.labels.labelme import LabelMeError, read_labelme
 
     root = Path(folder)
     files = sorted(root.glob("*.json"))
@@ -241,66 +252,108 @@ def import_labelme(
         raise ImportDatasetError("no LabelMe .json file in the folder", root)
     sub_name = subdataset or root.name
     work = [(root, sub_name, f.stem, f) for f in files]
+    skipped: list[tuple[str, str]] = []
 
-    def row(catalog: Catalog, _root: Path, sub: str, stem: str, json_path: Path) -> dict[str, Any]:
-        doc = read_labelme(json_path)
-        image = _labelme_image_path(doc, json_path)
-        shape = _image_shape(image)
-        mask = labelme_mask(doc, label_names, shape=shape)
+    def row(catalog: Catalog, _root: Path, sub: str, stem: str, json_path: Path) -> dict[str, Any] | None:
+        from casdesk.core.labels.exchange import labelme_rows
+        from casdesk.core.labels.masks import MaskLabel, render_mask
+        from casdesk.core.labels.store import image_valid
+
+        try:
+            doc = read_labelme(json_path)
+            image = _labelme_image_path(catalog, doc, json_path, sub)
+            shape = _image_shape(image)
+            if doc.image_shape is not None and doc.image_shape != shape:
+                raise ImportDatasetError(
+                    f"the file says the image is {doc.imageWidth}x{doc.imageHeight} but it is "
+                    f"{shape[1]}x{shape[0]}",
+                    json_path,
+                )
+            labels = labelme_rows(doc, json_path, label_names)
+            mask = render_mask(
+                [MaskLabel(r["name"], None, r["attributes"]) for r in labels],
+                shape,
+                valid=image_valid(image, shape),
+            )
+        except (LabelMeError, ImportDatasetError) as exc:
+            skipped.append((str(json_path), str(exc)))
+            return None
         mask_path = catalog.data_dir / "masks" / sub / f"{stem}.tif"
         _write_mask(mask_path, mask)
-        tid_row = {"name": stem, "subdataset": sub, "image_path": image, "mask_path": mask_path,
-                   "width": shape[1], "height": shape[0], "label_pixels": int(mask.sum()),
-                   "valid_pixels": shape[0] * shape[1], "_labelme": doc}
-        return tid_row
+        return {"name": stem, "subdataset": sub, "image_path": image, "mask_path": mask_path,
+                "width": shape[1], "height": shape[0], "label_pixels": int((mask == 1).sum()),
+                "valid_pixels": shape[0] * shape[1], "_labelme": (doc, json_path, labels)}
 
-    return _import_rows(catalog, work, row, cancel, after=_store_labelme_shapes)
+    def job() -> Iterator[Progress]:
+        count = yield from _import_rows(catalog, work, row, cancel, after=_store_labelme_shapes)
+        if not count and skipped:
+            first, why = skipped[0]
+            raise ImportDatasetError(
+                f"no LabelMe file could be imported ({len(skipped)} skipped); {Path(first).name}: {why}", root
+            )
+        return ImportCount(count, skipped)
+
+    return job()
 
 
-def _labelme_image_path(doc: Any, json_path: Path) -> Path:
-    if doc.imagePath:
-        candidate = (json_path.parent / doc.imagePath).resolve()
-        if candidate.exists():
-            return candidate
-    for suffix in (".jpg", ".jpeg", ".png", ".tif", ".tiff"):
-        candidate = json_path.with_suffix(suffix)
-        if candidate.exists():
-            return candidate
-    if doc.imageData:
+class ImportCount(int):
+    """The number of tiles imported, with the files skipped and why (``.skipped``)."""
+
+    skipped: list[tuple[str, str]]
+
+    def __new__(cls, value: int, skipped: list[tuple[str, str]] | None = None) -> ImportCount:
+        obj = super().__new__(cls, value)
+        obj.skipped = list(skipped or [])
+        return obj
+
+
+def _labelme_image_path(catalog: Catalog, doc: Any, json_path: Path, sub: str) -> Path:
+    """The image file, resolved as LabelMe resolves ``imagePath``; an image only embedded
+    in the file (or an ``imagePath`` naming the JSON itself) is saved into the project."""
+    from casdesk.core.labels.labelme import embedded_image_bytes, find_image_file, image_suffix
+
+    raw = embedded_image_bytes(doc, json_path)
+    if raw is not None:  # LabelMe shows the embedded image when there is one
+        found = find_image_file(doc, json_path)
+        if found is not None and found.read_bytes() == raw:
+            return found
+        out = catalog.data_dir / "images" / sub / f"{json_path.stem}{image_suffix(raw)}"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        tmp.write_bytes(raw)
+        os.replace(tmp, out)
+        return out
+    found = find_image_file(doc, json_path)
+    if found is None:
         raise ImportDatasetError(
-            "the image is only embedded (imageData) and casdesk needs it as a file",
-            json_path,
-            "save the image next to the JSON file",
+            f"image {doc.imagePath!r} not found and the file embeds no image (imageData)", json_path
         )
-    raise ImportDatasetError(f"image {doc.imagePath!r} not found", json_path)
+    return found
 
 
 def _store_labelme_shapes(catalog: Catalog, rows: list[dict[str, Any]], ids: list[int]) -> None:
-    """Keep each tile's LabelMe polygons in the catalog so the editor can edit them."""
-    import shapely
+    """Keep each tile's LabelMe shapes in the catalog (the editor edits them, regeneration
+    draws them); a file imported again replaces its tile's labels."""
+    from casdesk.core.labels.exchange import store_document_header
 
-    for row, tile_id in zip(rows, ids, strict=True):
-        doc = row.get("_labelme")
-        if doc is None:
-            continue
-        labels = []
-        for shape in doc.shapes:
-            pts = shape.points
-            if shape.shape_type == "polygon" and len(pts) >= 3:
-                geom = shapely.Polygon(pts)
-            elif shape.shape_type == "rectangle" and len(pts) == 2:
-                (x0, y0), (x1, y1) = pts
-                geom = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
-            else:
-                continue
-            labels.append({"name": shape.label, "geometry_px": geom.wkt, "attributes": {"labelme": True}})
-        with catalog.transaction() as db:
-            db.execute("DELETE FROM labels WHERE tile_id = ? AND source = 'imported'", (tile_id,))
+    with catalog.transaction() as db:
+        for row, tile_id in zip(rows, ids, strict=True):
+            doc, json_path, labels = row["_labelme"]
+            db.execute("DELETE FROM labels WHERE tile_id = ?", (tile_id,))
             if labels:
                 catalog.add_labels(labels, tile_id=tile_id, source="imported")
+            store_document_header(catalog, tile_id, doc, json_path)
+            db.execute("DELETE FROM mask_pending WHERE tile_id = ?", (tile_id,))
 
 
-RowBuilder = Callable[[Catalog, Path, str, str, Path], dict[str, Any]]
+def _keep_bases(catalog: Catalog, rows: list[dict[str, Any]], ids: list[int]) -> None:
+    """Keep the imported raster labels as their tiles' base layers (never written)."""
+    from casdesk.core.labels.store import set_base_layers
+
+    set_base_layers(catalog, [(tid, r["_base"]) for r, tid in zip(rows, ids, strict=True) if r.get("_base")])
+
+
+RowBuilder = Callable[[Catalog, Path, str, str, Path], dict[str, Any] | None]
 
 
 def _import_rows(
@@ -328,8 +381,10 @@ def _import_rows(
         if sub not in subs_done:
             catalog.ensure_subdataset(sub, **subdataset_metadata(sub))
             subs_done.add(sub)
-        rows.append(build(catalog, folder, sub, stem, path))
-        count += 1
+        built = build(catalog, folder, sub, stem, path)
+        if built is not None:  # None: skipped (the builder recorded why)
+            rows.append(built)
+            count += 1
         if len(rows) >= BATCH:
             flush()
         if i % 20 == 0 or i == len(work) - 1:

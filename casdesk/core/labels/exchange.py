@@ -1,38 +1,63 @@
-"""Label interchange: the catalog's polygons to and from LabelMe JSON (per tile or image)
+"""Label interchange: the catalog's labels to and from LabelMe JSON (per tile or image)
 and vector files (GeoPackage, Shapefile, GeoJSON in WGS-84) for whole scenes.
 
-LabelMe details a polygon cannot hold (group_id, flags, description, unknown keys) are kept
-in the label's ``attributes['labelme']`` on import and written back on export. Holes, which
-LabelMe polygons cannot have, are written as later ``_background_`` polygons: by LabelMe's
-own mask rule they paint 0 over the landslide, so the exported file gives the same mask,
-and importing it restores the holes.
+LabelMe import is loss-free: every shape (polygon, rectangle, circle, line, line strip,
+point, mask, and types casdesk does not know) becomes one label that keeps the shape itself
+(type, points, mask PNG), ``group_id``, flags, description and unknown keys in
+``attributes['labelme']``, its file and index (``source_file``, ``feature``: importing the
+same file again replaces, never duplicates), the label filter given at import and LabelMe's
+mask rule. The file's own fields (version, flags, extra keys, whether the image was
+embedded) are kept per tile, so exporting gives back the file LabelMe wrote. The label's
+polygon (``geometry_px``) is what the editor shows; the mask is drawn from the shape.
+
+Labels that are not LabelMe shapes (drawn in casdesk, GIS layers) are exported as polygons;
+the holes, which LabelMe polygons cannot have, follow each polygon as ``_background_``
+polygons (LabelMe's own rule paints them 0).
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import shapely
-from shapely.geometry import MultiPolygon, Polygon
+from affine import Affine
+from shapely.geometry import LineString, MultiPoint, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from casdesk.core.errors import LabelError
-from casdesk.core.labels.io import read_vector_labels, write_vector_labels
+from casdesk.core.errors import CasdeskError, LabelError
+from casdesk.core.labels.io import (
+    mask_to_polygons,
+    read_label_raster,
+    read_vector_labels,
+    valid_polygonal,
+    write_vector_labels,
+)
 from casdesk.core.labels.labelme import (
-    RESERVED_LABELS,
+    LINE_WIDTH_PX,
+    POINT_RADIUS_PX,
     LabelMeDocument,
     LabelMeShape,
-    iter_area_shapes,
+    decode_mask_png,
     polygon_shape,
     read_labelme,
     write_labelme,
 )
-from casdesk.core.labels.store import EditTarget, LabelStore, scene_target, tile_target
+from casdesk.core.labels.masks import RULE_LABELME, labelme_shape_of
+from casdesk.core.labels.store import (
+    EditTarget,
+    LabelStore,
+    base_layer,
+    mark_pending,
+    scene_target,
+    tile_target,
+)
 from casdesk.core.project.catalog import Catalog
 from casdesk.core.raster.io import raster_info
 
@@ -45,41 +70,183 @@ class ExchangeReport:
     labels: int = 0
     tiles: list[int] = field(default_factory=list)  # tiles whose masks must be regenerated
     messages: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
 
 
-# --------------------------------------------------------------------------- LabelMe
+# --------------------------------------------------------------------------- shapes <-> labels
+def _shift(points: Any, dx: float, dy: float) -> list[list[float]]:
+    return [[float(x) + dx, float(y) + dy] for x, y in points]
+
+
+def shape_display_geometry(meta: Mapping[str, Any]) -> BaseGeometry | None:
+    """The polygon the editor shows for a LabelMe shape (``shape_type``, ``points``,
+    ``mask`` keys): the outline of areas, the painted footprint of lines (10 px) and
+    points (radius 5), the exact pixels of a mask shape."""
+    kind = meta.get("shape_type") or "polygon"
+    pts = [(float(x), float(y)) for x, y in meta.get("points") or []]
+    if not pts:
+        return None
+    geom: BaseGeometry
+    if kind == "rectangle" and len(pts) == 2:
+        (x0, y0), (x1, y1) = pts
+        geom = shapely.box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    elif kind == "circle" and len(pts) == 2:
+        (cx, cy), (px, py) = pts
+        geom = shapely.Point(cx, cy).buffer(max(math.hypot(cx - px, cy - py), 0.5), 16)
+    elif kind in ("line", "linestrip"):
+        width = float(meta.get("line_width") or LINE_WIDTH_PX)
+        geom = (LineString(pts) if len(pts) > 1 else shapely.Point(pts[0])).buffer(width / 2, cap_style="flat" if len(pts) > 1 else "round")
+    elif kind in ("point", "points"):
+        geom = MultiPoint(pts).buffer(float(meta.get("point_size") or POINT_RADIUS_PX), 16)
+    elif kind == "mask" and meta.get("mask"):
+        arr = decode_mask_png(meta["mask"], str(meta.get("label", "")))
+        x0, y0 = (int(v) for v in np.asarray(pts[0]).astype(int))
+        polys = mask_to_polygons(arr, Affine.translation(x0, y0))
+        geom = MultiPolygon(polys) if len(polys) > 1 else (polys[0] if polys else shapely.box(x0, y0, x0 + 1, y0 + 1))
+    elif len(pts) >= 3:
+        geom = valid_polygonal(Polygon(pts))
+        if geom.is_empty:
+            geom = LineString(pts).buffer(0.5, cap_style="flat")
+    else:
+        geom = (LineString(pts) if len(pts) > 1 else shapely.Point(pts[0])).buffer(0.5)
+    geom = valid_polygonal(geom)
+    return None if geom.is_empty else geom
+
+
+def labelme_rows(
+    doc: LabelMeDocument,
+    source: Path,
+    label_names: Collection[str] | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> list[dict[str, Any]]:
+    """One catalog label row per shape, in file order (nothing dropped). ``offset`` maps
+    the file's pixels to stored pixels (a tile of a scene)."""
+    dx, dy = offset
+    rows = []
+    for i, s in enumerate(doc.shapes):
+        meta: dict[str, Any] = {
+            "shape_type": s.shape_type,
+            "points": _shift(s.points, dx, dy),
+            "mask": s.mask,
+            "group_id": s.group_id,
+            "flags": s.flags,
+            "description": s.description,
+            "extra": s.extra,
+            "keys": list(s.keys) if s.keys is not None else None,
+        }
+        geom = shape_display_geometry(meta)
+        if geom is None:
+            geom = shapely.box(dx, dy, dx + 1, dy + 1)  # a shape without points: kept, paints nothing
+        attrs: dict[str, Any] = {
+            "mask_rule": RULE_LABELME,
+            "labelme": meta,
+            "source_file": str(source.resolve()),
+            "feature": i,
+        }
+        if label_names is not None:
+            attrs["label_names"] = sorted(label_names)
+        rows.append({"name": s.label, "geometry_px": geom.wkt, "attributes": attrs})
+    return rows
+
+
+def _header(doc: LabelMeDocument) -> dict[str, Any]:
+    return {
+        "version": doc.version,
+        "flags": doc.flags,
+        "extra": doc.extra,
+        "keys": list(doc.keys) if doc.keys is not None else None,
+        "embedded": bool(doc.imageData),
+        "imagePath": doc.imagePath,
+    }
+
+
+def store_document_header(catalog: Catalog, tile_id: int, doc: LabelMeDocument, source: Path) -> None:
+    with catalog.transaction() as db:
+        db.execute(
+            "INSERT INTO label_documents(tile_id, source, header) VALUES (?, ?, ?)"
+            " ON CONFLICT(tile_id) DO UPDATE SET source = excluded.source, header = excluded.header",
+            (tile_id, str(source.resolve()), json.dumps(_header(doc))),
+        )
+
+
+def _stored_header(catalog: Catalog, tile_id: int | None) -> tuple[dict[str, Any], str | None]:
+    if tile_id is None:
+        return {}, None
+    row = catalog.execute("SELECT header, source FROM label_documents WHERE tile_id = ?", (tile_id,)).fetchone()
+    return ({}, None) if row is None else (json.loads(row[0]), row[1])
+
+
 def _polygons(geom: BaseGeometry) -> list[Polygon]:
     return [g for g in getattr(geom, "geoms", [geom]) if isinstance(g, Polygon) and not g.is_empty]
 
 
-def target_document(catalog: Catalog, target: EditTarget, json_path: Path) -> LabelMeDocument:
-    """The target's polygons as a LabelMe document for an image beside ``json_path``.
+def _shape_from_meta(name: str, meta: Mapping[str, Any], dx: float, dy: float) -> LabelMeShape:
+    keys = meta.get("keys")
+    return LabelMeShape(
+        label=name,
+        points=_shift(meta["points"], -dx, -dy),
+        shape_type=meta.get("shape_type") or "polygon",
+        group_id=meta.get("group_id"),
+        flags=meta.get("flags"),
+        description=meta.get("description"),
+        mask=meta.get("mask"),
+        extra=dict(meta.get("extra") or {}),
+        keys=tuple(keys) if keys is not None else None,
+    )
 
-    An existing file at ``json_path`` keeps its top-level fields (flags, version, extra keys).
-    """
-    doc = read_labelme(json_path) if json_path.exists() else LabelMeDocument()
+
+def target_document(catalog: Catalog, target: EditTarget, json_path: Path) -> LabelMeDocument:
+    """The target's labels as a LabelMe document for an image seen from ``json_path``.
+
+    LabelMe shapes come back as they were read; other labels as polygons (holes as
+    following ``_background_`` polygons). The file's own fields are those of the imported
+    file (if any); an image that was embedded is embedded again."""
+    header, _source = _stored_header(catalog, target.tile_id if target.kind == "tile" else None)
+    keys = header.get("keys")
+    doc = LabelMeDocument(
+        version=header.get("version") or LabelMeDocument().version,
+        flags=header.get("flags", {}),
+        extra=dict(header.get("extra") or {}),
+        keys=tuple(keys) if keys is not None else None,
+    )
     try:
-        doc.imagePath = os.path.relpath(target.image_path, json_path.parent)
+        doc.imagePath = Path(os.path.relpath(target.image_path, json_path.parent)).as_posix()
     except ValueError:  # another drive on Windows
         doc.imagePath = str(target.image_path)
-    doc.imageData = None
+    if header.get("embedded"):
+        import base64
+
+        try:
+            doc.imageData = base64.b64encode(Path(target.image_path).read_bytes()).decode("ascii")
+        except OSError:
+            doc.imageData = None
     doc.imageHeight, doc.imageWidth = target.height, target.width
+    dx, dy = target.offset
     shapes: list[LabelMeShape] = []
-    holes: list[LabelMeShape] = []
+    kept = base_layer(catalog, target.tile_id) if target.kind == "tile" and target.tile_id is not None else None
+    if kept is not None and kept[1]:  # an imported raster not yet turned into labels
+        base = read_label_raster(kept[0], expected_shape=(target.height, target.width))
+        for poly in mask_to_polygons(base):
+            shapes.append(polygon_shape("landslide", list(poly.exterior.coords)))
+            shapes += [polygon_shape(HOLE_LABEL, list(h.coords)) for h in poly.interiors]
     for s in LabelStore(catalog, target).load():
-        meta = s.attributes.get("labelme") if isinstance(s.attributes.get("labelme"), dict) else {}
+        meta = labelme_shape_of(s.attributes)
+        if meta is not None:
+            shapes.append(_shape_from_meta(s.name, meta, dx, dy))
+            continue
+        lm = s.attributes.get("labelme") if isinstance(s.attributes.get("labelme"), dict) else {}
         for poly in _polygons(s.geometry):
             shape = polygon_shape(
                 s.name,
                 list(poly.exterior.coords),
-                group_id=meta.get("group_id"),
-                flags=meta.get("flags"),
-                description=meta.get("description") or "",
+                group_id=lm.get("group_id"),
+                flags=lm.get("flags"),
+                description=lm.get("description") or "",
             )
-            shape.extra = dict(meta.get("extra") or {})
+            shape.extra = dict(lm.get("extra") or {})
             shapes.append(shape)
-            holes += [polygon_shape(HOLE_LABEL, list(h.coords)) for h in poly.interiors]
-    doc.shapes = shapes + holes
+            shapes += [polygon_shape(HOLE_LABEL, list(h.coords)) for h in poly.interiors]
+    doc.shapes = shapes
     return doc
 
 
@@ -89,53 +256,6 @@ def export_labelme(catalog: Catalog, target: EditTarget, json_path: str | Path) 
     return p
 
 
-def labelme_geometries(
-    doc: LabelMeDocument, label_names: Collection[str] | None = None
-) -> list[tuple[LabelMeShape, BaseGeometry]]:
-    """Area shapes as polygons in file order; a later non-landslide shape (e.g. a
-    ``_background_`` hole) is cut out of the earlier ones, as LabelMe's mask rule does."""
-    out: list[tuple[LabelMeShape, BaseGeometry]] = []
-    for shape, ring in iter_area_shapes(doc):
-        poly = shapely.make_valid(Polygon(ring)) if len(ring) >= 3 else Polygon()
-        if poly.is_empty or poly.area <= 0:
-            continue
-        landslide = shape.label not in RESERVED_LABELS if label_names is None else shape.label in label_names
-        if landslide:
-            out.append((shape, poly))
-            continue
-        out = [(s, _keep_outline(g.difference(poly), s)) if g.intersects(poly) else (s, g) for s, g in out]
-    return [(s, _area(g)) for s, g in out if not _area(g).is_empty]
-
-
-def _keep_outline(geom: BaseGeometry, shape: LabelMeShape) -> BaseGeometry:
-    """Boolean operations reorder vertices; keep the drawn outline when it is unchanged, so
-    a file exported again lists the same points."""
-    ring = [tuple(p) for p in shape.points]
-    if len(ring) < 3:
-        return geom
-    drawn = Polygon(ring)
-    polys = list(_polygons_deep(geom))
-    if len(polys) == 1 and Polygon(polys[0].exterior).equals(drawn):
-        return Polygon(ring, [list(h.coords) for h in polys[0].interiors])
-    return geom
-
-
-def _area(geom: BaseGeometry) -> BaseGeometry:
-    polys = [p for p in _polygons_deep(geom) if p.area > 0]
-    if not polys:
-        return Polygon()
-    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
-
-
-def _polygons_deep(geom: BaseGeometry) -> Iterator[Polygon]:
-    if isinstance(geom, Polygon):
-        if not geom.is_empty:
-            yield geom
-    else:
-        for g in getattr(geom, "geoms", []):
-            yield from _polygons_deep(g)
-
-
 def import_labelme_file(
     catalog: Catalog,
     target: EditTarget,
@@ -143,8 +263,11 @@ def import_labelme_file(
     label_names: Collection[str] | None = None,
     replace: bool = True,
 ) -> list[int]:
-    """Store a LabelMe file's polygons on ``target`` (replacing the target's labels unless
-    ``replace`` is False); returns the new label ids. One transaction."""
+    """Store every shape of a LabelMe file on ``target``; returns the new label ids.
+
+    Labels imported earlier from the same file are replaced (never duplicated); with
+    ``replace`` a stand-alone tile's other labels (and imported raster) are replaced too.
+    The labels and the stale-mask markers of the tiles they reach are one transaction."""
     p = Path(json_path)
     doc = read_labelme(p)
     if doc.image_shape is not None and doc.image_shape != (target.height, target.width):
@@ -154,66 +277,113 @@ def import_labelme_file(
             p,
             "import it onto the image it was drawn on",
         )
+    rows = labelme_rows(doc, p, label_names, offset=target.offset)
     store = LabelStore(catalog, target)
-    ids: list[int] = []
-    with catalog.transaction():
-        if replace:
-            for s in store.load():
-                store.delete(s.label_id)
-        for shape, geom in labelme_geometries(doc, label_names):
-            meta = {
-                "group_id": shape.group_id,
-                "flags": shape.flags,
-                "description": shape.description,
-                "extra": shape.extra,
-                "source_file": p.name,
-            }
-            ids.append(store.create(geom, shape.label, {"labelme": meta}, source="imported"))
+    key = str(p.resolve())
+    whole = shapely.box(0, 0, target.width, target.height)
+    with catalog.transaction() as db:
+        for s in store.load():
+            if (replace and target.kind == "tile") or s.attributes.get("source_file") == key:
+                db.execute("DELETE FROM labels WHERE id = ?", (s.label_id,))
+        if replace and target.kind == "tile" and target.tile_id is not None:
+            db.execute("UPDATE mask_bases SET added = 'adopted' WHERE tile_id = ?", (target.tile_id,))
+        for r in rows:
+            crs = target.to_crs(shapely.from_wkt(r["geometry_px"])) if target.crs else None
+            r["geometry_crs"] = None if crs is None else crs.wkt
+        ids = catalog.add_labels(rows, source="imported", author=store.author, **target.owner)
+        if target.kind == "tile" and target.tile_id is not None:
+            store_document_header(catalog, target.tile_id, doc, p)
+        mark_pending(catalog, store.affected_tiles([whole]))
     return ids
 
 
-def _tile_for_json(catalog: Catalog, json_path: Path) -> int | None:
-    rows = catalog.query("SELECT id, image_path FROM tiles WHERE name = ?", (json_path.stem,))
+def _tile_for_json(catalog: Catalog, json_path: Path, root: Path) -> int | None:
+    """The tile a LabelMe file belongs to: ``SUB/NAME.json`` -> tile NAME of subdataset SUB
+    (the layout export writes), else the only tile named NAME."""
+    rows = catalog.query(
+        "SELECT t.id, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id WHERE t.name = ?",
+        (json_path.stem,),
+    )
+    if json_path.parent != root:
+        match = [r for r in rows if r["sub"] == json_path.parent.name]
+        if len(match) == 1:
+            return int(match[0]["id"])
     if len(rows) == 1:
         return int(rows[0]["id"])
-    for r in rows:
-        if Path(r["image_path"]).parent.parent == json_path.parent.parent:
-            return int(r["id"])
-    return int(rows[0]["id"]) if rows else None
+    return None
 
 
 def import_labelme_folder(
     catalog: Catalog, folder: str | Path, label_names: Collection[str] | None = None
 ) -> ExchangeReport:
-    """Each ``NAME.json`` goes onto the tile named NAME (its polygons replace the tile's)."""
+    """``NAME.json`` (or ``SUB/NAME.json``) goes onto tile NAME (of subdataset SUB); a file
+    that cannot be imported is reported and skipped, the others are imported."""
     root = Path(folder)
-    files = sorted(root.glob("*.json")) if root.is_dir() else [root]
+    if root.is_dir():
+        files = sorted(root.glob("*.json")) + sorted(root.glob("*/*.json"))
+    else:
+        files, root = [root], root.parent
     rep = ExchangeReport()
     for f in files:
-        tid = _tile_for_json(catalog, f)
+        tid = _tile_for_json(catalog, f, root)
         if tid is None:
-            rep.messages.append(f"{f.name}: no tile named {f.stem!r}; add the image with `casdesk import` first")
+            rep.skipped.append((str(f), f"no single tile named {f.stem!r}; add the image with `casdesk import-dataset` first"))
             continue
-        target = tile_target(catalog, tid)
-        rep.labels += len(import_labelme_file(catalog, target, f, label_names))
+        try:
+            target = tile_target(catalog, tid)
+            rep.labels += len(import_labelme_file(catalog, target, f, label_names))
+        except CasdeskError as exc:
+            rep.skipped.append((str(f), str(exc)))
+            continue
         rep.tiles += LabelStore(catalog, target).affected_tiles([shapely.box(0, 0, target.width, target.height)])
+    rep.messages += [f"skipped {Path(f).name}: {why}" for f, why in rep.skipped]
     return rep
 
 
-def export_labelme_folder(catalog: Catalog, folder: str | Path) -> ExchangeReport:
-    """One LabelMe JSON per tile that has polygons, named after the tile."""
+def _source_files(catalog: Catalog) -> set[Path]:
+    """LabelMe files labels were imported from: never written unless asked."""
+    out: set[Path] = set()
+    for (src,) in catalog.query("SELECT source FROM label_documents WHERE source IS NOT NULL"):
+        out.add(Path(src).resolve())
+    for (src,) in catalog.query(
+        "SELECT DISTINCT json_extract(attributes, '$.source_file') FROM labels"
+        " WHERE json_extract(attributes, '$.source_file') IS NOT NULL"
+    ):
+        out.add(Path(src).resolve())
+    return out
+
+
+def export_labelme_folder(catalog: Catalog, folder: str | Path, overwrite: bool = False) -> ExchangeReport:
+    """One LabelMe JSON per tile with labels, in one folder per subdataset
+    (``FOLDER/SUB/NAME.json``: equal tile names in two subdatasets never collide). An
+    existing file (such as the LabelMe file the labels came from) is only replaced with
+    ``overwrite``."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     rep = ExchangeReport()
+    sources = _source_files(catalog)
     for tile in catalog.tiles():
         target = tile_target(catalog, tile.id)
-        doc = target_document(catalog, target, out / f"{tile.name}.json")
+        path = out / _safe(tile.subdataset) / f"{tile.name}.json"
+        doc = target_document(catalog, target, path)
         if not doc.shapes:
             continue
-        write_labelme(doc, out / f"{tile.name}.json")
-        rep.written.append(out / f"{tile.name}.json")
+        if path.exists() and not overwrite:
+            why = "it is the file the labels came from" if path.resolve() in sources else "it exists"
+            rep.skipped.append((str(path), f"not written: {why} (use --overwrite to replace it)"))
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        doc = target_document(catalog, target, path)
+        write_labelme(doc, path)
+        rep.written.append(path)
         rep.labels += sum(1 for s in doc.shapes if s.label != HOLE_LABEL)
+    rep.messages += [f"skipped {f}: {why}" for f, why in rep.skipped]
     return rep
+
+
+def _safe(name: str) -> str:
+    bad = '<>:"/\\|?*'
+    return "".join("_" if c in bad or ord(c) < 32 else c for c in name).strip() or "_"
 
 
 # --------------------------------------------------------------------------- vectors
@@ -275,20 +445,35 @@ def import_vector(
     label_names: Collection[str] | None = None,
     label_field: str | None = None,
 ) -> ExchangeReport:
-    """Add a vector file's polygons to every scene they fall in (reprojected, clipped)."""
+    """Add a vector file's polygons to every scene they fall in (reprojected, clipped).
+
+    Importing the same file again replaces the labels it gave before (keyed by source file
+    and feature id). Labels and the stale-mask markers of their tiles are one transaction
+    per scene, so a crash before the masks are written is repaired by `labels regenerate`."""
     rep = ExchangeReport()
+    key = str(Path(path).resolve())
     for scene in catalog.scenes():
         if scene_ids is not None and scene.id not in scene_ids:
             continue
         info = raster_info(scene.path)
         labels = read_vector_labels(path, info, label_names, label_field)
         rep.messages += [f"{scene.name}: {m}" for m in labels.messages if "no label polygon" not in m]
-        if not labels.labels:
-            continue
-        catalog.add_labels(labels.labels, scene_id=scene.id, source="imported")
-        rep.labels += len(labels.labels)
         store = LabelStore(catalog, scene_target(catalog, scene.id))
-        rep.tiles += store.affected_tiles(labels.geometries)
+        with catalog.transaction() as db:
+            old = db.execute(
+                "SELECT id, geometry_px FROM labels WHERE scene_id = ? AND json_extract(attributes, '$.source_file') = ?",
+                (scene.id, key),
+            ).fetchall()
+            for lid, _g in old:
+                catalog.delete_label(int(lid), author=store.author)
+            if labels.labels:
+                catalog.add_labels(labels.labels, scene_id=scene.id, source="imported")
+            touched = store.affected_tiles(labels.geometries + [shapely.from_wkt(g) for _i, g in old])
+            mark_pending(catalog, touched)
+        rep.labels += len(labels.labels)
+        rep.tiles += touched
+        if old:
+            rep.messages.append(f"{scene.name}: replaced the {len(old)} label(s) imported from this file before")
     if not rep.labels:
         rep.messages.append("no polygon of the file falls inside a scene of the project")
     return rep

@@ -75,24 +75,52 @@ def mask_to_polygons(
     transform: Affine = IDENTITY,
     min_area: float = 0.0,
     simplify: float = 0.0,
+    value: int = 1,
 ) -> list[Polygon]:
-    """Polygons (holes kept) of the 1-pixels of a mask, in ``transform``'s coordinates.
+    """Valid polygons (holes kept) of the ``value`` pixels of a mask (True in a boolean
+    mask), in ``transform``'s coordinates.
 
+    Exact: without ``simplify``/``min_area`` the polygons rasterized back by GDAL's
+    pixel-centre rule give the mask pixel for pixel. Components are 4-connected (pixels
+    touching only at a corner are separate polygons), so no ring touches itself; anything
+    GEOS still finds invalid is repaired with ``make_valid`` (same pixels).
     ``min_area`` and ``simplify`` are in the same units (pixels for the identity
     transform, map units otherwise). Simplification preserves topology.
     """
-    m = (np.asarray(mask) > 0).astype(np.uint8)
+    arr = np.asarray(mask)
+    m = arr.astype(bool) if arr.dtype == bool else (arr == value)
+    m = m.astype(np.uint8)
     polys: list[Polygon] = []
-    for geom, value in features.shapes(m, mask=m.astype(bool), transform=transform, connectivity=8):
-        if value != 1:
+    for geom, v in features.shapes(m, mask=m.astype(bool), transform=transform, connectivity=4):
+        if v != 1:
             continue
-        poly = shape(geom)
+        poly = valid_polygonal(shape(geom))
         if simplify > 0:
-            poly = poly.simplify(simplify, preserve_topology=True)
+            poly = valid_polygonal(poly.simplify(simplify, preserve_topology=True))
         for part in getattr(poly, "geoms", [poly]):
             if part.area >= min_area and not part.is_empty:
                 polys.append(part)
     return polys
+
+
+def valid_polygonal(geom: BaseGeometry) -> BaseGeometry:
+    """``geom`` made valid (``make_valid``) keeping only its polygonal parts."""
+    if geom.is_valid:
+        return geom
+    fixed = shapely.make_valid(geom)
+    polys = [g for g in _flat(fixed) if g.geom_type == "Polygon" and not g.is_empty]
+    if not polys:
+        return Polygon()
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def _flat(geom: BaseGeometry) -> list[BaseGeometry]:
+    if hasattr(geom, "geoms"):
+        out: list[BaseGeometry] = []
+        for g in geom.geoms:
+            out += _flat(g)
+        return out
+    return [geom]
 
 
 def mask_to_cas_label(mask: np.ndarray) -> np.ndarray:
@@ -101,8 +129,11 @@ def mask_to_cas_label(mask: np.ndarray) -> np.ndarray:
     return np.stack((band, band, band))
 
 
-def binarize_label_array(data: np.ndarray, path: Path | None = None) -> np.ndarray:
-    """Turn a label raster (bands, rows, cols) into a 0/1 mask, detecting the convention.
+def binarize_label_array(
+    data: np.ndarray, path: Path | None = None, nodata: float | None = None
+) -> np.ndarray:
+    """Turn a label raster (bands, rows, cols) into a 0/1 mask, detecting the convention;
+    pixels equal to ``nodata`` (in every band) become 255, the ignore value.
 
     - one band: 0/1 or 0/255 (or any two values): landslide = value > 0.
     - three or more bands where every pixel is black or white: the CAS ``label/``
@@ -112,12 +143,23 @@ def binarize_label_array(data: np.ndarray, path: Path | None = None) -> np.ndarr
     """
     if data.ndim == 2:
         data = data[None]
+    missing = None
+    if nodata is not None:
+        missing = np.all(np.isnan(data) if np.isnan(nodata) else data == nodata, axis=0)
+    out = _binarize(data, path, missing)
+    if missing is not None:
+        out[missing] = 255
+    return out
+
+
+def _binarize(data: np.ndarray, path: Path | None, missing: np.ndarray | None) -> np.ndarray:
     if data.shape[0] == 1:
-        return (data[0] > 0).astype(np.uint8)
+        return (np.nan_to_num(data[0]) > 0).astype(np.uint8)
     rgb = data[:3]
     black = np.all(rgb == 0, axis=0)
     white = np.all(rgb == 255, axis=0)
-    if np.all(black | white) and white.any():
+    known = black | white if missing is None else black | white | missing
+    if np.all(known) and white.any():
         if white.mean() < 0.5 and black.any():
             log.info("%s: black/white label with mostly black: read as CAS (landslide black)", path)
         return black.astype(np.uint8)
@@ -125,7 +167,8 @@ def binarize_label_array(data: np.ndarray, path: Path | None = None) -> np.ndarr
 
 
 def read_label_raster(path: str | Path, expected_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Read a label raster (GeoTIFF or PNG/JPEG) as a 0/1 mask."""
+    """Read a label raster (GeoTIFF or PNG/JPEG) as a uint8 mask: 0/1, and 255 (ignore)
+    where the raster has its nodata value."""
     p = Path(path)
     with open_raster(p) as ds:
         if expected_shape is not None and (ds.height, ds.width) != tuple(expected_shape):
@@ -139,7 +182,8 @@ def read_label_raster(path: str | Path, expected_shape: tuple[int, int] | None =
             data = ds.read()
         except Exception as exc:  # noqa: BLE001 - rasterio raises several IO errors
             raise LabelError(f"label pixels cannot be read ({exc})", p) from exc
-    return binarize_label_array(data, p)
+        nodata = ds.nodata
+    return binarize_label_array(data, p, nodata)
 
 
 # --------------------------------------------------------------------------- vectors
@@ -176,7 +220,7 @@ def read_vector_labels(
     if not p.exists():
         raise LabelError("file not found", p, "check the path")
     try:
-        meta, _fids, wkb, field_data = read(p, layer=layer)
+        meta, fids, wkb, field_data = read(p, layer=layer, return_fids=True)
     except (DataSourceError, OSError, ValueError) as exc:
         raise LabelError(f"not a vector file GDAL can read ({exc})", p) from exc
     out = LabelSet()
@@ -223,7 +267,8 @@ def read_vector_labels(
     inv = ~scene.transform
     box = shapely.box(0, 0, scene.width, scene.height)
     outside = 0
-    for geom, value, k in zip(geoms, values, keep, strict=True):
+    fid_list = list(fids) if fids is not None else list(range(len(geoms)))
+    for fid, geom, value, k in zip(fid_list, geoms, values, keep, strict=True):
         if not k or geom is None or geom.is_empty:
             continue
         if geom.geom_type not in ("Polygon", "MultiPolygon"):
@@ -243,7 +288,13 @@ def read_vector_labels(
                 "name": value if value is not None else "landslide",
                 "geometry_px": px_geom.wkt,
                 "geometry_crs": crs_geom.wkt if scene.crs_wkt else None,
-                "attributes": {"source_file": p.name},
+                "attributes": {
+                    "source_file": str(p.resolve()),
+                    "feature": int(fid),
+                    "mask_rule": "gdal",
+                    "label_field": lf,
+                    **({"label_names": sorted(label_names)} if label_names is not None else {}),
+                },
             }
         )
     if outside:
@@ -275,7 +326,7 @@ def write_vector_labels(
     driver = driver or {".gpkg": "GPKG", ".shp": "ESRI Shapefile", ".geojson": "GeoJSON", ".json": "GeoJSON"}.get(suffix)
     if driver is None:
         raise LabelError("unknown vector format", p, "use .gpkg, .shp or .geojson")
-    geoms = np.array(list(polygons), dtype=object)
+    geoms = np.array([valid_polygonal(g) for g in polygons], dtype=object)  # layer typed MultiPolygon
     crs_out = crs_wkt
     if driver == "GeoJSON" and crs_wkt:
         from pyproj import CRS, Transformer
@@ -297,8 +348,8 @@ def write_vector_labels(
             fields=field_names,
             crs=crs_out,
             driver=driver,
-            geometry_type="MultiPolygon" if driver == "ESRI Shapefile" else "Unknown",
-            promote_to_multi=driver == "ESRI Shapefile",
+            geometry_type="MultiPolygon",
+            promote_to_multi=True,
         )
         for f in tmp_dir.iterdir():
             os.replace(f, p.parent / f.name)

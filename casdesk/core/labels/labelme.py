@@ -7,9 +7,10 @@ carry (``description``, ``mask`` appeared in 5.x), so the model remembers the ke
 object and their order, and keeps keys it does not know: reading then writing a file gives
 back the same JSON (only whitespace may differ).
 
-Masks follow LabelMe's own ``shape_to_mask``/``shapes_to_label``: a polygon is filled
-*including its outline*, with vertices truncated to pixel indexes as PIL does; later shapes
-paint over earlier ones.
+Masks follow LabelMe's own ``shape_to_mask``/``shapes_to_label``, drawn with PIL's
+``ImageDraw`` exactly as LabelMe does: a polygon is filled *including its outline*; lines and
+line strips are 10 px wide, points discs of radius 5; a ``mask`` shape pastes its PNG at its
+first point; later shapes paint over earlier ones.
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ LINE_WIDTH_PX = 10  # LabelMe draws lines and line strips this wide in masks
 POINT_RADIUS_PX = 5  # ... and points as discs of this radius
 MAX_IMAGE_SIDE = 1_000_000  # a larger imageWidth/imageHeight is a broken file, not an image
 MAX_COORD = 1e7  # coordinates are clipped to this for drawing (pixels)
+ORIENTED_TYPES = ("oriented_rectangle", "rotation")  # other tools' 4-point rectangles: polygons
+IGNORE_LABELS = frozenset({"__ignore__", "nodata"})  # paint 255 (ignore), as labelme2voc does
+BACKGROUND_LABELS = frozenset({"_background_", "background"})  # paint 0
+IGNORE_VALUE = 255
 
 _SHAPE_KEYS = ("label", "points", "group_id", "description", "shape_type", "flags", "mask")
 _DOC_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
@@ -311,6 +316,7 @@ def atomic_write_bytes(path: Path, payload: bytes, error: type[LabelError] = Lab
             fh.write(payload)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _file_mode(path))  # mkstemp makes 0600: give the file normal permissions
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -318,84 +324,141 @@ def atomic_write_bytes(path: Path, payload: bytes, error: type[LabelError] = Lab
         raise error(f"cannot be written ({exc.strerror or exc})", path) from exc
 
 
+def _file_mode(path: Path) -> int:
+    """The mode of the file being replaced, else 0666 minus the umask (what open() gives)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)
+        os.umask(mask)
+        return 0o666 & ~mask
+
+
 # --------------------------------------------------------------------------- masks
-def _pixel_index(values: np.ndarray) -> np.ndarray:
-    """Vertex -> pixel index as LabelMe's drawing (PIL) does: truncation toward zero."""
-    v = np.clip(np.asarray(values, dtype=np.float64), -MAX_COORD, MAX_COORD)
-    return np.trunc(v).astype(np.int32)
+def burn_value(label: str, label_names: Collection[str] | None = None) -> int:
+    """What a shape labelled ``label`` paints into a mask (LabelMe's ``shapes_to_label``
+    with one class): 255 (ignore) for ``__ignore__``/``nodata``, 0 for ``_background_``/
+    ``background`` and, when ``label_names`` is given, for every label not in it; else 1."""
+    low = (label or "").lower()
+    if low in IGNORE_LABELS:
+        return IGNORE_VALUE
+    if low in BACKGROUND_LABELS:
+        return 0
+    if label_names is not None:
+        return 1 if label in label_names else 0
+    return 1
 
 
-def shape_mask(shape: LabelMeShape, size: tuple[int, int]) -> np.ndarray:
-    """Boolean (rows, cols) pixels a single shape covers, by LabelMe's rule."""
-    import cv2
+def _xy(points: Any, offset: tuple[float, float]) -> list[tuple[float, float]]:
+    dx, dy = offset
+    pts = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), -MAX_COORD, MAX_COORD)
+    return [(float(x) - dx, float(y) - dy) for x, y in pts]
+
+
+def draw_shape(
+    shape_type: str | None,
+    points: Any,
+    size: tuple[int, int],
+    *,
+    mask_b64: str | None = None,
+    offset: tuple[float, float] = (0.0, 0.0),
+    line_width: int = LINE_WIDTH_PX,
+    point_size: int = POINT_RADIUS_PX,
+) -> np.ndarray:
+    """Boolean (rows, cols) pixels one shape covers, drawn exactly as LabelMe's
+    ``shape_to_mask`` draws it (PIL ``ImageDraw``, outline included), in a window whose
+    top-left pixel corner is ``offset`` = (x, y) in the points' coordinates."""
+    from PIL import Image, ImageDraw
 
     rows, cols = size
-    canvas = np.zeros((rows, cols), dtype=np.uint8)
-    pts = np.asarray(shape.points, dtype=np.float64).reshape(-1, 2)
-    kind = shape.shape_type
-    if kind == "polygon":
-        ip = _pixel_index(pts).reshape(-1, 1, 2)
-        cv2.fillPoly(canvas, [ip], 1, lineType=cv2.LINE_8)
-        cv2.polylines(canvas, [ip], True, 1, thickness=1, lineType=cv2.LINE_8)
-    elif kind == "rectangle":
-        (x0, y0), (x1, y1) = _pixel_index(pts)
-        cv2.rectangle(
-            canvas,
-            (int(min(x0, x1)), int(min(y0, y1))),
-            (int(max(x0, x1)), int(max(y0, y1))),
-            1,
-            -1,
-        )
-    elif kind == "circle":
-        (cx, cy), (px, py) = pts
-        radius = math.hypot(cx - px, cy - py)
-        _disc(canvas, cx, cy, radius)
+    kind = shape_type or "polygon"
+    if kind == "mask":
+        canvas = np.zeros((rows, cols), dtype=bool)
+        _paste_mask(canvas, points, mask_b64, offset)
+        return canvas
+    img = Image.new("L", (cols, rows), 0)
+    draw = ImageDraw.Draw(img)
+    xy = _xy(points, offset)
+    if kind == "circle" and len(xy) == 2:
+        (cx, cy), (px, py) = xy
+        d = math.hypot(cx - px, cy - py)
+        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
+    elif kind == "rectangle" and len(xy) == 2:
+        (x0, y0), (x1, y1) = xy
+        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=1, fill=1)
     elif kind in ("line", "linestrip"):
-        ip = _pixel_index(pts).reshape(-1, 1, 2)
-        cv2.polylines(canvas, [ip], False, 1, thickness=LINE_WIDTH_PX, lineType=cv2.LINE_8)
+        if xy:
+            draw.line(xy=xy, fill=1, width=line_width)
     elif kind in ("point", "points"):
-        for cx, cy in pts:
-            _disc(canvas, cx, cy, POINT_RADIUS_PX)
-    elif kind == "mask":
-        _paste_mask(canvas, shape)
-    else:
+        for cx, cy in xy:
+            r = point_size
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
+    elif len(xy) > 2:  # polygon, oriented rectangle and any other type: LabelMe's polygon
+        draw.polygon(xy=xy, outline=1, fill=1)
+    elif len(xy) == 2:
+        draw.line(xy=xy, fill=1, width=1)
+    elif len(xy) == 1:
+        draw.point(xy, fill=1)
+    return np.asarray(img, dtype=bool)
+
+
+def shape_mask(
+    shape: LabelMeShape,
+    size: tuple[int, int],
+    offset: tuple[float, float] = (0.0, 0.0),
+    line_width: int = LINE_WIDTH_PX,
+    point_size: int = POINT_RADIUS_PX,
+) -> np.ndarray:
+    """Boolean (rows, cols) pixels a single shape covers, by LabelMe's rule."""
+    if shape.shape_type not in SHAPE_TYPES and shape.shape_type not in ORIENTED_TYPES:
         raise LabelMeError(
-            f"shape type {kind!r} cannot be rasterized",
+            f"shape type {shape.shape_type!r} cannot be rasterized",
             None,
             f"known types: {', '.join(SHAPE_TYPES)}",
         )
-    return canvas.astype(bool)
+    return draw_shape(
+        shape.shape_type,
+        shape.points,
+        size,
+        mask_b64=shape.mask,
+        offset=offset,
+        line_width=line_width,
+        point_size=point_size,
+    )
 
 
-def _disc(canvas: np.ndarray, cx: float, cy: float, radius: float) -> None:
-    """Pixels whose index lies within ``radius`` of (cx, cy), as PIL's ellipse fills them."""
-    rows, cols = canvas.shape
-    r = min(radius, MAX_COORD)
-    r0, r1 = max(0, int(math.floor(cy - r))), min(rows, int(math.ceil(cy + r)) + 1)
-    c0, c1 = max(0, int(math.floor(cx - r))), min(cols, int(math.ceil(cx + r)) + 1)
-    if r0 >= r1 or c0 >= c1:
-        return
-    yy, xx = np.mgrid[r0:r1, c0:c1]
-    canvas[r0:r1, c0:c1][(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r + 1e-9] = 1
+def decode_mask_png(mask_b64: str | None, label: str = "") -> np.ndarray:
+    """The boolean array of a ``mask`` shape's base64 PNG (LabelMe's ``img_b64_to_arr``)."""
+    import io
 
-
-def _paste_mask(canvas: np.ndarray, shape: LabelMeShape) -> None:
-    import cv2
+    from PIL import Image, UnidentifiedImageError
 
     try:
-        png = base64.b64decode(shape.mask or "", validate=False)
-    except (binascii.Error, ValueError) as exc:
-        raise LabelMeError(f"mask shape {shape.label!r}: 'mask' is not base64 ({exc})") from exc
-    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE) if png else None
-    if img is None:
-        raise LabelMeError(f"mask shape {shape.label!r}: 'mask' is not a PNG image")
-    x0, y0 = (int(v) for v in np.clip(shape.points[0], -MAX_COORD, MAX_COORD))
+        png = base64.b64decode(mask_b64 or "", validate=False)
+        with Image.open(io.BytesIO(png)) as im:
+            arr = np.asarray(im)
+    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as exc:
+        raise LabelMeError(f"mask shape {label!r}: 'mask' is not a base64 PNG image ({exc})") from exc
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return arr.astype(bool)
+
+
+def _paste_mask(
+    canvas: np.ndarray, points: Any, mask_b64: str | None, offset: tuple[float, float]
+) -> None:
+    """``mask[y1:y2+1, x1:x2+1] = shape['mask']`` as LabelMe's ``shapes_to_label`` does."""
+    img = decode_mask_png(mask_b64)
+    pts = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), -MAX_COORD, MAX_COORD)
+    x0, y0 = (int(v) for v in pts[0].astype(int))
+    x0 -= int(offset[0])
+    y0 -= int(offset[1])
     rows, cols = canvas.shape
     h, w = img.shape
     r0, c0 = max(0, y0), max(0, x0)
     r1, c1 = min(rows, y0 + h), min(cols, x0 + w)
     if r0 < r1 and c0 < c1:
-        canvas[r0:r1, c0:c1] = img[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0] > 0
+        canvas[r0:r1, c0:c1] = img[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
 
 
 def labelme_mask(
@@ -403,12 +466,12 @@ def labelme_mask(
     label_names: Collection[str] | None = None,
     shape: tuple[int, int] | None = None,
 ) -> np.ndarray:
-    """uint8 0/1 (rows, cols) landslide mask, by LabelMe's own rule.
+    """uint8 (rows, cols) landslide mask by LabelMe's own rule (0, 1, 255 = ignore).
 
-    Shapes are painted in file order: a shape whose label is in ``label_names`` paints 1,
-    any other shape paints 0 (so a later non-landslide shape cuts an earlier landslide).
-    ``label_names`` None means every label is landslide except LabelMe's reserved
-    ``_background_`` and ``__ignore__``. ``shape`` overrides the file's image size.
+    Shapes are painted in file order with :func:`burn_value`: a shape whose label is in
+    ``label_names`` paints 1, any other shape paints 0 (so a later non-landslide shape cuts
+    an earlier landslide); ``__ignore__`` paints 255. ``label_names`` None means every label
+    is landslide except ``_background_``. ``shape`` overrides the file's image size.
     """
     size = shape or doc.image_shape
     if size is None:
@@ -419,10 +482,7 @@ def labelme_mask(
         )
     out = np.zeros(size, dtype=np.uint8)
     for s in doc.shapes:
-        landslide = (
-            s.label not in RESERVED_LABELS if label_names is None else s.label in label_names
-        )
-        out[shape_mask(s, size)] = 1 if landslide else 0
+        out[shape_mask(s, size)] = burn_value(s.label, label_names)
     return out
 
 
@@ -433,11 +493,9 @@ def load_labelme_image(doc: LabelMeDocument, json_path: str | Path) -> np.ndarra
     import cv2
 
     jp = Path(json_path)
-    if doc.imageData:
-        try:
-            raw = base64.b64decode(doc.imageData, validate=False)
-        except (binascii.Error, ValueError) as exc:
-            raise LabelMeError(f"'imageData' is not base64 ({exc})", jp) from exc
+    embedded = embedded_image_bytes(doc, jp)
+    if embedded is not None:
+        raw = embedded
         source: Path = jp
     else:
         if not doc.imagePath:
@@ -463,21 +521,69 @@ def load_labelme_image(doc: LabelMeDocument, json_path: str | Path) -> np.ndarra
     return np.ascontiguousarray(img)
 
 
-def _find_image(image_path: str, json_path: Path) -> Path:
-    candidates = [image_path, image_path.replace("\\", "/")]
-    for c in candidates:
+def image_candidates(image_path: str, json_path: Path) -> list[Path]:
+    """Where LabelMe looks for ``imagePath``: relative to the JSON file's folder (Windows
+    backslashes read as separators), then absolute; then the image's file name beside the
+    JSON (a folder moved as a whole)."""
+    norm = image_path.replace("\\", "/")
+    out: list[Path] = []
+    for c in (norm, image_path):
         p = Path(c)
-        p = p if p.is_absolute() else json_path.parent / p
-        if p.exists():
+        out.append(p if p.is_absolute() else json_path.parent / p)
+        if len(c) > 2 and c[1] == ":":  # a Windows drive path read on another system
+            out.append(json_path.parent / Path(norm).name)
+    out.append(json_path.parent / Path(norm).name)
+    return list(dict.fromkeys(out))
+
+
+def _find_image(image_path: str, json_path: Path) -> Path:
+    for p in image_candidates(image_path, json_path):
+        if p.is_file() and p.resolve() != json_path.resolve():
             return p
-    name = Path(image_path.replace("\\", "/")).name
-    if (json_path.parent / name).exists():
-        return json_path.parent / name
     raise LabelMeError(
         f"the image {image_path!r} it points to is not found",
         json_path,
-        "put the image beside the JSON file",
+        "put the image beside the JSON file, or embed it (imageData)",
     )
+
+
+def find_image_file(doc: LabelMeDocument, json_path: str | Path) -> Path | None:
+    """The image file of a LabelMe document (``imagePath`` resolved as LabelMe does, then a
+    same-named image beside the JSON), or None when there is no such file (an embedded
+    image, or an ``imagePath`` pointing at the JSON file itself)."""
+    jp = Path(json_path)
+    if doc.imagePath:
+        try:
+            return _find_image(doc.imagePath, jp)
+        except LabelMeError:
+            pass
+    for suffix in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".JPG", ".PNG"):
+        candidate = jp.with_suffix(suffix)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def embedded_image_bytes(doc: LabelMeDocument, json_path: str | Path | None = None) -> bytes | None:
+    """The decoded ``imageData`` (the image file's bytes), or None when there is none."""
+    if not doc.imageData:
+        return None
+    try:
+        raw = base64.b64decode(doc.imageData, validate=False)
+    except (binascii.Error, ValueError) as exc:
+        raise LabelMeError(f"'imageData' is not base64 ({exc})", json_path) from exc
+    if not raw:
+        raise LabelMeError("'imageData' is empty", json_path)
+    return raw
+
+
+def image_suffix(raw: bytes) -> str:
+    """File suffix for image bytes (by their signature); ``.png`` when unknown."""
+    signatures = {b"\x89PNG": ".png", b"\xff\xd8": ".jpg", b"II*\x00": ".tif", b"MM\x00*": ".tif", b"BM": ".bmp"}
+    for sig, ext in signatures.items():
+        if raw.startswith(sig):
+            return ext
+    return ".png"
 
 
 def _read_with_rasterio(raw: bytes, source: Path) -> np.ndarray:

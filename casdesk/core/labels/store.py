@@ -14,7 +14,9 @@ atomically, in a worker.
 
 from __future__ import annotations
 
+import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -25,19 +27,29 @@ import numpy as np
 import rasterio
 import shapely
 from affine import Affine
+from rasterio.enums import MaskFlags
 from shapely.geometry.base import BaseGeometry
 
 from casdesk.core.errors import CatalogError, OutputError
 from casdesk.core.jobs import CancelToken, Job, Progress
-from casdesk.core.labels.io import mask_to_cas_label, rasterize_polygons
-from casdesk.core.project.catalog import Catalog, Label, Tile
+from casdesk.core.labels.io import mask_to_cas_label, mask_to_polygons, read_label_raster
+from casdesk.core.labels.masks import (
+    MASK_IGNORE,
+    RULE_GDAL,
+    RULE_LABELME,
+    MaskLabel,
+    labelme_shape_of,
+    render_mask,
+    window_box,
+)
+from casdesk.core.project.catalog import Catalog, Label, Tile, utc_now
 from casdesk.core.raster.io import open_raster
 
 NOT_LANDSLIDE = frozenset({"background", "_background_", "__ignore__", "nodata"})
 
 
 def is_landslide_name(name: str | None) -> bool:
-    """Labels burnt into masks: every name except background/ignore/nodata markers."""
+    """Labels burnt as landslide (1) without a filter: every name except background/ignore/nodata markers."""
     return not name or name.lower() not in NOT_LANDSLIDE
 
 
@@ -197,24 +209,47 @@ class LabelStore:
         attributes: dict[str, Any] | None = None,
         source: str = "edited",
     ) -> int:
-        row = self._row(view_geom, name, attributes)
-        return self.catalog.add_labels([row], source=source, author=self.author, **self.target.owner)[0]
+        """Store a new label and mark the tiles it reaches for mask regeneration, in one
+        transaction. A label drawn in the editor gets LabelMe's mask rule."""
+        attrs = dict(attributes or {})
+        attrs.setdefault("mask_rule", RULE_LABELME)
+        if labelme_shape_of(attrs) is not None and not _same_outline(attrs, self.target.to_stored(view_geom)):
+            attrs["labelme"] = _as_polygon_meta(attrs["labelme"])
+        row = self._row(view_geom, name, attrs)
+        with self.catalog.transaction():
+            lid = self.catalog.add_labels([row], source=source, author=self.author, **self.target.owner)[0]
+            mark_pending(self.catalog, self.affected_tiles([view_geom]))
+        return lid
 
     def update(self, label_id: int, view_geom: BaseGeometry | None = None, name: str | None = None) -> None:
-        if view_geom is None:
-            self.catalog.update_label(label_id, name=name, author=self.author)
-            return
-        row = self._row(view_geom, name or "", None)
-        self.catalog.update_label(
-            label_id,
-            geometry_px=row["geometry_px"],
-            geometry_crs=row["geometry_crs"],
-            name=name,
-            author=self.author,
-        )
+        """Rename and/or reshape a label; its tiles are marked for regeneration in the same
+        transaction. A reshaped LabelMe shape becomes a polygon (drawn by the same rule)."""
+        with self.catalog.transaction() as db:
+            row = db.execute("SELECT geometry_px, attributes FROM labels WHERE id = ?", (label_id,)).fetchone()
+            before = None if row is None else self.target.to_view(shapely.from_wkt(row[0]))
+            if view_geom is None:
+                self.catalog.update_label(label_id, name=name, author=self.author)
+            else:
+                new = self._row(view_geom, name or "", None)
+                self.catalog.update_label(
+                    label_id,
+                    geometry_px=new["geometry_px"],
+                    geometry_crs=new["geometry_crs"],
+                    name=name,
+                    author=self.author,
+                )
+                attrs = json.loads(row[1] or "{}") if row is not None else {}
+                if labelme_shape_of(attrs) is not None:
+                    attrs["labelme"] = _as_polygon_meta(attrs["labelme"])
+                    db.execute("UPDATE labels SET attributes = ? WHERE id = ?", (json.dumps(attrs), label_id))
+            mark_pending(self.catalog, self.affected_tiles([before, view_geom]))
 
     def delete(self, label_id: int) -> None:
-        self.catalog.delete_label(label_id, author=self.author)
+        with self.catalog.transaction() as db:
+            row = db.execute("SELECT geometry_px FROM labels WHERE id = ?", (label_id,)).fetchone()
+            self.catalog.delete_label(label_id, author=self.author)
+            if row is not None:
+                mark_pending(self.catalog, self.affected_tiles([self.target.to_view(shapely.from_wkt(row[0]))]))
 
     def affected_tiles(self, view_geoms: Iterable[BaseGeometry | None]) -> list[int]:
         """Tiles whose masks an edit of these (before/after) geometries may change."""
@@ -235,22 +270,164 @@ class LabelStore:
 
 
 # --------------------------------------------------------------------------- masks
-def tile_mask(catalog: Catalog, tile: Tile) -> np.ndarray:
-    """The tile's uint8 0/1 mask rasterized from the polygons that own it (pixel centres)."""
-    shape = (tile.height, tile.width)
-    own = [lab for lab in catalog.labels(tile_id=tile.id)]
+def _same_outline(attrs: dict[str, Any], stored: BaseGeometry) -> bool:
+    """Whether ``stored`` is still the outline of the LabelMe shape kept in ``attrs``."""
+    from casdesk.core.labels.exchange import shape_display_geometry
+
+    try:
+        shown = shape_display_geometry(attrs["labelme"])
+    except Exception:  # noqa: BLE001 - a shape that cannot be shown is treated as changed
+        return False
+    if shown is None:
+        return False
+    return bool(shown.symmetric_difference(stored).area <= 1e-6 * max(1.0, shown.area))
+
+
+def _as_polygon_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """LabelMe details of a shape whose geometry was edited: the stored polygon is the shape now."""
+    out = {k: v for k, v in meta.items() if k not in ("points", "mask")}
+    out["shape_type"] = "polygon"
+    out["edited"] = True
+    return out
+
+
+def mark_pending(catalog: Catalog, tile_ids: Iterable[int | None]) -> None:
+    """Record (inside the caller's transaction) that these tiles' masks are stale."""
+    ids = sorted({int(t) for t in tile_ids if t is not None})
+    if not ids:
+        return
+    now = utc_now()
+    with catalog.transaction() as db:
+        db.executemany(
+            "INSERT INTO mask_pending(tile_id, since) VALUES (?, ?)"
+            " ON CONFLICT(tile_id) DO UPDATE SET since = excluded.since",
+            [(i, now) for i in ids],
+        )
+
+
+def pending_tiles(catalog: Catalog) -> list[int]:
+    """Tiles whose labels changed after their mask was last written (a crash in between)."""
+    try:
+        return [int(r[0]) for r in catalog.query("SELECT tile_id FROM mask_pending ORDER BY tile_id")]
+    except sqlite3.OperationalError:  # a project not yet migrated (read-only)
+        return []
+
+
+def base_layer(catalog: Catalog, tile_id: int) -> tuple[Path, bool] | None:
+    """(path, in use) of the imported raster label kept for a tile, or None.
+
+    ``in use`` is False once the raster was turned into editable labels
+    (:func:`adopt_base`); the path is still the user's file, never written."""
+    row = catalog.execute("SELECT path, added FROM mask_bases WHERE tile_id = ?", (tile_id,)).fetchone()
+    if row is None:
+        return None
+    return catalog.resolve(row[0]), row[1] != ADOPTED  # type: ignore[return-value]
+
+
+def set_base_layers(catalog: Catalog, pairs: Iterable[tuple[int, Path]]) -> None:
+    """Keep imported raster labels as the base layers of their tiles (replacing earlier ones)."""
+    now = utc_now()
+    with catalog.transaction() as db:
+        db.executemany(
+            "INSERT INTO mask_bases(tile_id, path, added) VALUES (?, ?, ?)"
+            " ON CONFLICT(tile_id) DO UPDATE SET path = excluded.path, added = excluded.added",
+            [(int(t), catalog.store_path(p), now) for t, p in pairs],
+        )
+
+
+def image_valid(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """Pixels inside the image footprint (False where the image is nodata), or None when
+    every pixel is valid or the image cannot be read."""
+    if path is None:
+        return None
+    try:
+        with open_raster(path) as ds:
+            if (ds.height, ds.width) != tuple(shape):
+                return None
+            if all(flags == [MaskFlags.all_valid] for flags in ds.mask_flag_enums):
+                return None
+            valid = ds.dataset_mask() > 0
+    except Exception:  # noqa: BLE001 - a tile whose image is gone keeps its labels' mask
+        return None
+    return None if valid.all() else valid
+
+
+def _labels_for(catalog: Catalog, tile: Tile) -> tuple[list[MaskLabel], tuple[int, int]]:
+    own = catalog.labels(tile_id=tile.id)
     if own or tile.scene_id is None or tile.row_off is None or tile.col_off is None:
-        geoms = [shapely.from_wkt(lab.geometry_px) for lab in own if is_landslide_name(lab.name)]
-        return rasterize_polygons(geoms, shape)
-    box = shapely.box(tile.col_off, tile.row_off, tile.col_off + tile.width, tile.row_off + tile.height)
-    geoms = []
+        return [MaskLabel(lab.name, _geom(lab), lab.attributes) for lab in own], (0, 0)
+    offset = (int(tile.col_off), int(tile.row_off))
+    box = window_box(offset, (tile.height, tile.width), margin=16)
+    out = []
     for lab in catalog.labels(scene_id=tile.scene_id):
-        if not is_landslide_name(lab.name):
-            continue
-        g = shapely.from_wkt(lab.geometry_px)
-        if g.intersects(box):
-            geoms.append(g)
-    return rasterize_polygons(geoms, shape, Affine.translation(tile.col_off, tile.row_off))
+        g = _geom(lab)
+        if g is not None and g.intersects(box):
+            out.append(MaskLabel(lab.name, g, lab.attributes))
+    return out, offset
+
+
+def _geom(lab: Label) -> BaseGeometry | None:
+    try:
+        return shapely.from_wkt(lab.geometry_px)
+    except shapely.errors.GEOSException:
+        return None
+
+
+def tile_mask(catalog: Catalog, tile: Tile) -> np.ndarray:
+    """The tile's uint8 mask (0, 1, 255 ignore) by :func:`casdesk.core.labels.masks.render_mask`:
+    its base layer (an imported raster label) if any, its labels painted over it in order,
+    each by its own rule, and 255 outside the image footprint."""
+    shape = (tile.height, tile.width)
+    labels, offset = _labels_for(catalog, tile)
+    base = None
+    kept = base_layer(catalog, tile.id)
+    if kept is not None and kept[1]:
+        base = read_label_raster(kept[0], expected_shape=shape)
+    return render_mask(labels, shape, offset, base=base, valid=image_valid(tile.image_path, shape))
+
+
+ADOPTED = "adopted"
+
+
+def adopt_base(catalog: Catalog, tile_id: int) -> int:
+    """Turn a tile's imported raster label into editable labels, exactly (one transaction).
+
+    The raster is polygonised with holes (4-connected, valid polygons; 255 ignore areas
+    become ``__ignore__`` labels), stored under GDAL's rule, so the mask regenerated from
+    them equals the imported one pixel for pixel. Returns the number of labels added (0
+    when there is no base in use)."""
+    kept = base_layer(catalog, tile_id)
+    if kept is None or not kept[1]:
+        return 0
+    tile = catalog.tile(tile_id)
+    base = read_label_raster(kept[0], expected_shape=(tile.height, tile.width))
+    rows = []
+    for value, name in ((1, "landslide"), (255, "__ignore__")):
+        for poly in mask_to_polygons(base, value=value):
+            attrs = {"mask_rule": RULE_GDAL, "source_file": str(kept[0])}
+            rows.append({"name": name, "geometry_px": poly.wkt, "attributes": attrs})
+    transform, _crs = _tile_georef(tile)
+    if transform is not None:
+        for r in rows:
+            g = shapely.from_wkt(r["geometry_px"])
+            r["geometry_crs"] = shapely.affinity.affine_transform(
+                g, [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
+            ).wkt
+    with catalog.transaction() as db:
+        # labels already on the tile were drawn over the base: keep them on top
+        later = db.execute("SELECT id FROM labels WHERE tile_id = ? ORDER BY id", (tile_id,)).fetchall()
+        catalog.add_labels(rows, tile_id=tile_id, source="imported")
+        for (lid,) in later:
+            _move_to_top(db, int(lid))
+        db.execute("UPDATE mask_bases SET added = ? WHERE tile_id = ?", (ADOPTED, tile_id))
+    return len(rows)
+
+
+def _move_to_top(db: sqlite3.Connection, label_id: int) -> None:
+    """Give a label a new, highest id (labels paint in id order)."""
+    new = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM labels").fetchone()[0]
+    db.execute("UPDATE labels SET id = ? WHERE id = ?", (new, label_id))
+    db.execute("UPDATE label_edits SET label_id = ? WHERE label_id = ?", (new, label_id))
 
 
 def _profile_from(path: Path | None, fallback: Path, shape: tuple[int, int]) -> dict[str, Any]:
@@ -290,22 +467,63 @@ def write_tif_atomic(path: Path, data: np.ndarray, georef: dict[str, Any], **ext
         raise
 
 
+def _read_current(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The tile's mask file as 0/1/255 (whatever its encoding: 0/255, CAS colours), or None."""
+    if path is None or not path.exists():
+        return None
+    try:
+        return read_label_raster(path, expected_shape=shape)
+    except Exception:  # noqa: BLE001 - an unreadable mask is rewritten
+        return None
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return False
+    return True
+
+
 def regenerate_tile(catalog: Catalog, tile_id: int) -> int:
-    """Rewrite one tile's mask (and CAS label raster, if it has one) from its polygons;
-    record it in the catalog. Returns the landslide pixel count."""
+    """Rewrite one tile's mask (and CAS label raster, if it has one) from its labels, only
+    when it changes; clear its pending marker. Returns the landslide pixel count.
+
+    A tile with an imported raster label never has the user's files written: a changed
+    mask (or CAS label raster) goes into the project's data folder and the tile points there.
+    """
+    row = catalog.execute("SELECT since FROM mask_pending WHERE tile_id = ?", (tile_id,)).fetchone()
+    since = None if row is None else row[0]
     tile = catalog.tile(tile_id)
     shape = (tile.height, tile.width)
     mask = tile_mask(catalog, tile)
-    mask_path = tile.mask_path or catalog.data_dir / "masks" / tile.subdataset / f"{tile.name}.tif"
-    georef = _profile_from(tile.mask_path, tile.image_path, shape)
-    write_tif_atomic(mask_path, mask[None], georef)
-    if tile.label_path is not None:
-        write_tif_atomic(tile.label_path, mask_to_cas_label(mask), georef, photometric="RGB")
-    pixels = int(mask.sum())
-    fields: dict[str, Any] = {"label_pixels": pixels}
-    if tile.mask_path is None:
-        fields["mask_path"] = mask_path
-    catalog.touch_tile(tile_id, **fields)
+    pixels = int((mask == 1).sum())
+    fields: dict[str, Any] = {}
+    current = _read_current(tile.mask_path, shape)
+    written = current is None or not np.array_equal(current, mask)
+    if written:
+        protected = base_layer(catalog, tile_id) is not None
+        data_dir = catalog.data_dir
+        mask_path = tile.mask_path
+        if mask_path is None or (protected and not _inside(mask_path, data_dir)):
+            mask_path = data_dir / "masks" / tile.subdataset / f"{tile.name}.tif"
+        georef = _profile_from(tile.mask_path, tile.image_path, shape)
+        write_tif_atomic(mask_path, mask[None], georef, nodata=MASK_IGNORE)
+        if mask_path != tile.mask_path:
+            fields["mask_path"] = mask_path
+        if tile.label_path is not None:
+            label_path = tile.label_path
+            if protected and not _inside(label_path, data_dir):
+                label_path = data_dir / "labels" / tile.subdataset / f"{tile.name}.tif"
+                fields["label_path"] = label_path
+            write_tif_atomic(label_path, mask_to_cas_label(mask), georef, photometric="RGB")
+    if tile.label_pixels != pixels:
+        fields["label_pixels"] = pixels
+    with catalog.transaction() as db:
+        if fields or written:
+            catalog.touch_tile(tile_id, **fields)
+        if since is not None:
+            db.execute("DELETE FROM mask_pending WHERE tile_id = ? AND since = ?", (tile_id, since))
     return pixels
 
 
@@ -334,3 +552,15 @@ def regenerate_masks(
         if own:
             catalog.close()
     return done
+
+
+def finish_pending(project: str | Path | Catalog, cancel: CancelToken | None = None) -> Job:
+    """Job: regenerate the masks a crash left stale (the pending markers); {tile_id: pixels}."""
+    own = not isinstance(project, Catalog)
+    catalog = Catalog.open(project) if own else project
+    try:
+        ids = pending_tiles(catalog)
+        return (yield from regenerate_masks(catalog, ids, cancel))
+    finally:
+        if own:
+            catalog.close()

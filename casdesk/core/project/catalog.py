@@ -256,7 +256,38 @@ def _migration_3(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Any] = [_migration_1, _migration_2, _migration_3]
+
+def _migration_4(db: sqlite3.Connection) -> None:
+    """Masks that change only when labels change (issue 15).
+
+    ``mask_pending``: tiles whose labels changed and whose mask is not yet rewritten (the
+    marker is written in the label edit's transaction and cleared with the mask, so a crash
+    in between is repaired at the next open or by `casdesk labels regenerate`).
+    ``mask_bases``: an imported raster label (CAS mask/, image/mask pairs) kept as the base
+    layer that the tile's labels paint over. ``label_documents``: the top-level fields of
+    an imported LabelMe file (flags, version, extra keys, image source), for a loss-free
+    export.
+    """
+    db.executescript(
+        """
+        CREATE TABLE mask_pending (
+            tile_id INTEGER PRIMARY KEY REFERENCES tiles(id) ON DELETE CASCADE,
+            since TEXT NOT NULL
+        );
+        CREATE TABLE mask_bases (
+            tile_id INTEGER PRIMARY KEY REFERENCES tiles(id) ON DELETE CASCADE,
+            path TEXT NOT NULL,             -- the imported raster, read-only
+            added TEXT NOT NULL
+        );
+        CREATE TABLE label_documents (
+            tile_id INTEGER PRIMARY KEY REFERENCES tiles(id) ON DELETE CASCADE,
+            source TEXT,                    -- the LabelMe JSON it came from
+            header TEXT NOT NULL            -- JSON: the document without its shapes
+        );
+        """
+    )
+
+MIGRATIONS: list[Any] = [_migration_1, _migration_2, _migration_3, _migration_4]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import rasterio
 import shapely
@@ -28,12 +27,12 @@ from affine import Affine
 from rasterio import features
 from rasterio.enums import Resampling
 from rasterio.windows import Window
-from shapely.geometry import Polygon, shape
+from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.strtree import STRtree
 
 from casdesk.core.errors import OutputError
-from casdesk.core.labels.io import pixel_to_crs
+from casdesk.core.labels.io import crs_to_pixel, valid_polygonal
 from casdesk.core.raster.io import open_raster
 
 PROB_SCALE = 254
@@ -224,57 +223,62 @@ def polygon_areas_m2(geoms: Sequence[BaseGeometry], crs_wkt: str | None) -> list
     return [float(g.area) * factor * factor for g in geoms]
 
 
-def _polygonize_chunks(
-    mask_ds: Any, prob_ds: Any | None, chunk_rows: int
-) -> tuple[list[Polygon], list[float], list[int]]:
-    """Polygons in scene pixel coordinates with their probability sums and pixel counts.
+def _polygonize_band(mask_ds: Any) -> list[BaseGeometry]:
+    """Valid (Multi)Polygons in the raster's CRS coordinates (its transform applied), one per
+    8-connected component of the 1-pixels, holes kept.
 
-    The mask is read ``chunk_rows`` rows at a time; each 8-connected component becomes one
-    polygon (holes kept) and its probability sum is taken in the same pass. Pieces cut by a
-    chunk border are merged afterwards (sums added), so memory is one chunk plus the
-    polygons themselves.
+    GDAL's polygoniser runs over the whole band (``rasterio.features.shapes`` on a band
+    reads it line by line, so memory grows with the polygons, not the scene): a component
+    is never cut by a chunk border. Rings where pixels touch only at a corner touch
+    themselves (invalid); ``make_valid`` repairs them without moving a pixel centre across a
+    boundary, so the polygons rasterized back give the mask.
     """
-    height, width = mask_ds.height, mask_ds.width
-    polys: list[Polygon] = []
-    sums: list[float] = []
-    counts: list[int] = []
-    cut: list[tuple[Polygon, float, int]] = []
-    for r0 in range(0, height, chunk_rows):
-        n = min(chunk_rows, height - r0)
-        window = Window(0, r0, width, n)
-        ones = (mask_ds.read(1, window=window) == 1).astype(np.uint8)
-        if not ones.any():
+    band = rasterio.band(mask_ds, 1)
+    out: list[BaseGeometry] = []
+    for geom, value in features.shapes(band, mask=band, connectivity=8):
+        if int(value) != 1:
             continue
-        n_comp, comp = cv2.connectedComponents(ones, connectivity=8, ltype=cv2.CV_32S)
+        poly = valid_polygonal(shape(geom))
+        if not poly.is_empty:
+            out.append(poly)
+    return out
+
+
+def _polygon_stats(
+    mask_ds: Any, prob_ds: Any | None, polys_px: Sequence[BaseGeometry], chunk_rows: int
+) -> tuple[list[int], list[float]]:
+    """(pixel count, mean probability) of each polygon's own pixels (scene pixel coordinates).
+
+    The polygons are whole components, so this is exact whatever ``chunk_rows``: each strip
+    of rows burns the ids of the polygons that reach it and sums their pixels' values."""
+    n = len(polys_px)
+    counts = np.zeros(n + 1, dtype=np.int64)
+    sums = np.zeros(n + 1, dtype=np.float64)
+    if not n:
+        return [], []
+    tree = STRtree(list(polys_px))
+    height, width = mask_ds.height, mask_ds.width
+    step = max(1, int(chunk_rows))
+    for r0 in range(0, height, step):
+        rows = min(step, height - r0)
+        hits = tree.query(shapely.box(0, r0, width, r0 + rows), predicate="intersects")
+        if not len(hits):
+            continue
+        ids = features.rasterize(
+            [(polys_px[i], int(i) + 1) for i in hits],
+            out_shape=(rows, width),
+            transform=Affine.translation(0, r0),
+            dtype="int32",
+        )
+        window = Window(0, r0, width, rows)
+        ids[mask_ds.read(1, window=window) != 1] = 0
+        counts += np.bincount(ids.ravel(), minlength=n + 1)
         if prob_ds is not None:
-            prob, _ = decode_probability(prob_ds.read(1, window=window))
-            comp_sum = np.bincount(comp.ravel(), weights=prob.ravel(), minlength=n_comp)
-        else:
-            comp_sum = np.full(n_comp, math.nan)
-        comp_count = np.bincount(comp.ravel(), minlength=n_comp)
-        shapes = features.shapes(comp, mask=ones.astype(bool), transform=Affine.translation(0, r0), connectivity=8)
-        for geom, value in shapes:
-            k = int(value)
-            poly = shape(geom)
-            _, miny, _, maxy = poly.bounds
-            if (r0 > 0 and miny <= r0) or (r0 + n < height and maxy >= r0 + n):
-                cut.append((poly, float(comp_sum[k]), int(comp_count[k])))
-            else:
-                polys.append(poly)
-                sums.append(float(comp_sum[k]))
-                counts.append(int(comp_count[k]))
-    if cut:
-        pieces = [c[0] for c in cut]
-        tree = STRtree(pieces)
-        merged = shapely.unary_union(pieces)
-        for part in getattr(merged, "geoms", [merged]):
-            if part.geom_type != "Polygon":
-                continue
-            idx = [i for i in tree.query(part) if part.covers(pieces[i].representative_point())]
-            polys.append(part)
-            sums.append(float(sum(cut[i][1] for i in idx)))
-            counts.append(int(sum(cut[i][2] for i in idx)))
-    return polys, sums, counts
+            prob, valid = decode_probability(prob_ds.read(1, window=window))
+            ids[~valid] = 0
+            sums += np.bincount(ids.ravel(), weights=prob.ravel(), minlength=n + 1)
+    means = [float(sums[i + 1] / counts[i + 1]) if prob_ds is not None and counts[i + 1] else math.nan for i in range(n)]
+    return [int(c) for c in counts[1:]], means
 
 
 def vectorize_prediction(
@@ -285,31 +289,35 @@ def vectorize_prediction(
     simplify: float = 0.0,
     chunk_rows: int = 512,
 ) -> LandslidePolygons:
-    """Polygons (holes kept) of the 1-pixels of a predicted mask GeoTIFF, in its CRS.
+    """Valid MultiPolygons (holes kept), one per 8-connected component of the 1-pixels of
+    a predicted mask GeoTIFF, in its CRS.
 
     ``min_area_m2`` drops polygons smaller than that many square metres (ignored when
-    areas are unknown: no CRS); ``simplify`` is a tolerance in map units (topology kept).
-    ``mean_prob`` is the mean probability of each polygon's pixels from ``prob_path``
-    (NaN without it). Reads ``chunk_rows`` rows at a time, so memory does not grow with
-    the scene (only with the number of polygons).
+    areas are unknown: no CRS); ``simplify`` is a tolerance in map units (topology kept,
+    repaired if needed). ``mean_prob`` is the mean probability of each polygon's own pixels
+    from ``prob_path`` (NaN without it), summed ``chunk_rows`` rows at a time. The band is
+    polygonised whole (:func:`_polygonize_band`), so no result depends on ``chunk_rows``.
     """
     with open_raster(mask_path) as mask_ds:
         transform = mask_ds.transform
         crs_wkt = mask_ds.crs.to_wkt() if mask_ds.crs else None
         prob_ds = open_raster(prob_path) if prob_path is not None else None
         try:
-            polys_px, sums, counts = _polygonize_chunks(mask_ds, prob_ds, chunk_rows)
+            geoms = _polygonize_band(mask_ds)
+            areas = polygon_areas_m2(geoms, crs_wkt)
+            keep = [i for i, a in enumerate(areas) if not (a < min_area_m2)]  # NaN areas are kept
+            _counts, means = _polygon_stats(mask_ds, prob_ds, [crs_to_pixel(geoms[i], transform) for i in keep], chunk_rows)
         finally:
             if prob_ds is not None:
                 prob_ds.close()
-    geoms = [pixel_to_crs(p, transform) for p in polys_px]
-    areas = polygon_areas_m2(geoms, crs_wkt)
-    keep = [i for i, a in enumerate(areas) if not (a < min_area_m2)]  # NaN areas are kept
     out_geoms = []
     for i in keep:
         g = geoms[i]
         if simplify > 0:
-            g = g.simplify(simplify, preserve_topology=True)
-        out_geoms.append(g)
-    means = [sums[i] / counts[i] if counts[i] else math.nan for i in keep]
+            g = valid_polygonal(g.simplify(simplify, preserve_topology=True))
+        out_geoms.append(_as_multi(g))
     return LandslidePolygons(out_geoms, [areas[i] for i in keep], means, crs_wkt)
+
+
+def _as_multi(geom: BaseGeometry) -> BaseGeometry:
+    return MultiPolygon([geom]) if isinstance(geom, Polygon) else geom
