@@ -22,7 +22,7 @@ from shapely.geometry.base import BaseGeometry
 
 from casdesk.core.errors import LabelError
 from casdesk.core.labels.io import mask_to_polygons
-from casdesk.core.labels.store import EditTarget, scene_target, tile_target
+from casdesk.core.labels.store import EditTarget, mark_pending, scene_target, tile_target
 from casdesk.core.project.catalog import Catalog, utc_now
 
 DEFAULT_NAME = "landslide"
@@ -116,7 +116,8 @@ def accept_polygons(
                 report.removed += 1
         if rows:
             report.label_ids = catalog.add_labels(rows, source="predicted", author=author, **target.owner)
-    report.tiles = _stale_tiles(catalog, target, touched)
+        report.tiles = _stale_tiles(catalog, target, touched)
+        mark_pending(catalog, report.tiles)  # with the labels: a crash before the masks is repaired
     return report
 
 
