@@ -110,12 +110,16 @@ def read_tile_raw(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray,
         return image, valid, np.zeros(valid.shape, dtype=np.uint8)
     with open_raster(mask_path) as ds:
         mask = ds.read(1)
+        nodata = ds.nodata
     if mask.shape != valid.shape:
         raise DataError(
             f"mask is {mask.shape[1]}x{mask.shape[0]} px but the image is {valid.shape[1]}x{valid.shape[0]}",
             mask_path,
             "re-crop the tile",
         )
+    if nodata is not None:  # casdesk masks say 255 (ignore: unsurveyed, __ignore__) is nodata
+        missing = mask == nodata
+        return image, valid & ~missing, ((mask > 0) & ~missing).astype(np.uint8)
     return image, valid, (mask > 0).astype(np.uint8)
 
 
