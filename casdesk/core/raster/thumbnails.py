@@ -82,7 +82,9 @@ def decode_thumbnail(image_path: str | Path, mask_path: str | Path | None, size:
     mask = None
     if mask_path is not None and Path(mask_path).exists():
         with open_raster(mask_path) as ms:
-            full = (ms.read(1) > 0).astype(np.uint8) * 255
+            band = ms.read(1)
+            ones = band > 0 if ms.nodata is None else (band > 0) & (band != ms.nodata)  # 255 = ignore
+            full = ones.astype(np.uint8) * 255
         if full.shape != (rows, cols):
             full = cv2.resize(full, (cols, rows), interpolation=cv2.INTER_AREA)
         mask = (full > 0).astype(np.uint8)
