@@ -220,6 +220,14 @@ def test_tiles_with_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_pat
         assert len(texts) == 5 and len(set(texts)) == 5
         assert "tile  1  [Tiburon Peninsula (UAV)]" in texts and "tile  1  [Tiburon Peninsula (SAT)]" in texts
         assert "tile  unique" in texts  # a unique name stays short
+        # rows are as wide as the list (elided on the left), so the subdataset at the end stays visible
+        panel.resize(900, 500)
+        panel.show()
+        qtbot.waitExposed(panel)
+        view = panel.target_view
+        assert view.horizontalScrollBar().isHidden() or not view.horizontalScrollBar().isVisible()
+        for row in range(view.model().rowCount()):
+            assert view.visualRect(view.model().index(row, 0)).width() <= view.viewport().width()
     finally:
         panel.shutdown()
         context.close()

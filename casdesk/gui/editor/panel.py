@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QRectF,
     QSettings,
+    QSize,
     QSortFilterProxyModel,
     Qt,
     QTimer,
@@ -35,6 +36,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QSplitter,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QToolBar,
     QVBoxLayout,
     QWidget,
@@ -105,6 +108,18 @@ class TargetRow:
     tooltip: str = ""
 
 
+class FitWidthDelegate(QStyledItemDelegate):
+    """Rows no wider than the list's viewport, so the view elides their text."""
+
+    def __init__(self, view: QListView):
+        super().__init__(view)
+        self.view = view
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        hint = super().sizeHint(option, index)
+        return QSize(min(hint.width(), max(self.view.viewport().width(), 20)), hint.height())
+
+
 class TargetModel(QAbstractListModel):
     """Scenes then tiles of the project (thin adapter; thousands of rows are fine)."""
 
@@ -162,6 +177,11 @@ class EditorPanel(QWidget):
         self.target_view.setModel(self.proxy)
         self.target_view.setUniformItemSizes(True)
         self.target_view.setTextElideMode(Qt.TextElideMode.ElideLeft)
+        # rows as wide as the list, long names elided on the left: the distinguishing end
+        # (row/column, subdataset) stays visible instead of a horizontal scroll bar
+        self.target_view.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.target_view.setResizeMode(QListView.ResizeMode.Adjust)
+        self.target_view.setItemDelegate(FitWidthDelegate(self.target_view))
         self.target_view.selectionModel().currentChanged.connect(lambda cur, _prev: self._open_index(cur))
 
         self.shape_list = QListWidget()
