@@ -115,7 +115,9 @@ def load_tile(
     mask = None
     if mask_path is not None and Path(mask_path).exists():
         with open_raster(mask_path) as mds:
-            mask = (mds.read(1) > 0).astype(np.uint8)
+            band = mds.read(1)
+            ignore = band == mds.nodata if mds.nodata is not None else np.zeros(band.shape, bool)
+            mask = ((band > 0) & ~ignore).astype(np.uint8)  # 255 (ignore) is not landslide
         if mask.shape != valid.shape:
             mask = None
     return TileData(data, valid, has_mask, mask, sensor, fill_values)
