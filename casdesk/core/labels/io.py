@@ -124,8 +124,9 @@ def _flat(geom: BaseGeometry) -> list[BaseGeometry]:
 
 
 def mask_to_cas_label(mask: np.ndarray) -> np.ndarray:
-    """The released CAS ``label/`` convention: 3-band RGB, landslide black on white."""
-    band = np.where(mask > 0, np.uint8(0), np.uint8(255))
+    """The released CAS ``label/`` convention: 3-band RGB, landslide black on white
+    (255, ignore, is not landslide: white)."""
+    band = np.where(np.asarray(mask) == 1, np.uint8(0), np.uint8(255))
     return np.stack((band, band, band))
 
 
