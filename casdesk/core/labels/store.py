@@ -29,6 +29,7 @@ import shapely
 from affine import Affine
 from rasterio.enums import MaskFlags
 from shapely.geometry.base import BaseGeometry
+from shapely.strtree import STRtree
 
 from casdesk.core.errors import CatalogError, OutputError
 from casdesk.core.jobs import CancelToken, Job, Progress
@@ -352,18 +353,24 @@ def image_valid(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
     return None if valid.all() else valid
 
 
-def _labels_for(catalog: Catalog, tile: Tile) -> tuple[list[MaskLabel], tuple[int, int]]:
+SceneCache = dict[int, tuple[list[MaskLabel], Any]]
+
+
+def _labels_for(catalog: Catalog, tile: Tile, cache: SceneCache | None = None) -> tuple[list[MaskLabel], tuple[int, int]]:
     own = catalog.labels(tile_id=tile.id)
     if own or tile.scene_id is None or tile.row_off is None or tile.col_off is None:
         return [MaskLabel(lab.name, _geom(lab), lab.attributes) for lab in own], (0, 0)
     offset = (int(tile.col_off), int(tile.row_off))
     box = window_box(offset, (tile.height, tile.width), margin=16)
-    out = []
-    for lab in catalog.labels(scene_id=tile.scene_id):
-        g = _geom(lab)
-        if g is not None and g.intersects(box):
-            out.append(MaskLabel(lab.name, g, lab.attributes))
-    return out, offset
+    cache = {} if cache is None else cache
+    if tile.scene_id not in cache:  # one read of a scene's labels per job, then a spatial index
+        labs = [MaskLabel(lab.name, g, lab.attributes) for lab in catalog.labels(scene_id=tile.scene_id) if (g := _geom(lab)) is not None]
+        cache[tile.scene_id] = (labs, STRtree([lab.geometry for lab in labs]) if labs else None)
+    labs, tree = cache[tile.scene_id]
+    if tree is None:
+        return [], offset
+    hits = sorted(int(i) for i in tree.query(box, predicate="intersects"))  # keep the paint order
+    return [labs[i] for i in hits], offset
 
 
 def _geom(lab: Label) -> BaseGeometry | None:
@@ -373,12 +380,12 @@ def _geom(lab: Label) -> BaseGeometry | None:
         return None
 
 
-def tile_mask(catalog: Catalog, tile: Tile) -> np.ndarray:
+def tile_mask(catalog: Catalog, tile: Tile, cache: SceneCache | None = None) -> np.ndarray:
     """The tile's uint8 mask (0, 1, 255 ignore) by :func:`casdesk.core.labels.masks.render_mask`:
     its base layer (an imported raster label) if any, its labels painted over it in order,
     each by its own rule, and 255 outside the image footprint."""
     shape = (tile.height, tile.width)
-    labels, offset = _labels_for(catalog, tile)
+    labels, offset = _labels_for(catalog, tile, cache)
     base = None
     kept = base_layer(catalog, tile.id)
     if kept is not None and kept[1]:
@@ -485,7 +492,7 @@ def _inside(path: Path, folder: Path) -> bool:
     return True
 
 
-def regenerate_tile(catalog: Catalog, tile_id: int) -> int:
+def regenerate_tile(catalog: Catalog, tile_id: int, cache: SceneCache | None = None) -> int:
     """Rewrite one tile's mask (and CAS label raster, if it has one) from its labels, only
     when it changes; clear its pending marker. Returns the landslide pixel count.
 
@@ -496,7 +503,7 @@ def regenerate_tile(catalog: Catalog, tile_id: int) -> int:
     since = None if row is None else row[0]
     tile = catalog.tile(tile_id)
     shape = (tile.height, tile.width)
-    mask = tile_mask(catalog, tile)
+    mask = tile_mask(catalog, tile, cache)
     pixels = int((mask == 1).sum())
     fields: dict[str, Any] = {}
     current = _read_current(tile.mask_path, shape)
@@ -538,13 +545,14 @@ def regenerate_masks(
     own = not isinstance(project, Catalog)
     catalog = Catalog.open(project) if own else project
     done: dict[int, int] = {}
+    cache: SceneCache = {}
     try:
         ids = list(dict.fromkeys(tile_ids))
         for i, tid in enumerate(ids):
             if cancel is not None:
                 cancel.raise_if_cancelled()
             try:
-                done[tid] = regenerate_tile(catalog, tid)
+                done[tid] = regenerate_tile(catalog, tid, cache)
             except CatalogError:
                 continue  # the tile was deleted meanwhile
             yield Progress(i + 1, len(ids), f"mask of tile {tid}")
