@@ -569,7 +569,8 @@ class _Trainer:
             "normalization": self.data.norm.to_dict(),
             "tile_size": list(self.data.size),
             "precision": self.net.precision,
-            "model_meta": self._model_meta(metrics or {}, self.epoch),
+            # plain JSON types (torch.__version__ is a TorchVersion): the safe loader reads it
+            "model_meta": json.loads(json.dumps(self._model_meta(metrics or {}, self.epoch))),
             "model": {k: v.detach().cpu() for k, v in self.net.bare.state_dict().items()},
             "optimizer": self.net.optimizer.state_dict(),
             "scheduler": self.net.scheduler.state_dict(),
