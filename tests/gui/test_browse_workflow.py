@@ -16,16 +16,20 @@ from casdesk.core.project.catalog import Catalog
 def test_detail_view_keeps_the_window_size_and_the_tile_in_view(qtbot, window):
     browser = window.panels["Browse"]
     qtbot.waitExposed(window)
-    before = window.size()
-    row = browser.model.rowCount() - 1  # the last tile: scrolled out of view if the grid jumps
-    index = browser.model.index(row)
-    browser.grid.setCurrentIndex(index)
-    browser.grid.scrollTo(index)
-    with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
-        browser.open_detail(index)
-    assert browser.detail.isVisible()
-    assert window.size() == before, f"the window grew from {before} to {window.size()}"
-    qtbot.waitUntil(lambda: browser.grid.viewport().rect().intersects(browser.grid.visualRect(index)))
+    for width, height in ((1280, 800), (1400, 900)):  # a laptop, and the default window
+        window.resize(width, height)
+        qtbot.waitUntil(lambda w=width: window.size().width() == w)
+        before = window.size()
+        row = browser.model.rowCount() - 1  # the last tile: scrolled out of view if the grid jumps
+        index = browser.model.index(row)
+        browser.grid.setCurrentIndex(index)
+        browser.grid.scrollTo(index)
+        with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
+            browser.open_detail(index)
+        assert browser.detail.isVisible()
+        assert window.size() == before, f"the window grew from {before} to {window.size()}"
+        qtbot.waitUntil(lambda i=index: browser.grid.viewport().rect().intersects(browser.grid.visualRect(i)))
+        browser.close_detail()
 
 
 def test_search_hiding_the_shown_tile_keeps_the_pane_and_clears_the_readout(qtbot, window):
@@ -159,3 +163,59 @@ def test_ctrl_n_is_new_project_outside_the_editor_and_polygon_inside(qtbot, wind
     assert calls == [] and editor.canvas.mode == "polygon"
     window.tabs.setCurrentWidget(window.panels["Browse"])
     assert new_action.shortcut().toString() == "Ctrl+N"
+
+
+def _quick_form(window) -> None:
+    form = window.panels["Train"].form
+    form.model.setCurrentIndex(form.model.findData("smp:Unet"))
+    form.encoder.setText("resnet18")
+    form.weights.setCurrentText("none")  # nothing is downloaded
+    form.batch_size.setValue(4)
+    form.augment.setChecked(False)
+
+
+def test_train_on_selected_tiles_asks_train_for_a_short_run_on_a_new_split(qtbot, window, monkeypatch):
+    from casdesk.core.dataset import tile_table as ti
+    from casdesk.gui.browser import panel as panel_module
+    from casdesk.gui.browser.quick_train import divide, sample
+
+    browser, train = window.panels["Browse"], window.panels["Train"]
+    _quick_form(window)
+    queued: list[tuple] = []
+    monkeypatch.setattr(train, "enqueue", lambda planned, config, existing_split=None: queued.append(
+        (planned, config, existing_split)))
+    window.tabs.setCurrentWidget(browser)
+    ids = browser.model.tile_ids(range(10))
+    request = browser.train_on_tiles(ids, epochs=1, val_fraction=0.3)
+    assert request is not None and (request.train_tiles, request.val_tiles) == (7, 3)
+    assert window.tabs.currentWidget() is train
+    [(planned, config, split)] = queued
+    assert split == request.split and config["epochs"] == 1 and config["qc_accepted_only"] is False
+    assert config["model"] == "smp:Unet" and planned.name == config["name"] == request.run_name
+    assert train.form.split.findData(request.split) >= 0  # the new split is offered in Train
+    index = browser.index
+    assert index.split_name == request.split and int((index.split_part > 0).sum()) == 10
+    parts = ti.PART_NAMES
+    assert sorted(parts[p] for p in index.split_part[index.split_part > 0]).count("val") == 3
+    # too few tiles: one clear sentence, no split, no run
+    errors: list[str] = []
+    monkeypatch.setattr(panel_module, "show_error", lambda _w, _t, message, *a: errors.append(message))
+    assert browser.train_on_tiles(ids[:2]) is None and "at least 4 tiles" in errors[0] and len(queued) == 1
+    # the helpers: a seeded split with both parts, a sample of the asked size
+    tr, va = divide(list(range(20)), 0.25, seed=3)
+    assert len(va) == 5 and not set(tr) & set(va) and sorted(tr + va) == list(range(20))
+    assert len(sample(list(range(100)), 12)) == 12 and sample([1, 2], 5) == [1, 2]
+
+
+@pytest.mark.slow
+def test_train_on_a_random_sample_runs_to_the_end(qtbot, window):
+    from casdesk.core.evaluation.runs import list_runs
+    from casdesk.gui.browser.quick_train import sample
+
+    browser, train = window.panels["Browse"], window.panels["Train"]
+    _quick_form(window)
+    ids = sample(browser.model.tile_ids(range(browser.model.rowCount())), 12)
+    request = browser.train_on_tiles(ids, epochs=1)
+    qtbot.waitUntil(lambda: not train.busy and train.runner is None, timeout=300_000)
+    runs = list_runs(window.context.catalog)
+    assert runs and runs[-1].status == "finished" and request.split in runs[-1].name

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,6 +34,8 @@ from casdesk.core.dataset.tile_table import (
     state_name,
 )
 
+NEW_SLIDERS_PER_TURN = 1
+"""Range sliders built per event-loop turn (each takes ~30 ms; the GUI thread must not stall)."""
 RANGE_METRICS = (LABEL_FRACTION, "fill_fraction", "cloud_fraction", "seam_score")
 """Metrics offered as range filters (when the project has values for them)."""
 QC_STATES = ("PENDING", "ACCEPTED", "REJECTED", "FLAGGED", "MANUAL_ACCEPT", "MANUAL_REJECT")
@@ -113,6 +115,8 @@ class FilterPanel(QWidget):
         self.ranges_layout = QVBoxLayout(self.ranges_box)
         self.ranges: dict[str, QLabeledDoubleRangeSlider] = {}
         self._bounds: dict[str, tuple[float, float]] = {}
+        self._index: TileIndex | None = None
+        self._more_ranges = False  # sliders still to create (one per event-loop turn)
         layout.addWidget(self.ranges_box)
 
         reset = QPushButton("Reset filters")
@@ -142,9 +146,22 @@ class FilterPanel(QWidget):
             self.split_name.setText(
                 f"parts of split <b>{index.split_name}</b>" if index is not None and index.split_name else "no split"
             )
+            self._index = index
             self._update_ranges(index)
         finally:
             self._updating = False
+
+    def _create_more_ranges(self) -> None:
+        self._more_ranges = False
+        self._updating = True
+        try:
+            self._update_ranges(self._index)
+        finally:
+            self._updating = False
+
+    def ranges_ready(self) -> bool:
+        """Every metric slider of the current index exists (they are built one per turn)."""
+        return not self._more_ranges
 
     def _update_ranges(self, index: TileIndex | None) -> None:
         wanted = [] if index is None else [
@@ -156,11 +173,18 @@ class FilterPanel(QWidget):
                 slider = self.ranges.pop(name)
                 self.ranges_layout.removeWidget(slider.parentWidget())
                 slider.parentWidget().deleteLater()
+        created = 0
         for name in wanted:
+            slider = self.ranges.get(name)
+            if slider is None and created >= NEW_SLIDERS_PER_TURN:
+                if not self._more_ranges:  # a slider costs ~30 ms to build: one per turn
+                    self._more_ranges = True
+                    QTimer.singleShot(0, self._create_more_ranges)
+                continue
             lo, hi = metric_bounds(index, name)  # type: ignore[arg-type]
             hi = hi if hi > lo else lo + 1e-6
-            slider = self.ranges.get(name)
             if slider is None:
+                created += 1
                 holder = QWidget()
                 v = QVBoxLayout(holder)
                 v.setContentsMargins(0, 0, 0, 0)

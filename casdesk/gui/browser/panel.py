@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QPushButton,
     QScrollArea,
+    QSizePolicy,
     QSlider,
     QSplitter,
     QToolButton,
@@ -42,6 +43,13 @@ from casdesk.gui.browser.filters import FilterPanel
 from casdesk.gui.browser.grid import TileGridView
 from casdesk.gui.browser.loader import LatestCall, ThumbnailLoader
 from casdesk.gui.browser.model import TileListModel
+from casdesk.gui.browser.quick_train import (
+    MIN_TILES,
+    TrainOnTilesDialog,
+    TrainRequest,
+    make_split,
+    sample,
+)
 from casdesk.gui.browser.split_dialog import AssignSplitDialog
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.shell.context import ProjectContext
@@ -66,6 +74,8 @@ def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
         return catalog.tiles(ids=tile_ids)
 
 
+FILTER_MIN_WIDTH = 200
+"""The filter column's minimum width (pixels)."""
 PATCH_ON_GUI_THREAD = 64
 """Up to this many changed tiles are re-read on the GUI thread (a few ms); more in a worker."""
 
@@ -170,7 +180,7 @@ class BrowserPanel(QWidget):
         self.size_slider.setSingleStep(16)
         self.size_slider.setPageStep(64)
         self.size_slider.setValue(self.delegate.thumb_px)
-        self.size_slider.setFixedWidth(110)
+        self.size_slider.setFixedWidth(90)
         self.size_slider.setToolTip("Thumbnail size (pixels)")
         self.size_slider.valueChanged.connect(self.set_thumb_px)
         self.size_label = QLabel(f"{self.delegate.thumb_px} px")
@@ -184,7 +194,7 @@ class BrowserPanel(QWidget):
         self.opacity = QSlider(Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(round(100 * self.delegate.overlay.opacity))
-        self.opacity.setFixedWidth(90)
+        self.opacity.setFixedWidth(70)
         self.opacity.setToolTip("Mask opacity")
         self.opacity.valueChanged.connect(lambda _v: self._on_overlay())
         self.split_combo = QComboBox()
@@ -202,9 +212,15 @@ class BrowserPanel(QWidget):
         self.clear_button.clicked.connect(lambda: self.decide("clear"))
         self.split_button = QPushButton("Assign split\u2026")
         self.split_button.clicked.connect(self.assign_split_dialog)
+        self.train_button = QPushButton("Train on these\u2026")
+        self.train_button.setToolTip("A short training run on the selected tiles or a random sample of the shown ones")
+        self.train_button.clicked.connect(self.train_dialog)
         self.detail_button = QPushButton("Open (Enter)")
         self.detail_button.clicked.connect(lambda: self.open_detail(self.grid.currentIndex()))
         self.selection_label = QLabel("")
+        for label in (self.count_label, self.selection_label):  # texts grow: never widen the window
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+            label.setMinimumWidth(40)
 
         bar = QHBoxLayout()
         bar.addWidget(self.count_label, 1)
@@ -218,20 +234,23 @@ class BrowserPanel(QWidget):
         bar.addSpacing(8)
         bar.addWidget(QLabel("Split"))
         bar.addWidget(self.split_combo)
+        bar.addSpacing(8)
+        bar.addWidget(self.overlay)
+        bar.addWidget(self.overlay_mode)
+        bar.addWidget(self.opacity)
         actions = QHBoxLayout()
         for w in (self.accept_button, self.reject_button, self.clear_button, self.split_button,
-                  self.detail_button):
+                  self.train_button, self.detail_button):
             actions.addWidget(w)
         actions.addWidget(self.selection_label, 1)
-        actions.addWidget(self.overlay)
-        actions.addWidget(self.overlay_mode)
-        actions.addWidget(self.opacity)
 
         scroll = QScrollArea()
         scroll.setWidget(self.filters)
         scroll.setWidgetResizable(True)
-        scroll.setMinimumWidth(self.filters.sizeHint().width() + 24)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # the filter column may shrink below its wish (it scrolls): with the grid's bars and
+        # the detail pane's fixed minimum, the panel then fits in a 1280 px window
+        scroll.setMinimumWidth(FILTER_MIN_WIDTH)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         center = QWidget()
         v = QVBoxLayout(center)
         v.setContentsMargins(0, 0, 0, 0)
@@ -245,7 +264,7 @@ class BrowserPanel(QWidget):
         self.splitter.setStretchFactor(0, 0)
         self.splitter.setStretchFactor(1, 3)
         self.splitter.setStretchFactor(2, 2)
-        self.splitter.setSizes([scroll.minimumWidth(), 1000, 0])
+        self.splitter.setSizes([self.filters.sizeHint().width() + 24, 1000, 0])
         layout = QVBoxLayout(self)
         layout.setContentsMargins(2, 2, 2, 2)
         layout.addWidget(self.splitter)
@@ -510,6 +529,9 @@ class BrowserPanel(QWidget):
         for b in (self.accept_button, self.reject_button, self.clear_button, self.split_button):
             b.setEnabled(has and self.context.catalog is not None)
         self.detail_button.setEnabled(self.grid.currentIndex().isValid())
+        self.train_button.setEnabled(
+            self.context.catalog is not None and not self.context.readonly and self.model.rowCount() >= MIN_TILES
+        )
         self.selection_label.setText(f"{n:,} selected" if n else "")
 
     def decide(self, decision: str) -> None:
@@ -577,6 +599,34 @@ class BrowserPanel(QWidget):
         self.context.events.announce(ev.SplitsChanged((split,), ev.id_tuple(ids)))
         self.context.status_message.emit(f"{len(ids)} tile(s) put in {part} of split {split}")
 
+    def train_dialog(self) -> None:
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        selected = self.selected_ids()
+        dialog = TrainOnTilesDialog(len(selected), self.model.rowCount(), self)
+        if not dialog.exec():
+            return
+        if dialog.use_selection.isChecked():
+            ids = selected
+        else:
+            ids = sample(self.model.tile_ids(range(self.model.rowCount())), dialog.sample_size.value())
+        self.train_on_tiles(ids, dialog.epochs.value(), dialog.val_fraction.value())
+
+    def train_on_tiles(self, tile_ids: list[int], epochs: int = 3, val_fraction: float = 0.3) -> TrainRequest | None:
+        """Put the tiles in a new split and ask the Train tab for a short run on it."""
+        catalog = self.context.catalog
+        if catalog is None:
+            return None
+        try:
+            request = make_split(catalog, tile_ids, val_fraction, epochs)
+        except CasdeskError as exc:
+            show_error(self, "Cannot train on these tiles", str(exc))
+            return None
+        self.context.events.announce(ev.SplitsChanged((request.split,), ev.id_tuple(tile_ids)))
+        self.context.train_requested.emit(request)
+        return request
+
     # ---- detail
     def open_detail(self, index: QModelIndex) -> None:
         if not index.isValid() or self.context.catalog is None:
@@ -586,9 +636,12 @@ class BrowserPanel(QWidget):
             return
         if not self.detail.isVisible():
             # share the splitter's current width: the window never grows (the pane has a
-            # fixed minimum width), and the chosen tile is scrolled back into view once the
-            # grid has re-flowed its columns
-            left, total = self.splitter.sizes()[0], sum(self.splitter.sizes())
+            # fixed minimum width; the filter column gives way when the grid needs it), and
+            # the chosen tile is scrolled back into view once the grid has re-flowed
+            sizes = self.splitter.sizes()
+            total = sum(sizes)
+            center_min = self.splitter.widget(1).minimumSizeHint().width()
+            left = max(FILTER_MIN_WIDTH, min(sizes[0], total - center_min - self.detail.minimumWidth()))
             half = max(self.detail.minimumWidth(), (total - left) // 2)
             self.detail.show()
             self.splitter.setSizes([left, max(0, total - left - half), half])

@@ -84,6 +84,7 @@ class ProjectContext(QObject):
     metrics_changed = Signal()  # QC metrics (re)computed
     status_message = Signal(str)
     tile_requested = Signal(int, str)  # tile id, "browse" (detail view) or "label" (editor)
+    train_requested = Signal(object)  # browser.quick_train.TrainRequest: a short run on a split
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)

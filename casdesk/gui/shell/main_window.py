@@ -11,6 +11,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
@@ -32,6 +33,9 @@ from casdesk.gui.kit.panels import PANELS
 from casdesk.gui.shell.appicon import app_icon
 from casdesk.gui.shell.context import ProjectContext
 from casdesk.gui.shell.settings import PreferencesDialog, last_folder, remember_folder
+
+if TYPE_CHECKING:
+    from casdesk.gui.browser.quick_train import TrainRequest
 
 log = logging.getLogger(__name__)
 MAX_RECENT = 8
@@ -68,6 +72,7 @@ class MainWindow(QMainWindow):
         self.context.project_closed.connect(self._on_project_closed)
         self.context.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.context.tile_requested.connect(self.show_tile)
+        self.context.train_requested.connect(self.train_on_split)
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -212,6 +217,23 @@ class MainWindow(QMainWindow):
             opener = getattr(panel, "show_tile_id", None)
             if opener is not None:
                 opener(tile_id)
+
+    def train_on_split(self, request: TrainRequest) -> bool:
+        """Start a short run in the Train tab on ``request.split`` (Browse > Train on these
+        tiles), with the Train form's model and settings and ``request.epochs`` epochs."""
+        panel = self.panels.get("Train")
+        enqueue, form = getattr(panel, "enqueue", None), getattr(panel, "form", None)
+        if panel is None or enqueue is None or form is None:
+            return False
+        from casdesk.core.evaluation.experiments import PlannedRun
+
+        name = request.run_name
+        config = {**form.config_values(), "epochs": request.epochs,
+                  "qc_accepted_only": False, "name": name}
+        planned = PlannedRun(name=name, model=config["model"], qc_accepted_only=False)
+        self.tabs.setCurrentWidget(panel)
+        enqueue(planned, config, existing_split=str(request.split))
+        return True
 
     # ---- projects
     def open_project(self, path: str | Path) -> bool:

@@ -1,0 +1,242 @@
+"""One polygon edit on a 20,000-tile project, in the real main window: how long the GUI
+thread stalls and how long until every view is consistent, and how many full reloads it
+causes.
+
+Generates the project of ``benchmarks/bench_browser.py`` (``--tiles`` tiles, 128x128 px,
+sharing ``--images`` files), opens it in a :class:`MainWindow` with every tab, then:
+
+- **open**: the time ``open_project`` blocks the GUI thread, the longest stall until the
+  tile table, QC states and the map are loaded (latency of a 5 ms timer), and where the
+  blocking time goes (per GUI package, from a profile of the GUI thread);
+- **edit**: in the Label tab, one polygon drawn on a tile with real mouse clicks (autosave,
+  mask regeneration in a worker, change events); the longest stall (clicks included) and the
+  time until Browse and Map show the tile's new mask and label count, with the number of
+  full reloads (Browse tile table, Map, QC table, editor lists, Project summary);
+- where the GUI-thread time of a second, profiled edit goes (per GUI package).
+
+The last line printed is one JSON object with the figures.
+
+    python benchmarks/bench_edit_scale.py [--tiles 20000] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_browser import Stalls, generate  # noqa: E402
+
+from casdesk.core.project.catalog import Catalog  # noqa: E402
+
+GOAL_STALL_MS = 50.0
+
+
+class Counter:
+    """Counts calls of a function patched on its owner (class or module)."""
+
+    def __init__(self, owner: object, name: str) -> None:
+        self.owner, self.name, self.calls = owner, name, 0
+        self.original = getattr(owner, name)
+        counter = self
+
+        def wrapped(*args: object, **kwargs: object) -> object:
+            counter.calls += 1
+            return counter.original(*args, **kwargs)
+
+        setattr(owner, name, wrapped)
+
+    def restore(self) -> None:
+        setattr(self.owner, self.name, self.original)
+
+
+def gui_time_by_package(profile: cProfile.Profile) -> dict[str, float]:
+    """Milliseconds of GUI-thread time per ``casdesk.gui.<package>``, counted at the slots
+    Qt called (functions with no Python caller inside casdesk.gui)."""
+    stats = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    out: dict[str, float] = {}
+    for (file, _line, _name), (_cc, _nc, _tt, ct, callers) in stats.items():
+        if "casdesk/gui/" not in file.replace("\\", "/"):
+            continue
+        if any("casdesk/gui/" in c[0].replace("\\", "/") for c in callers):
+            continue  # counted at its caller
+        package = file.replace("\\", "/").split("casdesk/gui/")[1].split("/")[0]
+        if package == "shell":
+            continue  # the window passes signals on: its callees are counted by package
+        out[package] = out.get(package, 0.0) + ct * 1000
+    return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 1.0}
+
+
+def draw_square(app, editor, stalls: Stalls) -> float:
+    """Draw a square polygon on the open tile with mouse clicks; returns the longest click."""
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtTest import QTest
+
+    canvas = editor.canvas
+    canvas.run_action("mode:polygon")
+    rect = canvas.image_rect
+    x0, y0 = rect.x() + rect.width() * 0.3, rect.y() + rect.height() * 0.3
+    x1, y1 = rect.x() + rect.width() * 0.6, rect.y() + rect.height() * 0.65
+    worst = 0.0
+    for x, y in ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0)):
+        pos = canvas.mapFromScene(QPointF(x, y))
+        t = time.perf_counter()
+        QTest.mouseClick(canvas.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pos)
+        worst = max(worst, time.perf_counter() - t)
+        stalls.spin(lambda: False, timeout=0.03)
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tiles", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=256)
+    parser.add_argument("--keep", help="build/keep the project in this folder")
+    args = parser.parse_args(argv)
+
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="casdesk-edit-"))
+    result: dict[str, object] = {"tiles": args.tiles, "cpus": os.cpu_count()}
+    try:
+        project = folder / "bench.casdesk"
+        if not project.exists():
+            folder.mkdir(parents=True, exist_ok=True)
+            t = time.perf_counter()
+            project = generate(folder, args.tiles, args.images)
+            result["generate_s"] = round(time.perf_counter() - t, 1)
+
+        from casdesk.core.qc import rules as qc_rules
+        from casdesk.gui.editor.panel import EditorPanel
+        from casdesk.gui.project.panel import ProjectPanel
+        from casdesk.gui.shell.main_window import MainWindow
+
+        counters = {
+            "qc_table": Counter(qc_rules, "load_table"),
+            "editor_lists": Counter(EditorPanel, "refresh"),
+            "project_summary": Counter(ProjectPanel, "refresh"),
+        }
+        settings = QSettings(str(folder / "bench-settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(settings=settings)
+        window.resize(1400, 900)
+        window.show()
+        app.processEvents()
+        browser, map_panel, editor = window.panels["Browse"], window.panels["Map"], window.panels["Label"]
+        window.tabs.setCurrentWidget(browser)
+
+        # ---- open ------------------------------------------------------------------------
+        def loaded() -> bool:
+            return (browser.index is not None and browser.qc_loaded and not browser.is_loading()
+                    and map_panel.data is not None and not map_panel.is_loading())
+
+        stalls = Stalls(app)
+        t0 = time.perf_counter()
+        window.open_project(project)
+        open_call = time.perf_counter() - t0
+        stalls.spin(loaded, timeout=120)
+        open_total = time.perf_counter() - t0
+        # again, profiled (slower): where the GUI-thread time goes, per tab package
+        window.context.close()
+        app.processEvents()
+        profile = cProfile.Profile()
+        profile.enable()
+        window.open_project(project)
+        Stalls(app).spin(loaded, timeout=120)
+        profile.disable()
+        result.update(
+            open_call_blocks_ms=round(open_call * 1000, 1),
+            open_max_stall_ms=round(max(open_call, stalls.worst) * 1000, 1),
+            open_max_stall_after_call_ms=round(stalls.worst * 1000, 1),
+            open_until_loaded_ms=round(open_total * 1000, 1),
+            open_gui_ms_by_package_profiled=gui_time_by_package(profile),
+        )
+        print(f"open: open_project blocks {open_call * 1000:.0f} ms, longest stall after it "
+              f"{stalls.worst * 1000:.0f} ms, everything loaded after {open_total * 1000:.0f} ms")
+        print(f"  GUI-thread time by tab package (profiled, inflated): {result['open_gui_ms_by_package_profiled']}")
+
+        # ---- one edit ----------------------------------------------------------------------
+        tid = int(browser.index.ids[len(browser.index) // 2])
+        window.tabs.setCurrentWidget(editor)
+        editor.open_target("tile", tid)
+        stalls.spin(lambda: editor.imagery.idle() and editor.target is not None
+                    and editor.target.tile_id == tid, timeout=60)
+        stalls.spin(lambda: False, timeout=0.3)  # let the tab settle
+        row = int(browser.index.rows_of([tid])[0])
+        before = str(browser.index.modified[row])
+        base = {name: c.calls for name, c in counters.items()}
+        base["browser_table"], base["map"] = browser.reloads, map_panel.loads
+
+        def consistent() -> bool:
+            if not editor.regen_idle() or browser.is_loading() or map_panel.is_loading():
+                return False
+            if str(browser.index.modified[row]) == before:
+                return False
+            tile = window.context.catalog.tile(tid)
+            mrow = int(map_panel.data.index.rows_of([tid])[0])
+            return (int(browser.index.label_pixels[row]) == tile.label_pixels
+                    and int(map_panel.data.index.label_pixels[mrow]) == tile.label_pixels)
+
+        edit_stalls = Stalls(app)
+        t0 = time.perf_counter()
+        click_worst = draw_square(app, editor, edit_stalls)
+        shapes = len(editor.canvas.doc.shapes)
+        ok = edit_stalls.spin(consistent, timeout=60)
+        edit_total = time.perf_counter() - t0
+        reloads = {"browser_table": browser.reloads - base["browser_table"], "map": map_panel.loads - base["map"]}
+        reloads.update({name: c.calls - base[name] for name, c in counters.items()})
+        stall = max(click_worst, edit_stalls.worst)
+        result.update(
+            edit_consistent=ok,
+            edit_shapes=shapes,
+            edit_max_stall_ms=round(stall * 1000, 1),
+            edit_longest_click_ms=round(click_worst * 1000, 1),
+            edit_until_consistent_ms=round(edit_total * 1000, 1),
+            edit_reloads=reloads,
+            edit_full_reloads=sum(reloads.values()),
+        )
+        print(f"edit: {shapes} shape(s); longest GUI-thread stall {stall * 1000:.0f} ms (longest click "
+              f"{click_worst * 1000:.0f} ms); every view consistent after {edit_total * 1000:.0f} ms "
+              f"({'yes' if ok else 'NO'}); full reloads {reloads}")
+
+        # ---- a second edit, profiled: where the GUI-thread time goes -------------------------
+        before = str(browser.index.modified[row])
+        editor.canvas.undo_stack.undo()
+        profile = cProfile.Profile()
+        profile.enable()
+        Stalls(app).spin(consistent, timeout=60)
+        profile.disable()
+        result["edit_gui_ms_by_package_profiled"] = gui_time_by_package(profile)
+        print(f"  GUI-thread time of an undo until consistent, by package: {result['edit_gui_ms_by_package_profiled']}")
+
+        result["goals"] = {
+            f"edit_stall_ms<={GOAL_STALL_MS:g}": stall * 1000 <= GOAL_STALL_MS,
+            "edit_no_full_reload": sum(reloads.values()) == 0,
+            f"open_stall_ms<={GOAL_STALL_MS:g}": max(open_call, stalls.worst) * 1000 <= GOAL_STALL_MS,
+        }
+        for c in counters.values():
+            c.restore()
+        window.close()
+        app.processEvents()
+        with Catalog.open(project, readonly=True):
+            pass
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
