@@ -6,7 +6,8 @@ so the pictures stay current with the code:
     python scripts/make_screenshots.py docs/img [--train-epochs 3]
 
 The Train tab is shown after a short real training run on the demo tiles (CPU, a minute
-or two); the Predict tab (when present) after predicting the demo scene with that model.
+or two); the Label tab once more with that model's prediction over a tile ("Predict this
+tile", ``label_predict.png``); the Predict tab after predicting the demo scene with it.
 """
 
 from __future__ import annotations
@@ -52,19 +53,27 @@ def main() -> int:
     window.show()
     window.open_project(project)
 
-    def shoot(title: str, settle: float = 1.5) -> None:
+    def shoot(title: str, settle: float = 1.5, name: str | None = None) -> None:
         index = [window.tabs.tabText(i) for i in range(window.tabs.count())].index(title)
         window.tabs.setCurrentIndex(index)
         end = time.monotonic() + settle
         while time.monotonic() < end:
             app.processEvents()
             time.sleep(0.02)
-        path = args.out_dir / f"{title.lower()}.png"
+        path = args.out_dir / f"{name or title.lower()}.png"
         window.grab().save(str(path))
         print(f"wrote {path}")
 
-    for title in ("Project", "Browse", "QC", "Label"):
-        shoot(title, settle=3.0)
+    # the editor on the most labelled tile (fit to the window, its shapes listed, the scene's dimmed)
+    editor = window.panels["Label"]
+    cat = window.context.catalog
+    tile_id = int(cat.query("SELECT id FROM tiles ORDER BY label_pixels DESC, id LIMIT 1")[0][0])
+    window.tabs.setCurrentWidget(editor)
+    editor.open_target("tile", tile_id)
+    titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+    for title in ("Project", "Browse", "QC", "Map", "Label"):
+        if title in titles:
+            shoot(title, settle=3.0)
 
     train = window.panels["Train"]
     form = train.form
@@ -75,8 +84,16 @@ def main() -> int:
     form.tiles.setCurrentIndex(form.tiles.findData("all"))
     window.tabs.setCurrentWidget(train)
     train.start_from_form()
-    wait(app, lambda: not train.busy and train.runner is None)
+    if not wait(app, lambda: not train.busy and train.runner is None, timeout=3600):
+        print("training did not finish in an hour: the Train picture shows it running")
     shoot("Train")
+    # the predict -> accept loop in the editor: the trained model's probability over the tile
+    window.tabs.setCurrentWidget(editor)
+    editor.model_chooser.refresh(window.context.catalog)
+    editor.open_target("tile", tile_id)
+    editor.predict_tile()
+    wait(app, lambda: editor._prediction is not None and not editor.predict_busy(), timeout=120)
+    shoot("Label", name="label_predict")
     predict = window.panels.get("Predict")
     if predict is not None:
         from casdesk.core.evaluation.runs import list_runs

@@ -82,6 +82,10 @@ def test_loss_and_lr_axes_are_plain_fractional_epochs_not_si_scaled(qtbot) -> No
         assert "x0.001" not in bottom.labelString() and bottom.autoSIPrefixScale == 1.0
         assert "x0.001" not in left.labelString() and left.autoSIPrefixScale == 1.0
         assert bottom.range[0] < 0.2 and bottom.range[1] < 1.0  # ticks in epochs, not 150-400
+    # the engine reads the loss back every few batches (NaN before the first): no NaN points
+    n = len(plots.step_loss.x)
+    plots.add_batch({"epoch": 1, "batch": 41, "batches": 100, "loss": float("nan"), "lr": 0.001})
+    assert len(plots.step_loss.x) == n and len(plots.lr.x) == n + 1
     plots.add_epoch({"epoch": 1, "train": {"loss": 0.4}, "val": {"loss": 0.5, "miou": 0.3}})
     assert plots.metric_plot.getAxis("bottom").labelText == EPOCH_AXIS
 

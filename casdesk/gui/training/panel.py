@@ -67,6 +67,15 @@ def _fmt_eta(seconds: float | None) -> str:
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
+def _fmt_loss(value: Any) -> str:
+    """The last loss read back ("-" before the engine's first read-back, which is NaN)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return f"{v:.4f}" if v == v else "-"
+
+
 class TrainingPanel(QWidget):
     def __init__(self, context: ProjectContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -338,7 +347,7 @@ class TrainingPanel(QWidget):
             self.plots.add_batch(data)
             self.status.setText(
                 f"epoch {data['epoch']}/{data['epochs']} batch {data['batch']}/{data['batches']} | "
-                f"loss {data['loss']:.4f} | {data['samples_per_s']:.1f} samples/s | "
+                f"loss {_fmt_loss(data.get('loss'))} | {data['samples_per_s']:.1f} samples/s | "
                 f"ETA {_fmt_eta(data.get('eta_s'))} | {getattr(self, 'device_text', '')}{self._gpu_memory()}"
             )
         elif kind == "epoch":

@@ -114,7 +114,9 @@ class TrainingPlots(QWidget):
 
     def add_batch(self, data: dict[str, Any]) -> None:
         x = (data["epoch"] - 1) + data["batch"] / max(data["batches"], 1)
-        self.step_loss.append(x, float(data["loss"]))
+        loss = float(data["loss"])
+        if np.isfinite(loss):  # the engine reads the loss back every few batches only (NaN before the first)
+            self.step_loss.append(x, loss)
         self.lr.append(x, float(data["lr"]))
 
     def add_epoch(self, record: dict[str, Any]) -> None:
