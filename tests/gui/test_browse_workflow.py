@@ -219,3 +219,21 @@ def test_train_on_a_random_sample_runs_to_the_end(qtbot, window):
     qtbot.waitUntil(lambda: not train.busy and train.runner is None, timeout=300_000)
     runs = list_runs(window.context.catalog)
     assert runs and runs[-1].status == "finished" and request.split in runs[-1].name
+
+
+def test_the_status_bar_shows_the_background_load(qtbot, tmp_path: Path, project_path: Path):
+    from PySide6.QtCore import QSettings
+
+    from casdesk.gui.shell.main_window import MainWindow
+
+    w = MainWindow(settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    qtbot.addWidget(w)
+    w.show()
+    seen: list[str] = []
+    w.panels["Browse"]._index_call.finished.connect(lambda _i: seen.append(w.load_label.text()))
+    assert w.open_project(project_path)
+    assert w.load_bar.isVisible() and "Loading" in w.load_label.text()
+    qtbot.waitUntil(lambda: not w.load_bar.isVisible(), timeout=20_000)
+    assert seen and "Loading" in seen[0]  # still shown while the tile table arrived
+    assert w.load_label.text() == "" and not w.loading_panels()
+    w.close()

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtCore import QObject, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
+    QProgressBar,
     QTabWidget,
     QWidget,
 )
@@ -89,7 +90,17 @@ class MainWindow(QMainWindow):
         self._scope_tab_shortcuts()
         self._bridge_events()
         self.project_label = QLabel("No project")
+        self.load_label = QLabel("")
+        self.load_bar = QProgressBar()
+        self.load_bar.setRange(0, 0)  # busy: the panels load in workers, their size is unknown
+        self.load_bar.setMaximumWidth(120)
+        self.load_bar.setMaximumHeight(14)
+        self.load_bar.hide()
+        self.statusBar().addPermanentWidget(self.load_label)
+        self.statusBar().addPermanentWidget(self.load_bar)
         self.statusBar().addPermanentWidget(self.project_label)
+        self._load_timer = QTimer(self, interval=150)
+        self._load_timer.timeout.connect(self._poll_loading)
         self.resize(1400, 900)
         geometry = self.settings.value("window/geometry")
         if geometry is not None:
@@ -288,7 +299,22 @@ class MainWindow(QMainWindow):
         recent = [p for p in self._recent() if p != str(path)]
         self.settings.setValue("recent/projects", [str(path), *recent][:MAX_RECENT])
         self._refresh_recent()
+        self._load_timer.start()  # the panels start their loads after this slot
+        self.load_label.setText("Loading the project\u2026")
+        self.load_bar.show()
         log.info("opened project %s", path)
+
+    def loading_panels(self) -> list[str]:
+        """Titles of the tabs still reading the project in a worker."""
+        return [title for title, panel in self.panels.items()
+                if callable(getattr(panel, "is_loading", None)) and panel.is_loading()]
+
+    def _poll_loading(self) -> None:
+        busy = self.loading_panels() if self.context.catalog is not None else []
+        self.load_bar.setVisible(bool(busy))
+        self.load_label.setText(f"Loading {', '.join(busy)}\u2026" if busy else "")
+        if not busy:
+            self._load_timer.stop()
 
     def _on_project_closed(self) -> None:
         self.setWindowTitle("casdesk")
