@@ -205,6 +205,16 @@ def make_split(
         parts = spatial_parts(tiles, val_fraction, seed, block_px)
     else:
         parts = holdout_parts(tiles, holdout)
+    empty = [p for p in ("train", "val") if p not in parts.values()]
+    if empty:  # checked before anything is stored: a split without one side trains or validates nothing
+        how = (f"{len(tiles)} tiles in {len(spatial_groups(tiles, block_px))} spatial block(s)"
+               if kind == "spatial" else f"{len(tiles)} tiles")
+        raise SplitError(
+            f"the split would have 0 {'validation' if 'val' in empty else 'training'} tiles ({how})",
+            catalog.path,
+            "use a smaller --block-px, another --val-fraction, or --kind random" if kind == "spatial"
+            else "use another --val-fraction or more tiles",
+        )
     params: dict[str, Any] = {"seed": seed, "val_fraction": val_fraction}
     if kind == "holdout":
         params = {"holdout": sorted(holdout)}

@@ -378,7 +378,7 @@ def crop_scene(
         result.warnings.insert(0, f"{scene.name}: the stride ({params.stride}) is larger than the tile size "
                                   f"({params.size}): strips of the scene are in no tile")
     for w in result.warnings:
-        log.warning("%s", w)
+        log.info("%s", w)  # the caller shows them (the CLI prints them, the GUI in its log)
     return result
 
 
