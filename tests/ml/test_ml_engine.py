@@ -236,3 +236,21 @@ def test_head_lr_mult_gives_the_decoder_its_own_group(make_project: Any) -> None
     assert enc["lr"] == pytest.approx(0.01) and head["lr"] == pytest.approx(0.1)
     assert len(enc["params"]) == len(list(model.encoder.parameters()))
     assert len(enc["params"]) + len(head["params"]) == len(list(model.parameters()))
+
+
+def test_flips_on_the_device_equal_per_sample_reference_ops() -> None:
+    from casdesk.ml.training.augment import P_BRIGHT, P_CONTRAST, P_HFLIP, P_ROT, P_VFLIP, _flips
+
+    x = torch.rand(16, 3, 8, 8)
+    y = torch.randint(0, 3, (16, 8, 8), dtype=torch.uint8)
+    p = torch.from_numpy(np.stack([Augment("flips").draw(np.random.default_rng(i), True) for i in range(16)]))
+    out_x, out_y = _flips(x, y, p)
+    for i in range(16):
+        xi, yi = x[i], y[i]
+        if p[i, P_HFLIP] > 0.5:
+            xi, yi = xi.flip(-1), yi.flip(-1)
+        if p[i, P_VFLIP] > 0.5:
+            xi, yi = xi.flip(-2), yi.flip(-2)
+        k = int(p[i, P_ROT])
+        xi, yi = torch.rot90(xi, k, (-2, -1)), torch.rot90(yi, k, (-2, -1))
+        assert torch.allclose(out_x[i], xi * p[i, P_CONTRAST] + p[i, P_BRIGHT]) and torch.equal(out_y[i], yi)

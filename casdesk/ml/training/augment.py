@@ -131,20 +131,43 @@ def _select(flag: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tenso
     return torch.where(flag.view(shape), a, b)
 
 
+_GRIDS: dict[tuple[int, int, str], torch.Tensor] = {}
+
+
+def _dihedral_grids(h: int, w: int, device: torch.device) -> torch.Tensor:
+    """(16, h * w) source pixel of every output pixel for each (hflip, vflip, turns)
+    combination (index ``hflip + 2 * vflip + 4 * turns``), cached per size and device."""
+    key = (h, w, str(device))
+    grids = _GRIDS.get(key)
+    if grids is None:
+        base = torch.arange(h * w, device=device).view(h, w)
+        out = []
+        for turns in range(4):
+            for vflip in (0, 1):
+                for hflip in (0, 1):
+                    g = base.flip(-1) if hflip else base
+                    g = g.flip(-2) if vflip else g
+                    g = torch.rot90(g, turns, (-2, -1)) if (turns and h == w) else g
+                    out.append(g.reshape(-1))
+        grids = torch.stack(out)  # built turns-major, then vflip, then hflip: the index above
+        if len(_GRIDS) > 8:
+            _GRIDS.clear()
+        _GRIDS[key] = grids
+    return grids
+
+
 def _flips(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    h = p[:, P_HFLIP] > 0.5
-    x, y = _select(h, x.flip(-1), x), _select(h, y.flip(-1), y)
-    v = p[:, P_VFLIP] > 0.5
-    x, y = _select(v, x.flip(-2), x), _select(v, y.flip(-2), y)
-    if x.shape[-1] == x.shape[-2]:
-        k = p[:, P_ROT].round().long()
-        for turn in (1, 2, 3):
-            sel = k == turn
-            x = _select(sel, torch.rot90(x, turn, (-2, -1)), x)
-            y = _select(sel, torch.rot90(y, turn, (-2, -1)), y)
-    c = p[:, P_CONTRAST].view(-1, 1, 1, 1)
-    b = p[:, P_BRIGHT].view(-1, 1, 1, 1)
-    return x * c + b, y
+    """Flips and quarter turns of each sample as one gather (a single pass over the batch,
+    whatever the combination), then the brightness/contrast jitter."""
+    n, c, h, w = x.shape
+    turns = p[:, P_ROT].round().long() if h == w else torch.zeros_like(p[:, P_ROT], dtype=torch.long)
+    combo = (p[:, P_HFLIP] > 0.5).long() + 2 * (p[:, P_VFLIP] > 0.5).long() + 4 * turns
+    src = _dihedral_grids(h, w, x.device).index_select(0, combo)  # (n, h * w)
+    x = x.reshape(n, c, h * w).gather(2, src[:, None, :].expand(n, c, h * w)).view(n, c, h, w)
+    y = y.reshape(n, h * w).gather(1, src).view(n, h, w)
+    scale = p[:, P_CONTRAST].view(-1, 1, 1, 1)
+    shift = p[:, P_BRIGHT].view(-1, 1, 1, 1)
+    return torch.addcmul(shift, x, scale), y
 
 
 def _paper(x: torch.Tensor, y: torch.Tensor, p: torch.Tensor,
