@@ -124,6 +124,26 @@ def overview_factors(width: int, height: int, smallest: int = BLOCK) -> list[int
     return factors
 
 
+def write_cog(src: Path, dst: Path, resampling: Resampling = Resampling.nearest, predictor: int | None = None) -> Path:
+    """Copy a single-file raster to a Cloud-Optimized GeoTIFF with GDAL's COG driver:
+    DEFLATE, 256-pixel blocks, overviews (``resampling``) down to one block, every IFD at
+    the start and the overviews' data before the full-resolution image (what
+    ``rio cogeo validate`` and GDAL's ``validate_cloud_optimized_geotiff.py`` check)."""
+    from rasterio.shutil import copy as rio_copy
+
+    options: dict[str, Any] = {
+        "COMPRESS": "DEFLATE", "BLOCKSIZE": BLOCK, "BIGTIFF": "IF_SAFER",
+        "OVERVIEWS": "IGNORE_EXISTING", "OVERVIEW_RESAMPLING": resampling.name.upper(),
+    }
+    if predictor:
+        options["PREDICTOR"] = "YES"
+    try:
+        rio_copy(src, dst, driver="COG", **options)
+    except (rasterio.errors.RasterioError, OSError) as exc:
+        raise OutputError(f"cannot write the Cloud-Optimized GeoTIFF ({exc})", dst, "pick a writable folder") from exc
+    return dst
+
+
 class StripWriter:
     """Write a single-band raster top to bottom, rows in order, to a temporary file; on
     :meth:`commit` build overviews and rename it into place (atomic).
@@ -175,17 +195,22 @@ class StripWriter:
         self._pending_rows = rest.shape[0]
 
     def commit(self) -> Path:
-        """Flush, build overviews, close and move into place."""
+        """Flush, close, rewrite as a Cloud-Optimized GeoTIFF (:func:`write_cog`) and move
+        it into place (atomic)."""
         self._flush(final=True)
         if self._next_row != self.height:
             self.abort()
             raise OutputError(f"internal error: {self._next_row} of {self.height} rows written", self.path)
-        factors = overview_factors(self.width, self.height)
-        if factors:
-            self._ds.build_overviews(factors, self.resampling)
-            self._ds.update_tags(ns="rio_overview", resampling=self.resampling.name)
         self._ds.close()
-        os.replace(self.tmp, self.path)
+        cog = self.path.with_name(f".{self.path.name}.cog.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            write_cog(self.tmp, cog, self.resampling, predictor=self.profile.get("predictor"))
+            os.replace(cog, self.path)
+        except BaseException:
+            cog.unlink(missing_ok=True)
+            raise
+        finally:
+            self.tmp.unlink(missing_ok=True)
         return self.path
 
     def abort(self) -> None:
@@ -224,23 +249,55 @@ def polygon_areas_m2(geoms: Sequence[BaseGeometry], crs_wkt: str | None) -> list
 
 
 def _polygonize_band(mask_ds: Any) -> list[BaseGeometry]:
-    """Valid (Multi)Polygons in the raster's CRS coordinates (its transform applied), one per
+    """Valid MultiPolygons in the raster's CRS coordinates (its transform applied), one per
     8-connected component of the 1-pixels, holes kept.
 
     GDAL's polygoniser runs over the whole band (``rasterio.features.shapes`` on a band
     reads it line by line, so memory grows with the polygons, not the scene): a component
-    is never cut by a chunk border. Rings where pixels touch only at a corner touch
-    themselves (invalid); ``make_valid`` repairs them without moving a pixel centre across a
-    boundary, so the polygons rasterized back give the mask.
+    is never cut by a chunk border. It runs 4-connected, which gives valid polygons (an
+    8-connected ring touches itself where pixels meet at a corner); the polygons that meet
+    at a corner are then grouped into one MultiPolygon per 8-connected component, which is
+    valid (its parts touch at points only). Anything GEOS still finds invalid is repaired
+    with ``make_valid``; pixel centres never move, so rasterized back the polygons give
+    the mask.
     """
     band = rasterio.band(mask_ds, 1)
+    polys = [shape(geom) for geom, value in features.shapes(band, mask=band, connectivity=4) if int(value) == 1]
+    if not polys:
+        return []
+    parent = list(range(len(polys)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    # two 4-connected components meet only at a pixel corner, which is a vertex of both
+    # rings: group the polygons that share a vertex (pixel-corner indexes, exact integers)
+    coords = [shapely.get_coordinates(p) for p in polys]
+    owner = np.repeat(np.arange(len(polys)), [len(c) for c in coords])
+    xy = np.concatenate(coords)
+    inv = ~mask_ds.transform
+    cols = np.rint(inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c).astype(np.int64)
+    rows = np.rint(inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f).astype(np.int64)
+    key = rows * (int(mask_ds.width) + 2) + cols
+    order = np.argsort(key, kind="stable")
+    same = np.nonzero((key[order][1:] == key[order][:-1]) & (owner[order][1:] != owner[order][:-1]))[0]
+    for a, b in zip(owner[order][same].tolist(), owner[order][same + 1].tolist(), strict=True):
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    groups: dict[int, list[Polygon]] = {}
+    for i, poly in enumerate(polys):
+        groups.setdefault(root(i), []).append(poly)
     out: list[BaseGeometry] = []
-    for geom, value in features.shapes(band, mask=band, connectivity=8):
-        if int(value) != 1:
-            continue
-        poly = valid_polygonal(shape(geom))
-        if not poly.is_empty:
-            out.append(poly)
+    for members in groups.values():
+        geom: BaseGeometry = MultiPolygon(members)
+        if not geom.is_valid:
+            geom = valid_polygonal(geom)
+        if not geom.is_empty:
+            out.append(geom)
     return out
 
 
