@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from casdesk.commands.common import drive, interruptible, open_project, print_json
+from casdesk.core.errors import CasdeskError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -70,31 +71,35 @@ def cmd_predict(args: argparse.Namespace) -> int:
         predictor = load_predictor(args.model_file, device if device is not None else args.device)
         main_rank = ctx is None or ctx.is_main
         if paths and main_rank:
-            est = estimate_memory(predictor, paths[0], overlap=args.overlap, batch_size=args.batch_size,
-                                  tta=args.tta, tile_size=args.tile_size)
             procs = f" x{ctx.world_size} processes" if ctx is not None and ctx.enabled else ""
+            try:
+                est = estimate_memory(predictor, paths[0], overlap=args.overlap, batch_size=args.batch_size,
+                                      tta=args.tta, tile_size=args.tile_size).describe()
+            except CasdeskError:  # a bad first scene is reported with the others at the end
+                est = "unknown"
             print(f"casdesk predict: {len(paths)} scene(s) on {predictor.device}{procs} ({predictor.precision}); "
-                  f"peak memory {est.describe()}", file=sys.stderr)
+                  f"peak memory {est}", file=sys.stderr)
         options = PredictOptions(
             overlap=args.overlap, tile_size=args.tile_size, threshold=args.threshold, tta=args.tta,
             aoi=args.aoi, vector=args.vector, batch_size=args.batch_size, min_area_m2=args.min_area,
             simplify=args.simplify, prob_dtype="float32" if args.prob_float else "uint8",
             check_values=not args.no_value_check,
         )
+        failures: list[tuple[Path, str]] = []  # a folder: every good scene is predicted, failures listed
         with interruptible() as token:
             results = drive(
                 predict_scenes(predictor, paths if paths else scene, args.out, cancel=token, dist=ctx,
-                               options=options),
+                               options=options, failures=failures if len(paths) > 1 else None),
                 "predict", quiet=not main_rank,
             )
     finally:
         if ctx is not None:
             ctx.close()
     if not main_rank:
-        return 0
+        return _report_failures(failures, len(paths), len(results))
     if args.json:
         print_json([r.to_dict() for r in results])
-        return 0
+        return _report_failures(failures, len(paths), len(results))
     for r in results:
         area = f", {r.landslide_area_m2 / 1e4:.2f} ha" if r.landslide_area_m2 == r.landslide_area_m2 else ""
         share = r.landslide_pixels / r.valid_pixels if r.valid_pixels else 0.0
@@ -105,7 +110,18 @@ def cmd_predict(args: argparse.Namespace) -> int:
                 print(f"  {path}")
         for w in r.warnings:
             print(f"  warning: {w}")
-    return 0
+    return _report_failures(failures, len(paths), len(results))
+
+
+def _report_failures(failures: list[tuple[Path, str]], scenes: int, predicted: int) -> int:
+    """The scenes of a folder that failed, after the results; exit 2 when any did."""
+    if not failures:
+        return 0
+    for path, reason in failures:
+        print(f"casdesk predict: failed: {path.name}: {reason}", file=sys.stderr)
+    print(f"casdesk predict: error: {len(failures)} of {scenes} scenes failed (listed above); "
+          f"{predicted} predicted", file=sys.stderr)
+    return 2
 
 
 # --------------------------------------------------------------------------- predict-tiles

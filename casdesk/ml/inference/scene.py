@@ -33,10 +33,11 @@ import numpy as np
 import torch
 from affine import Affine
 from rasterio.enums import Resampling
+from rasterio.errors import RasterioError
 from rasterio.windows import Window
 from torch import nn
 
-from casdesk.core.errors import CasdeskError, OutputError
+from casdesk.core.errors import Cancelled, CasdeskError, OutputError
 from casdesk.core.jobs import CancelToken, Progress
 from casdesk.core.labels.io import rasterize_polygons, write_vector_labels
 from casdesk.core.raster.io import open_raster, raster_info, read_window
@@ -753,13 +754,15 @@ def predict_scenes(
     device: str | torch.device = "auto",
     cancel: CancelToken | None = None,
     dist: DistContext | None = None,
+    failures: list[tuple[Path, str]] | None = None,
     **options: Any,
 ) -> Generator[Progress, None, list[PredictionResult]]:
     """Predict several scenes (a list, or every raster in a folder) with one loaded model.
 
     ``options`` are :class:`PredictOptions` fields (or ``options=PredictOptions(...)``).
     Progress ``data`` carries ``scene_index`` and ``scenes``; a failing scene stops the
-    batch (its error names the file).
+    batch (its error names the file), unless ``failures`` is given: then the batch keeps
+    going and each failing scene's (path, one-line reason) is appended to it.
 
     ``dist`` (under ``torchrun``): with at least as many scenes as processes, each
     process predicts every ``world``-th scene on its own; with fewer, the processes share
@@ -794,6 +797,11 @@ def predict_scenes(
             except StopIteration as stop:
                 if stop.value is not None:
                     results[i] = stop.value
+                break
+            except (CasdeskError, RasterioError) as exc:  # a bad scene: keep going
+                if failures is None or isinstance(exc, Cancelled):  # when the caller collects failures
+                    raise
+                failures.append((path, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__))
                 break
             yield Progress(ev.done, ev.total, f"[{i + 1}/{len(paths)}] {ev.message}",
                            {**ev.data, "scene_index": i, "scenes": len(paths)})
