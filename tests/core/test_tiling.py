@@ -51,14 +51,14 @@ def test_crop_real_landsat_with_box_shp(project: Catalog, public_data: Path):
                 assert m.transform.almost_equals(src.window_transform(window))
                 mask = m.read(1)
             expected = full_mask[tile.row_off:tile.row_off + 256, tile.col_off:tile.col_off + 256].copy()
-            expected[~valid_full[tile.row_off:tile.row_off + 256, tile.col_off:tile.col_off + 256]] = 0
+            expected[~valid_full[tile.row_off:tile.row_off + 256, tile.col_off:tile.col_off + 256]] = 255  # nodata: ignore
             assert np.array_equal(mask, expected), tile.name
             with rasterio.open(tile.label_path) as lab:
                 rgb = lab.read()
             assert rgb.shape == (3, 256, 256)
             assert np.array_equal(np.all(rgb == 0, axis=0), mask == 1)
             assert np.all((rgb == 0) | (rgb == 255))
-            assert tile.label_pixels == int(mask.sum())
+            assert tile.label_pixels == int((mask == 1).sum())
     assert {t.name for t in project.tiles()} == {f"RGB.byte_256px_r{r:06d}_c{c:06d}" for r in (0, 256, 462) for c in (0, 256, 512, 535)}
 
 

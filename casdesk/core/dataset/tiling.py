@@ -33,7 +33,8 @@ from shapely.strtree import STRtree
 from casdesk.core.dataset.limits import MAX_INFLIGHT_BYTES, MAX_TILE_SIZE, MAX_WORKERS
 from casdesk.core.errors import OutputError, TilingError
 from casdesk.core.jobs import CancelToken, Job, Progress
-from casdesk.core.labels.io import mask_to_cas_label, rasterize_polygons
+from casdesk.core.labels.io import mask_to_cas_label
+from casdesk.core.labels.masks import MaskLabel, render_mask
 from casdesk.core.project.catalog import Catalog, Scene, utc_now
 from casdesk.core.raster.io import open_raster, read_window
 
@@ -395,12 +396,13 @@ def _crop(
     compress: str | None,
     root: Path,
 ) -> Job:
+    # every label, in paint order, drawn by its own rule (casdesk.core.labels.masks): the
+    # masks a crop writes are those a later regeneration writes
     landslide = [
-        shapely.from_wkt(lab.geometry_px)
+        MaskLabel(lab.name, shapely.from_wkt(lab.geometry_px), lab.attributes)
         for lab in catalog.labels(scene_id=scene.id)
-        if _is_landslide(lab.name)
     ]
-    tree = STRtree(landslide) if landslide else None
+    tree = STRtree([lab.geometry for lab in landslide]) if landslide else None
     reader = _SceneReader(scene.path)
     todo = [w for w in windows if tile_name(scene.name, w) not in staged]
     resumed = len(windows) - len(todo)
@@ -479,9 +481,8 @@ def _write_tile(
     local = []
     if tree is not None:
         box = shapely.box(c0, r0, c0 + size_c, r0 + size_r)
-        local = [geoms[i] for i in tree.query(box, predicate="intersects")]
-    mask = rasterize_polygons(local, (size_r, size_c), Affine.translation(c0, r0))
-    mask[~valid] = 0
+        local = [geoms[i] for i in sorted(tree.query(box.buffer(16), predicate="intersects"))]
+    mask = render_mask(local, (size_r, size_c), (c0, r0), valid=valid)  # 255 outside the footprint
     name = tile_name(scene.name, window)
     transform = Affine(*scene.transform[:6]) @ Affine.translation(c0, r0)
     crs = rasterio.crs.CRS.from_wkt(scene.crs) if scene.crs else None
@@ -506,7 +507,7 @@ def _write_tile(
         write_mask = valid  # integer data without a nodata value: the footprint as an internal mask
     paths = {k: dirs[k] / f"{name}.tif" for k in dirs}
     _atomic_write(paths["img"], data, img_profile, write_mask)
-    _atomic_write(paths["mask"], mask[None], {**base, "count": 1, "dtype": "uint8"})
+    _atomic_write(paths["mask"], mask[None], {**base, "count": 1, "dtype": "uint8", "nodata": 255})
     _atomic_write(paths["label"], mask_to_cas_label(mask), {**base, "count": 3, "dtype": "uint8", "photometric": "RGB"})
     return {
         "name": name,
@@ -518,6 +519,6 @@ def _write_tile(
         "image_path": paths["img"],
         "mask_path": paths["mask"],
         "label_path": paths["label"],
-        "label_pixels": int(mask.sum()),
+        "label_pixels": int((mask == 1).sum()),
         "valid_pixels": int(valid.sum()),
     }

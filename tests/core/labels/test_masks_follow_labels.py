@@ -199,3 +199,23 @@ def test_kill_between_label_commit_and_masks_then_regenerate(tmp_path: Path, cap
         for t in cat.tiles():
             np.testing.assert_array_equal(read(t.mask_path), tile_mask(cat, t))
         assert sum(t.label_pixels for t in cat.tiles()) > 0
+
+
+def test_crop_and_regeneration_write_the_same_masks_on_a_real_scene(tmp_path: Path, public_data: Path, capsys) -> None:
+    """Landsat scene with a nodata frame, a GIS layer and an editor polygon: the crop's masks
+    are what regeneration writes (255 outside the footprint, never 1)."""
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
+    from casdesk.core.labels.store import scene_target
+
+    with Catalog.create(tmp_path / "p") as cat:
+        sid = add_scene(cat, public_data / "RGB.byte.tif", labels=public_data / "box.shp").scene_id
+        LabelStore(cat, scene_target(cat, sid)).create(shapely.Polygon([(0, 0), (300.5, 10.2), (40.7, 200.3)]), "landslide")
+        run_job(crop_scene(cat, sid, CropParams(256, 256, "shift")))
+        masks = {t.id: read(t.mask_path) for t in cat.tiles()}
+        path = cat.path
+    assert masks[min(masks)][0, 0] == 255  # the editor polygon reaches the nodata corner: ignore, not 1
+    assert main(["labels", "regenerate", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["changed"] == 0
+    with Catalog.open(path, readonly=True) as cat:
+        assert all(np.array_equal(read(t.mask_path), masks[t.id]) for t in cat.tiles())
