@@ -31,7 +31,7 @@ import rasterio
 
 from casdesk.core.errors import OutputError
 from casdesk.core.jobs import CancelToken, Job, Progress
-from casdesk.core.labels.io import mask_to_cas_label
+from casdesk.core.labels.io import binarize_label_array, mask_to_cas_label
 from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.raster.io import open_raster
 
@@ -182,8 +182,10 @@ def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None) -> dict[
     if tile.mask_path is not None:
         with open_raster(tile.mask_path) as ds:
             raw = ds.read(1)
-            mask = (raw > 0).astype(np.uint8)
+            mask = binarize_label_array(raw[None], None, ds.nodata)  # 0/1, 255 = ignore (nodata)
             profile = _profile(ds, count=1)
+            if (mask == 255).any():
+                profile = {**profile, "nodata": 255}
             as_is = (tile.mask_path.suffix.lower() in TIFF and ds.count == 1 and ds.dtypes[0] == "uint8"
                      and np.array_equal(raw, mask))
         if as_is:  # already a CAS mask (uint8 0/1): link it

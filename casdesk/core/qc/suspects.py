@@ -207,7 +207,8 @@ def _read_label(tile: Tile) -> np.ndarray | None:
     if tile.mask_path is None or not Path(tile.mask_path).exists():
         return None
     with open_raster(tile.mask_path) as ds:
-        return (ds.read(1) > 0).astype(np.uint8)
+        band, nodata = ds.read(1), ds.nodata
+    return ((band > 0) & (band != nodata if nodata is not None else True)).astype(np.uint8)  # 255 = ignore
 
 
 def find_suspects(

@@ -284,7 +284,8 @@ def _read_mask(path: str | Path | None) -> np.ndarray | None:
     if path is None or not Path(path).exists():
         return None
     with open_raster(path) as ds:
-        return (ds.read(1) > 0).astype(np.uint8)
+        band, nodata = ds.read(1), ds.nodata
+    return ((band > 0) & (band != nodata if nodata is not None else True)).astype(np.uint8)  # 255 = ignore
 
 
 def read_tile_view(

@@ -219,3 +219,16 @@ def test_crop_and_regeneration_write_the_same_masks_on_a_real_scene(tmp_path: Pa
     assert json.loads(capsys.readouterr().out)["changed"] == 0
     with Catalog.open(path, readonly=True) as cat:
         assert all(np.array_equal(read(t.mask_path), masks[t.id]) for t in cat.tiles())
+
+
+def test_dataset_export_keeps_ignore_pixels_out_of_the_landslide_class(cas, tmp_path: Path) -> None:
+    proj, _root, mask = cas
+    assert main(["export", str(proj), str(tmp_path / "out")]) == 0
+    [m] = list((tmp_path / "out").rglob("mask/*.tif"))
+    [lab] = list((tmp_path / "out").rglob("label/*.tif"))
+    with rasterio.open(m) as ds:
+        got = ds.read(1)
+        assert ds.nodata == 255
+    np.testing.assert_array_equal(got, mask)
+    with rasterio.open(lab) as ds:
+        assert (ds.read(1)[mask == 255] == 255).all()  # white (not landslide) on the ignore strip
