@@ -56,6 +56,8 @@ def read_labels_for_scene(
             out.labels.append(_label(poly, info, "landslide", p.name))
         if not out.labels:
             out.messages.append("warning: the LabelMe file has no shape with a selected label")
+        for poly in mask_to_polygons(mask, value=255):  # __ignore__ shapes stay ignored (255)
+            out.labels.append(_label(poly, info, "__ignore__", p.name))
         return out
     if suffix in RASTER_SUFFIXES:
         mask = read_label_raster(p, expected_shape=(info.height, info.width))
@@ -64,6 +66,8 @@ def read_labels_for_scene(
             out.labels.append(_label(poly, info, "landslide", p.name))
         if not out.labels:
             out.messages.append("warning: the label raster has no landslide pixel")
+        for poly in mask_to_polygons(mask, value=255):  # the raster's nodata: ignore (255), never landslide
+            out.labels.append(_label(poly, info, "__ignore__", p.name))
         return out
     return read_vector_labels(p, info, label_names=label_names, label_field=label_field)
 

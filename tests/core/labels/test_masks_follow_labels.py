@@ -232,3 +232,24 @@ def test_dataset_export_keeps_ignore_pixels_out_of_the_landslide_class(cas, tmp_
     np.testing.assert_array_equal(got, mask)
     with rasterio.open(lab) as ds:
         assert (ds.read(1)[mask == 255] == 255).all()  # white (not landslide) on the ignore strip
+
+
+def test_scene_label_raster_with_nodata_gives_ignore_not_landslide(tmp_path: Path, public_data: Path) -> None:
+    from casdesk.core.dataset.scenes import add_scene
+    from casdesk.core.dataset.tiling import CropParams, crop_scene
+
+    with rasterio.open(public_data / "RGB.byte.tif") as src:
+        profile = {"driver": "GTiff", "width": src.width, "height": src.height, "count": 1, "dtype": "uint8",
+                   "crs": src.crs, "transform": src.transform, "nodata": 255}
+        valid = src.dataset_mask() > 0
+    lab = np.zeros((profile["height"], profile["width"]), np.uint8)
+    lab[300:340, 300:360] = 1  # surveyed landslide: 2,400 px
+    lab[:, 500:] = 255  # unsurveyed ground
+    with rasterio.open(tmp_path / "lab.tif", "w", **profile) as dst:
+        dst.write(lab[None])
+    with Catalog.create(tmp_path / "p") as cat:
+        sid = add_scene(cat, public_data / "RGB.byte.tif", labels=tmp_path / "lab.tif").scene_id
+        run_job(crop_scene(cat, sid, CropParams(256, 256, "shift")))
+        assert sum(t.label_pixels for t in cat.tiles()) == 2400
+        ignored = sum(int((read(t.mask_path) == 255).sum()) for t in cat.tiles())
+    assert ignored >= int((valid[:, 500:]).sum())  # the unsurveyed strip is ignore wherever there is image
