@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     proc = psutil.Process()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="casdesk-bench-"))
-    result: dict[str, object] = {"tiles": args.tiles, "tile_px": PX, "distinct_files": args.images,
+    result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles, "tile_px": PX, "distinct_files": args.images,
                                  "cache_mb": args.cache_mb, "cpus": os.cpu_count()}
     try:
         project = folder / "bench.casdesk"

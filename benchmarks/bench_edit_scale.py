@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="casdesk-edit-"))
-    result: dict[str, object] = {"tiles": args.tiles, "cpus": os.cpu_count()}
+    result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles, "cpus": os.cpu_count()}
     try:
         project = folder / "bench.casdesk"
         if not project.exists():

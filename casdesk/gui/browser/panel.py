@@ -167,6 +167,7 @@ class BrowserPanel(QWidget):
     def _build(self) -> None:
         self.count_label = QLabel("No project")
         self.count_label.setObjectName("browserCount")
+        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         self.sort_key = QComboBox()
         self.sort_key.setToolTip("Sort by")
         self.sort_key.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
@@ -203,27 +204,29 @@ class BrowserPanel(QWidget):
         self.split_combo.setMinimumContentsLength(8)
         self.split_combo.activated.connect(self._on_split_chosen)
 
-        self.accept_button = QPushButton("Accept (A)")
+        self.accept_button = QPushButton("Accept")
+        self.accept_button.setToolTip("Accept the selected tiles (A)")
         self.accept_button.clicked.connect(lambda: self.decide("accept"))
-        self.reject_button = QPushButton("Reject (R)")
+        self.reject_button = QPushButton("Reject")
+        self.reject_button.setToolTip("Reject the selected tiles (R)")
         self.reject_button.clicked.connect(lambda: self.decide("reject"))
-        self.clear_button = QPushButton("Clear (C)")
-        self.clear_button.setToolTip("Remove the manual QC decision: the rules decide again")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Remove the manual QC decision: the rules decide again (C)")
         self.clear_button.clicked.connect(lambda: self.decide("clear"))
         self.split_button = QPushButton("Assign split\u2026")
         self.split_button.clicked.connect(self.assign_split_dialog)
-        self.train_button = QPushButton("Train on these\u2026")
+        self.train_button = QPushButton("Train\u2026")
         self.train_button.setToolTip("A short training run on the selected tiles or a random sample of the shown ones")
         self.train_button.clicked.connect(self.train_dialog)
-        self.detail_button = QPushButton("Open (Enter)")
+        self.detail_button = QPushButton("Open")
+        self.detail_button.setToolTip("Open the current tile in the detail view (Enter)")
         self.detail_button.clicked.connect(lambda: self.open_detail(self.grid.currentIndex()))
         self.selection_label = QLabel("")
         for label in (self.count_label, self.selection_label):  # texts grow: never widen the window
-            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-            label.setMinimumWidth(40)
+            label.setMinimumWidth(40)  # an explicit minimum: the text's width is only a wish
 
         bar = QHBoxLayout()
-        bar.addWidget(self.count_label, 1)
+        bar.addStretch(1)
         bar.addWidget(QLabel("Sort"))
         bar.addWidget(self.sort_key)
         bar.addWidget(self.sort_desc)
@@ -241,8 +244,10 @@ class BrowserPanel(QWidget):
         actions = QHBoxLayout()
         for w in (self.accept_button, self.reject_button, self.clear_button, self.split_button,
                   self.train_button, self.detail_button):
+            w.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)  # room for the counts
             actions.addWidget(w)
         actions.addWidget(self.selection_label, 1)
+        actions.addWidget(self.count_label, 2)
 
         scroll = QScrollArea()
         scroll.setWidget(self.filters)
@@ -481,7 +486,7 @@ class BrowserPanel(QWidget):
 
     def _update_count(self) -> None:
         shown, total = self.model.rowCount(), self.model.total
-        self.count_label.setText(f"<b>{shown:,}</b> shown of {total:,} total")
+        self.count_label.setText(f"<b>{shown:,}</b> shown of {total:,}")
 
     # ---- display options
     def set_thumb_px(self, px: int) -> None:
@@ -640,9 +645,9 @@ class BrowserPanel(QWidget):
             # the chosen tile is scrolled back into view once the grid has re-flowed
             sizes = self.splitter.sizes()
             total = sum(sizes)
-            center_min = self.splitter.widget(1).minimumSizeHint().width()
-            left = max(FILTER_MIN_WIDTH, min(sizes[0], total - center_min - self.detail.minimumWidth()))
-            half = max(self.detail.minimumWidth(), (total - left) // 2)
+            center_wish = self.splitter.widget(1).sizeHint().width()
+            left = max(FILTER_MIN_WIDTH, min(sizes[0], total - center_wish - self.detail.minimumWidth()))
+            half = max(self.detail.minimumWidth(), min((total - left) // 2, total - left - center_wish))
             self.detail.show()
             self.splitter.setSizes([left, max(0, total - left - half), half])
             QTimer.singleShot(0, self._scroll_to_current)

@@ -99,14 +99,16 @@ class MapLayout:
     n_tiles: int
 
     def tile_at(self, x: float, y: float) -> tuple[int, int] | None:
-        """(block number, index row) of the tile drawn at map point (x, y), topmost first."""
+        """(block number, index row) of the tile at map point (x, y)."""
         for b, block in enumerate(self.blocks):
             x0, y0, x1, y1 = block.bounds
             if not (x0 <= x <= x1 and y0 <= y <= y1) or block.rows.size == 0:
                 continue
             hit = np.flatnonzero((block.x0 <= x) & (x < block.x1) & (block.y0 <= y) & (y < block.y1))
-            if hit.size:
-                return b, int(block.rows[hit[-1]])
+            if hit.size:  # overlapping tiles (stride < size): the one centred nearest the point
+                cx = (block.x0[hit] + block.x1[hit]) / 2 - x
+                cy = (block.y0[hit] + block.y1[hit]) / 2 - y
+                return b, int(block.rows[hit[np.argmin(cx * cx + cy * cy)]])
         return None
 
     def block_at(self, x: float, y: float) -> Block | None:
@@ -172,6 +174,31 @@ def _scene_block(index: ti.TileIndex, s: SceneInfo, rows: np.ndarray, georef: bo
         "scene", s.name, rows, np.minimum(xa, xb), np.minimum(ya, yb), np.maximum(xa, xb),
         np.maximum(ya, yb), bounds, s.crs if georef else None, georef, labels=labels,
     )
+
+
+def _stride(offsets: np.ndarray) -> float:
+    """The common step between tile offsets (0 when unknown)."""
+    steps = np.diff(np.unique(offsets))
+    return float(np.median(steps)) if steps.size else 0.0
+
+
+def core_rects(block: Block) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each tile's own part of the map: with overlapping tiles (stride < size) the central
+    stride x stride region (the tiles' edges at the block's border kept), so every spot is
+    drawn in the colour of the tile centred nearest it, as :meth:`MapLayout.tile_at` picks."""
+    x0, y0, x1, y1 = block.x0.copy(), block.y0.copy(), block.x1.copy(), block.y1.copy()
+    if block.kind != "scene" or block.rows.size < 2:
+        return x0, y0, x1, y1
+    for lo, hi, b_lo, b_hi in ((x0, x1, block.bounds[0], block.bounds[2]), (y0, y1, block.bounds[1], block.bounds[3])):
+        size = float(np.median(hi - lo))
+        step = _stride(lo)
+        inset = (size - step) / 2 if 0 < step < size else 0.0
+        if inset <= 0:
+            continue
+        eps = 1e-6 * max(abs(b_hi - b_lo), 1.0)
+        lo += np.where(lo <= b_lo + eps, 0.0, inset)
+        hi -= np.where(hi >= b_hi - eps, 0.0, inset)
+    return x0, y0, x1, y1
 
 
 def _grid_block(index: ti.TileIndex, rows: np.ndarray, title: str) -> Block:
@@ -281,10 +308,11 @@ def _render_scene(block: Block, colours: np.ndarray, labelled: np.ndarray, predi
     img = np.zeros((h, w, 4), np.uint8)
     img[..., :3] = 40
     img[..., 3] = 90  # the footprint: faint
-    c0 = np.clip(np.floor((block.x0 - bx0) * scale).astype(int), 0, w - 1)
-    r0 = np.clip(np.floor((block.y0 - by0) * scale).astype(int), 0, h - 1)
-    c1 = np.clip(np.ceil((block.x1 - bx0) * scale).astype(int), c0 + 1, w)
-    r1 = np.clip(np.ceil((block.y1 - by0) * scale).astype(int), r0 + 1, h)
+    tx0, ty0, tx1, ty1 = core_rects(block)
+    c0 = np.clip(np.floor((tx0 - bx0) * scale + 0.5).astype(int), 0, w - 1)
+    r0 = np.clip(np.floor((ty0 - by0) * scale + 0.5).astype(int), 0, h - 1)
+    c1 = np.clip(np.floor((tx1 - bx0) * scale + 0.5).astype(int), c0 + 1, w)
+    r1 = np.clip(np.floor((ty1 - by0) * scale + 0.5).astype(int), r0 + 1, h)
     border = np.array([*BORDER, 255], np.uint8)
     dot = np.array([*LABEL_DOT, 255], np.uint8)
     mark = np.array([*PREDICTION_MARK, 255], np.uint8)
@@ -293,11 +321,12 @@ def _render_scene(block: Block, colours: np.ndarray, labelled: np.ndarray, predi
         img[a:b, c:d, :3] = colours[r]
         img[a:b, c:d, 3] = 255
         if b - a >= 4 and d - c >= 4:
-            img[a, c:d] = border
-            img[a:b, c] = border
-        if labelled[r]:
+            t = max(1, min(b - a, d - c) // 48)  # visible when the map is zoomed out
+            img[a:a + t, c:d] = border
+            img[a:b, c:c + t] = border
+        if labelled[r] and not block.labels:  # label outlines, when known, say more
             cy, cx = (a + b) // 2, (c + d) // 2
-            img[cy:cy + max(1, (b - a) // 5), cx:cx + max(1, (d - c) // 5)] = dot
+            img[cy:cy + max(1, (b - a) // 8), cx:cx + max(1, (d - c) // 8)] = dot
         if predicted[r] and b - a >= 4:
             img[a + 1:a + 1 + max(1, (b - a) // 5), d - 1 - max(1, (d - c) // 5):d - 1] = mark
     return BlockImage(img, block.bounds)
