@@ -266,7 +266,8 @@ def import_labelme_file(
     """Store every shape of a LabelMe file on ``target``; returns the new label ids.
 
     Labels imported earlier from the same file are replaced (never duplicated); with
-    ``replace`` a stand-alone tile's other labels (and imported raster) are replaced too.
+    ``replace`` every label shown on the target (and a tile's imported raster) is replaced,
+    so a file exported per tile imports back without doubling a polygon that spans tiles.
     The labels and the stale-mask markers of the tiles they reach are one transaction."""
     p = Path(json_path)
     doc = read_labelme(p)
@@ -283,7 +284,7 @@ def import_labelme_file(
     whole = shapely.box(0, 0, target.width, target.height)
     with catalog.transaction() as db:
         for s in store.load():
-            if (replace and target.kind == "tile") or s.attributes.get("source_file") == key:
+            if replace or s.attributes.get("source_file") == key:
                 db.execute("DELETE FROM labels WHERE id = ?", (s.label_id,))
         if replace and target.kind == "tile" and target.tile_id is not None:
             db.execute("UPDATE mask_bases SET added = 'adopted' WHERE tile_id = ?", (target.tile_id,))

@@ -253,3 +253,19 @@ def test_scene_label_raster_with_nodata_gives_ignore_not_landslide(tmp_path: Pat
         assert sum(t.label_pixels for t in cat.tiles()) == 2400
         ignored = sum(int((read(t.mask_path) == 255).sum()) for t in cat.tiles())
     assert ignored >= int((valid[:, 500:]).sum())  # the unsurveyed strip is ignore wherever there is image
+
+
+def test_labelme_export_of_scene_tiles_imports_back_without_doubling(tmp_path: Path, capsys) -> None:
+    proj, sid, gpkg = scene_project(tmp_path)
+    assert main(["labels", "import", str(proj), str(gpkg), "--label-name", "landslide"]) == 0
+    with Catalog.open(proj, readonly=True) as cat:
+        masks = {t.id: read(t.mask_path) for t in cat.tiles()}
+    out = tmp_path / "lm"
+    assert main(["labels", "export", str(proj), "--labelme", str(out)]) == 0
+    assert main(["labels", "import", str(proj), str(out), "--json"]) == 0
+    capsys.readouterr()
+    with Catalog.open(proj, readonly=True) as cat:
+        assert len(cat.labels(scene_id=sid)) == 2  # each polygon once, though it spans many tiles
+        for t in cat.tiles():
+            np.testing.assert_array_equal((read(t.mask_path) == 1), (tile_mask(cat, t) == 1))
+        assert sum(int((read(t.mask_path) == 1).sum()) for t in cat.tiles()) >= 0.9 * sum(int((m == 1).sum()) for m in masks.values())
