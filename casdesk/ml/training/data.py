@@ -120,7 +120,7 @@ def read_tile_raw(image_path: Path, mask_path: Path | None) -> tuple[np.ndarray,
     if nodata is not None:  # casdesk masks say 255 (ignore: unsurveyed, __ignore__) is nodata
         missing = mask == nodata
         return image, valid & ~missing, ((mask > 0) & ~missing).astype(np.uint8)
-    return image, valid, (mask > 0).astype(np.uint8)
+    return image, valid, (mask > 0).view(np.uint8)
 
 
 @dataclass
@@ -261,8 +261,9 @@ class TileDataset(Dataset):
                 t.image_path,
                 "train one model per band layout",
             )
-        target = np.where(valid, mask, IGNORE_INDEX).astype(np.uint8)
-        if image.dtype.kind == "f":  # NaN nodata must not reach the device arithmetic
+        all_valid = bool(valid.all())
+        target = mask if all_valid else np.where(valid, mask, np.uint8(IGNORE_INDEX)).astype(np.uint8)
+        if image.dtype.kind == "f" and not all_valid:  # NaN nodata must not reach the device arithmetic
             image = np.where(valid, image, 0).astype(np.float32)
         image, target = _pad(wire_image(image), target, self.size)
         if self.augment is not None:
