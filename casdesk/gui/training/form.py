@@ -1,5 +1,8 @@
-"""The training job form. Defaults are the paper's settings (SGD, lr 0.01, momentum 0.9,
-weight decay 5e-4, Dice loss, random 7:3 split); presets are stored in the project."""
+"""The training job form. Defaults share the paper's optimiser (SGD, lr 0.01, momentum 0.9,
+weight decay 5e-4), Dice loss and random 7:3 split; the "Paper defaults" preset selects the
+paper recipe (:data:`casdesk.ml.training.config.PAPER_RECIPE`: two classes, ImageNet
+encoder and normalisation, the authors' augmentation, drop_last). Presets are stored in
+the project."""
 
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ NEW_SPLITS = [("new:random", "New: random 7:3 per subdataset"), ("new:spatial", 
 TILE_CHOICES = [("qc", "QC-accepted tiles"), ("all", "All tiles"), ("UAV", "UAV tiles (QC-accepted)"),
                 ("SAT", "SAT tiles (QC-accepted)")]
 PRESETS_KEY = "training_presets"
+AUGMENT_TEXT = {"custom": "flips, rotations, brightness/contrast",
+                "paper": "flip, random scale-crop, Gaussian blur (the authors')"}
 
 
 class TrainingForm(QWidget):
@@ -72,8 +77,16 @@ class TrainingForm(QWidget):
         self.device.addItem("auto (CUDA > MPS > CPU)", "auto")
         self.device.addItem("cpu", "cpu")
         self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
-        self.augment = QCheckBox("flips, rotations, brightness/contrast")
+        self.augment = QCheckBox(AUGMENT_TEXT["custom"])
         self.augment.setChecked(True)
+        self.recipe = QComboBox()
+        self.recipe.addItem("Custom (casdesk defaults)", "custom")
+        self.recipe.addItem("Paper (2 classes, ImageNet encoder, authors' augmentation)", "paper")
+        self.recipe.setToolTip("Paper: two-class softmax, Dice over both classes, SGD 0.01/0.9/5e-4, "
+                               "ImageNet-pretrained encoder and mean/std, flip + scale-crop + blur, "
+                               "drop_last, best epoch by validation mIoU. The fields below still apply.")
+        self.recipe.currentIndexChanged.connect(
+            lambda _i: self.augment.setText(AUGMENT_TEXT[self.recipe.currentData() or "custom"]))
         self.preset = QComboBox()
         save = QPushButton("Save preset...")
         save.clicked.connect(self._save_preset)
@@ -85,6 +98,7 @@ class TrainingForm(QWidget):
 
         form = QFormLayout(self)
         form.addRow("Preset", preset_row)
+        form.addRow("Recipe", self.recipe)
         form.addRow("Model", self.model)
         form.addRow("Encoder", self.encoder)
         form.addRow("Encoder weights", self.weights)
@@ -156,9 +170,14 @@ class TrainingForm(QWidget):
 
     # ---- values
     def config_values(self) -> dict[str, Any]:
-        """Keyword arguments for :class:`casdesk.ml.training.config.TrainConfig`."""
+        """Keyword arguments for :class:`casdesk.ml.training.config.TrainConfig`: the recipe's
+        settings (paper recipe), then the fields of the form."""
+        from casdesk.ml.training.config import recipe_settings
+
+        recipe = self.recipe.currentData() or "custom"
         weights = self.weights.currentText()
-        return {
+        values = recipe_settings(recipe)
+        values.update({
             "model": self.model.currentData(),
             "encoder": self.encoder.text().strip() or None,
             "encoder_weights": None if weights == "none" else ("imagenet" if weights == "imagenet" else self.weights_file),
@@ -174,7 +193,10 @@ class TrainingForm(QWidget):
             "qc_accepted_only": self.tiles.currentData() != "all",
             # DataLoader worker processes are not forked from a GUI process with threads
             "num_workers": 0,
-        }
+        })
+        if recipe == "paper":
+            values["augment"] = "paper" if self.augment.isChecked() else "none"
+        return values
 
     def split_choice(self) -> tuple[str, list[str]]:
         """("new:random" | "new:spatial" | "new:holdout" | existing name, holdout names)."""
@@ -196,7 +218,19 @@ class TrainingForm(QWidget):
             if key in values:
                 combo.setCurrentText(str(values[key]))
         self.seed.setValue(int(values.get("seed", 0)))
-        self.augment.setChecked(bool(values.get("augment", True)))
+        augment = values.get("augment", True)
+        self.augment.setChecked(augment not in (False, "none"))
+        self.recipe.setCurrentIndex(max(self.recipe.findData(values.get("recipe", "custom")), 0))
+        if "encoder_weights" in values:
+            weights = values["encoder_weights"]
+            if weights in (None, "none"):
+                self.weights.setCurrentIndex(0)
+            elif str(weights).lower() == "imagenet":
+                self.weights.setCurrentIndex(1)
+            else:
+                self.weights_file = str(weights)
+                self.weights.setItemText(2, f"file: {weights}")
+                self.weights.setCurrentIndex(2)
 
     # ---- presets
     def _presets(self) -> dict[str, dict[str, Any]]:
@@ -213,8 +247,10 @@ class TrainingForm(QWidget):
     def _load_preset(self) -> None:
         key = self.preset.currentData()
         if key == "__paper__":
-            self.apply({"model": "deeplabv3plus", "epochs": 50, "batch_size": 8, "lr": 0.01, "loss": "dice",
-                        "optimizer": "sgd", "amp": "auto", "seed": 0, "augment": True})
+            from casdesk.ml.training.config import PAPER_RECIPE
+
+            self.apply({**PAPER_RECIPE, "model": "deeplabv3plus", "epochs": 50, "batch_size": 8,
+                        "amp": "auto", "seed": 0})
         elif key in self._presets():
             self.apply(self._presets()[key])
 

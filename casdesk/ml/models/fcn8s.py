@@ -1,7 +1,9 @@
-"""FCN-8s (Long et al., 2015) on a VGG16 encoder, one of the paper's baselines.
+"""FCN-8s (Long et al., 2015) on a VGG16 encoder, registered as ``fcn8s``.
 
-The encoder is ``torchvision.models.vgg16(weights=None).features`` with its first
-convolution replaced when the input does not have 3 bands. As in FCN-8s, the class
+Not the network the CAS paper's authors trained (that is ``fcn``,
+:mod:`casdesk.ml.models.fcn`); kept as the classic reference. The encoder is VGG16's
+convolutions (:class:`~casdesk.ml.models.backbones.VGG16Encoder`, torchvision names) with
+its first convolution replaced when the input does not have 3 bands. As in FCN-8s, the class
 scores of the stride-32 head are upsampled x2 and summed with 1x1 scores of pool4, then
 x2 and summed with 1x1 scores of pool3, then upsampled x8 to the input; the upsampling
 layers are transposed convolutions initialised to bilinear interpolation.
@@ -17,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-POOL3, POOL4 = 16, 23  # indexes of MaxPool layers in vgg16().features (pool5 is 30)
+from casdesk.ml.models.backbones import VGG16Encoder
 
 
 def _bilinear_kernel(channels: int, size: int) -> torch.Tensor:
@@ -41,46 +43,12 @@ def _upsampler(channels: int, factor: int) -> nn.ConvTranspose2d:
     return up
 
 
-def adapt_first_conv(conv: nn.Conv2d, in_channels: int) -> nn.Conv2d:
-    """A copy of ``conv`` taking ``in_channels`` bands, reusing its RGB weights.
-
-    One band gets the sum of the RGB filters; more bands cycle through R, G, B, scaled by
-    3 / bands, so a pretrained filter responds with the same magnitude.
-    """
-    if conv.in_channels == in_channels:
-        return conv
-    new = nn.Conv2d(
-        in_channels,
-        conv.out_channels,
-        kernel_size=conv.kernel_size,  # type: ignore[arg-type]
-        stride=conv.stride,  # type: ignore[arg-type]
-        padding=conv.padding,  # type: ignore[arg-type]
-        bias=conv.bias is not None,
-    )
-    with torch.no_grad():
-        w = conv.weight
-        if in_channels == 1:
-            new.weight.copy_(w.sum(dim=1, keepdim=True))
-        else:
-            idx = torch.arange(in_channels) % w.shape[1]
-            new.weight.copy_(w[:, idx] * (w.shape[1] / in_channels))
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias)  # type: ignore[union-attr]
-    return new
-
-
 class FCN8s(nn.Module):
     """FCN-8s: ``forward(x: (N, bands, H, W)) -> logits (N, classes, H, W)``."""
 
-    def __init__(self, in_channels: int = 3, classes: int = 1, imagenet: bool = False):
+    def __init__(self, in_channels: int = 3, classes: int = 1):
         super().__init__()
-        from torchvision.models import VGG16_Weights, vgg16
-
-        features = vgg16(weights=VGG16_Weights.IMAGENET1K_V1 if imagenet else None).features
-        features[0] = adapt_first_conv(features[0], in_channels)
-        self.to_pool3 = features[: POOL3 + 1]
-        self.to_pool4 = features[POOL3 + 1 : POOL4 + 1]
-        self.to_pool5 = features[POOL4 + 1 :]
+        self.encoder = VGG16Encoder(in_channels)
         self.head = nn.Sequential(
             nn.Conv2d(512, 1024, 3, padding=1),
             nn.ReLU(inplace=True),
@@ -99,15 +67,9 @@ class FCN8s(nn.Module):
         self.up2_b = _upsampler(classes, 2)
         self.up8 = _upsampler(classes, 8)
 
-    @property
-    def encoder_modules(self) -> list[nn.Module]:
-        return [self.to_pool3, self.to_pool4, self.to_pool5]
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        p3 = self.to_pool3(x)
-        p4 = self.to_pool4(p3)
-        p5 = self.to_pool5(p4)
+        _, _, p3, p4, p5 = self.encoder(x)
         s = self.up2_a(self.score_fr(self.head(p5)))
         s = _match(s, p4) + self.score_pool4(p4)
         s = self.up2_b(s)
