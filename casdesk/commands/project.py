@@ -242,8 +242,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         print_json({"out_dir": str(Path(args.out_dir).absolute()), "tiles": int(n), "files": how,
                     "fallback": fallback, "manifest": str(getattr(n, "manifest", ""))})
     else:
-        files = ", ".join(f"{v} {k}{' link' if k in ('hard', 'symlink') else ''}{'s' if v != 1 else ''}"
-                          for k, v in sorted(how.items()))
+        words = {"hard": ("hard link", "hard links"), "symlink": ("symbolic link", "symbolic links"),
+                 "copy": ("copy", "copies"), "written": ("converted file", "converted files")}
+        files = ", ".join(f"{v} {words.get(k, (k, k))[v != 1]}" for k, v in sorted(how.items()))
         print(f"exported {n} tiles to {args.out_dir} ({files or 'no files'}; list in {MANIFEST})")
         if fallback:
             print(f"  note: no hard links: {fallback}")

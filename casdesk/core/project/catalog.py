@@ -623,6 +623,14 @@ class Catalog:
                 (key, value),
             )
 
+    # ---- runs
+    def claim_run(self, run_id: int) -> None:
+        """Record that this process runs ``run_id`` (pid and host), so that a run whose
+        process was killed can be told from a live one and marked ``interrupted``
+        (:func:`casdesk.core.project.cleanup.mark_dead_runs`)."""
+        with self.transaction() as db:
+            db.execute("UPDATE runs SET pid = ?, host = ? WHERE id = ?", (os.getpid(), socket.gethostname(), run_id))
+
     # ---- subdatasets
     def ensure_subdataset(self, name: str, **fields: Any) -> int:
         """Return the id of subdataset ``name``, creating it with ``fields`` if new.

@@ -212,6 +212,7 @@ class _RunBook:
             with self.catalog.transaction() as db:
                 db.execute("UPDATE runs SET status = 'running', device = ?, finished = NULL WHERE id = ?",
                            (device_text, self.run_id))
+                self.catalog.claim_run(self.run_id)  # its process: a killed run is marked interrupted later
             return
         name = cfg.name or f"{model_name}-{split}"
         with self.catalog.transaction() as db:
@@ -221,6 +222,7 @@ class _RunBook:
                 (name, json.dumps(cfg.to_dict()), split_id(self.catalog, split), device_text, utc_now()),
             )
             self.run_id = int(cur.lastrowid)
+            self.catalog.claim_run(self.run_id)
         if cfg.out_dir:
             self.run_dir = Path(cfg.out_dir).expanduser().absolute()
         else:
