@@ -254,3 +254,16 @@ def test_flips_on_the_device_equal_per_sample_reference_ops() -> None:
         k = int(p[i, P_ROT])
         xi, yi = torch.rot90(xi, k, (-2, -1)), torch.rot90(yi, k, (-2, -1))
         assert torch.allclose(out_x[i], xi * p[i, P_CONTRAST] + p[i, P_BRIGHT]) and torch.equal(out_y[i], yi)
+
+
+def test_a_bad_tile_in_a_worker_process_is_one_sentence(tmp_path: Path) -> None:
+    from casdesk.core.errors import RasterError
+    from casdesk.ml.training.data import Normalization, TileDataset, TileRef, make_loader, worker_errors
+
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a tif")
+    ds = TileDataset([TileRef(0, bad, bad, 32, 32)], Normalization([0.0] * 3, [1.0] * 3), size=(32, 32))
+    with pytest.raises(RasterError) as info:
+        list(worker_errors(make_loader(ds, 1, [0], num_workers=1)))
+    text = str(info.value)
+    assert text.startswith(str(bad)) and "not a raster" in text and "Traceback" not in text

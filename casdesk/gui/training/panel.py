@@ -13,6 +13,7 @@ Pause = cancel keeping the checkpoint; Resume = continue that run from its check
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,11 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ["Id", "Run", "Model", "Encoder", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
 FIRST_METRIC_COLUMN = 8
 MIN_RUN_ROWS = 10  # the runs table shows at least this many rows
+
+
+def gui_loader_workers() -> int:
+    """DataLoader worker processes of a GUI training run: half the cores, 1 to 4."""
+    return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -304,6 +310,9 @@ class TrainingPanel(QWidget):
 
                 yield Progress(0, 0, "preparing the split")
                 config = dict(item["config"])
+                # loader worker processes also from this QThread: the engine starts them
+                # with forkserver/spawn (casdesk.ml.training.data.worker_context), never fork
+                config["num_workers"] = config.get("num_workers") or gui_loader_workers()
                 if item["resume"] is None:
                     with Catalog.open(path) as cat:
                         config["split"] = item["split"] or prepare_split(cat, item["planned"], seed=config["seed"])
@@ -341,6 +350,7 @@ class TrainingPanel(QWidget):
             self.device_text = data.get("device", "")
             self.status.setText(
                 f"{event.message} | {data.get('train_tiles', 0)} train / {data.get('val_tiles', 0)} val tiles"
+                f" | {data.get('num_workers', 0)} loader worker processes"
             )
             self.refresh_runs()
         elif kind == "batch":

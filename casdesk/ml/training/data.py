@@ -21,7 +21,7 @@ import importlib
 import math
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from casdesk.core.errors import CasdeskError
 from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.raster.io import open_raster, read_window
 from casdesk.ml.errors import DataError
@@ -311,6 +312,24 @@ class EpochSampler(Sampler):
 
     def __len__(self) -> int:
         return len(self.indices)
+
+
+def worker_errors(batches: Iterable[Any]) -> Iterator[Any]:
+    """The batches of a loader; a casdesk error raised in a worker process comes out as
+    its own sentence again (the DataLoader rebuilds it around the worker's traceback)."""
+    it = iter(batches)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except CasdeskError as exc:
+            text = str(exc)
+            if "Original Traceback" not in text:
+                raise
+            last = [line for line in text.strip().splitlines() if line.strip()][-1]
+            raise type(exc)(last.split(": ", 1)[1] if ": " in last else last) from None
+        yield batch
 
 
 def worker_context(num_workers: int) -> str | None:

@@ -33,6 +33,7 @@ from casdesk.ml.training.data import (
     TileDataset,
     make_loader,
     select_tiles,
+    worker_errors,
 )
 from casdesk.ml.training.losses import LossFn, predict_classes
 
@@ -107,7 +108,7 @@ def iter_confusion(
     total = len(loader)
     memory = torch.channels_last if channels_last else torch.contiguous_format
     with torch.inference_mode():
-        for i, batch in enumerate(loader):
+        for i, batch in enumerate(worker_errors(loader)):
             if cancel is not None and cancel.cancelled:
                 return cm, float(loss_sum), samples, True
             if transform is not None:

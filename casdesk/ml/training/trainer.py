@@ -76,6 +76,7 @@ from casdesk.ml.training.data import (
     make_loader,
     padded_size,
     select_tiles,
+    worker_errors,
 )
 from casdesk.ml.training.evaluate import autocast, confusion_torch, iter_confusion
 from casdesk.ml.training.losses import get_loss
@@ -837,7 +838,7 @@ class _Trainer:
         wait = 0.0
         done_samples = 0
         last_loss = float("nan")
-        batches = iter(loader)
+        batches = worker_errors(loader)  # a bad tile in a worker: one sentence, not a traceback
         b = first - 1
         while True:
             t_wait = time.monotonic()
