@@ -258,7 +258,13 @@ def test_flips_on_the_device_equal_per_sample_reference_ops() -> None:
 
 def test_a_bad_tile_in_a_worker_process_is_one_sentence(tmp_path: Path) -> None:
     from casdesk.core.errors import RasterError
-    from casdesk.ml.training.data import Normalization, TileDataset, TileRef, make_loader, worker_errors
+    from casdesk.ml.training.data import (
+        Normalization,
+        TileDataset,
+        TileRef,
+        make_loader,
+        worker_errors,
+    )
 
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a tif")
