@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 MAX_LABEL_RINGS = 50_000
 """Label outlines drawn at most (the rest are counted in the legend)."""
 COLOUR_MODES = {"QC state": "qc", "Split": "split"}
+REPAINT_ON_GUI_THREAD = 2000
+"""Changed tiles redrawn on the GUI thread at most; more are redrawn in a worker."""
 
 
 @dataclass
@@ -365,6 +367,10 @@ class MapPanel(QWidget):
         """Redraw the blocks holding these index rows (few tiles changed)."""
         data = self.data
         if data is None or rows.size == 0:
+            return
+        if rows.size > REPAINT_ON_GUI_THREAD:
+            self._recolour()  # many tiles: redraw in a worker
+            self._update_legend()
             return
         colours = lay.tile_colours(data.index, data.colour_by)
         labelled = data.index.label_pixels > 0
