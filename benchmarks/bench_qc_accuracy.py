@@ -45,28 +45,43 @@ def main(argv: list[str] | None = None) -> int:
     summary = evalset.summarise(cases, values, PAPER_DEFAULTS)
     if args.list:
         for c, v in zip(cases, values, strict=True):
-            print(f"{c.kind:6s} {c.name:45s} " + " ".join(f"{k}={x:.3f}" for k, x in v.items()), c.truth)
+            print(
+                f"{c.kind:6s} {c.name:45s} " + " ".join(f"{k}={x:.3f}" for k, x in v.items()),
+                c.truth,
+            )
     if args.json:
-        print(json.dumps({"sources": len(sources), "cases": len(cases), "summary": summary}, indent=1))
+        print(
+            json.dumps({"sources": len(sources), "cases": len(cases), "summary": summary}, indent=1)
+        )
         return 0
-    print(f"{len(sources)} released tiles, {len(cases)} cases (built {t1 - t0:.1f} s, measured {t2 - t1:.1f} s,"
-          f" {1000 * (t2 - t1) / len(cases):.1f} ms/tile)")
+    print(
+        f"{len(sources)} released tiles, {len(cases)} cases (built {t1 - t0:.1f} s, measured {t2 - t1:.1f} s,"
+        f" {1000 * (t2 - t1) / len(cases):.1f} ms/tile)"
+    )
     rules = {r.metric: r for r in PAPER_DEFAULTS}
     for metric, row in summary.items():
         r = rules[metric]
         print(f"\n{metric}  (rule {r.describe()}, margin {r.margin:g})")
-        print(f"  clean released tiles: rejected {row['clean_rejected']:.1%}, flagged {row['clean_flagged']:.1%}"
-              f" (n={row['clean_n']:.0f})")
-        print(f"  traps:                rejected {row['trap_rejected']:.1%}, flagged {row['trap_flagged']:.1%}"
-              f" (n={row['trap_n']:.0f})")
+        print(
+            f"  clean released tiles: rejected {row['clean_rejected']:.1%}, flagged {row['clean_flagged']:.1%}"
+            f" (n={row['clean_n']:.0f})"
+        )
+        print(
+            f"  traps:                rejected {row['trap_rejected']:.1%}, flagged {row['trap_flagged']:.1%}"
+            f" (n={row['trap_n']:.0f})"
+        )
         if "severe_caught" in row:
-            print(f"  seams >= 15 DN or >= 8 px caught: {row['severe_caught']:.1%} (n={row['severe_n']:.0f});"
-                  f" radiometric {row['radiometric_severe_caught']:.1%}, geometric {row['geometric_severe_caught']:.1%};"
-                  f" weak seams caught {row['weak_caught']:.1%}")
+            print(
+                f"  seams >= 15 DN or >= 8 px caught: {row['severe_caught']:.1%} (n={row['severe_n']:.0f});"
+                f" radiometric {row['radiometric_severe_caught']:.1%}, geometric {row['geometric_severe_caught']:.1%};"
+                f" weak seams caught {row['weak_caught']:.1%}"
+            )
         if "within_goal" in row:
             goal = 0.03 if metric == "fill_fraction" else 0.1
-            print(f"  defects within +-{goal:g} of truth: {row['within_goal']:.1%} (n={row['defects_n']:.0f});"
-                  f" median error {row['median_error']:.3f}, worst {row['max_error']:.3f}")
+            print(
+                f"  defects within +-{goal:g} of truth: {row['within_goal']:.1%} (n={row['defects_n']:.0f});"
+                f" median error {row['median_error']:.3f}, worst {row['max_error']:.3f}"
+            )
     return 0
 
 

@@ -37,6 +37,8 @@ class Case:
     image: np.ndarray  # (3, rows, cols) uint8
     truth: dict[str, float] = field(default_factory=dict)
     tags: tuple[str, ...] = ()
+    side: np.ndarray | None = field(default=None, repr=False)
+    """For seams: the side of the seam that was changed (diagnostics)."""
 
 
 def find_sources(public: str | Path) -> list[Path]:
@@ -46,7 +48,9 @@ def find_sources(public: str | Path) -> list[Path]:
     for sub in SOURCE_DIRS:
         folder = public / sub
         if folder.is_dir():
-            out += sorted(p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png"))
+            out += sorted(
+                p for p in folder.iterdir() if p.suffix.lower() in (".tif", ".tiff", ".png")
+            )
     return out
 
 
@@ -61,7 +65,9 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- helpers
-def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, octaves: int = 5, base: int = 4) -> np.ndarray:
+def fractal_noise(
+    shape: tuple[int, int], rng: np.random.Generator, octaves: int = 5, base: int = 4
+) -> np.ndarray:
     """Fractal (1/f) noise in [0, 1]: octaves of upsampled random grids, halving weights."""
     rows, cols = shape
     out = np.zeros(shape, np.float32)
@@ -77,7 +83,9 @@ def fractal_noise(shape: tuple[int, int], rng: np.random.Generator, octaves: int
     return out / max(float(out.max()), 1e-6)
 
 
-def _side(shape: tuple[int, int], angle: float, offset: float, jagged: float, rng: np.random.Generator) -> np.ndarray:
+def _side(
+    shape: tuple[int, int], angle: float, offset: float, jagged: float, rng: np.random.Generator
+) -> np.ndarray:
     """Boolean half-plane: the side of a line through the point ``offset`` (fraction of
     the side) from the centre along the normal at ``angle`` (radians); ``jagged`` px adds
     a random piecewise-straight wobble (a mosaic seamline that follows image steps)."""
@@ -94,7 +102,13 @@ def _side(shape: tuple[int, int], angle: float, offset: float, jagged: float, rn
     return dist > 0
 
 
-def _blob(shape: tuple[int, int], rng: np.random.Generator, cover: float, center: tuple[float, float], radius: float) -> np.ndarray:
+def _blob(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    cover: float,
+    center: tuple[float, float],
+    radius: float,
+) -> np.ndarray:
     """A ragged blob (fractal noise thresholded inside a soft disc)."""
     rows, cols = shape
     yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
@@ -104,8 +118,21 @@ def _blob(shape: tuple[int, int], rng: np.random.Generator, cover: float, center
 
 
 # --------------------------------------------------------------------------- defects
-def add_radiometric_seam(img: np.ndarray, rng: np.random.Generator, dn: float, colour: bool, jagged: bool) -> np.ndarray:
-    side = _side(img.shape[1:], rng.uniform(0, 2 * math.pi), rng.uniform(-0.2, 0.2), 6.0 if jagged else 0.0, rng)
+LAST_SIDE: list[np.ndarray] = []
+"""The side mask of the last seam made (diagnostics)."""
+
+
+def add_radiometric_seam(
+    img: np.ndarray, rng: np.random.Generator, dn: float, colour: bool, jagged: bool
+) -> np.ndarray:
+    side = _side(
+        img.shape[1:],
+        rng.uniform(0, 2 * math.pi),
+        rng.uniform(-0.2, 0.2),
+        6.0 if jagged else 0.0,
+        rng,
+    )
+    LAST_SIDE[:] = [side]
     out = img.astype(np.int16)
     sign = 1 if rng.random() < 0.5 else -1
     if colour:
@@ -116,19 +143,32 @@ def add_radiometric_seam(img: np.ndarray, rng: np.random.Generator, dn: float, c
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def add_geometric_seam(img: np.ndarray, rng: np.random.Generator, px: float, jagged: bool) -> np.ndarray:
+def add_geometric_seam(
+    img: np.ndarray, rng: np.random.Generator, px: float, jagged: bool
+) -> np.ndarray:
     rows, cols = img.shape[1:]
-    side = _side((rows, cols), rng.uniform(0, 2 * math.pi), rng.uniform(-0.2, 0.2), 6.0 if jagged else 0.0, rng)
+    side = _side(
+        (rows, cols),
+        rng.uniform(0, 2 * math.pi),
+        rng.uniform(-0.2, 0.2),
+        6.0 if jagged else 0.0,
+        rng,
+    )
+    LAST_SIDE[:] = [side]
     direction = rng.uniform(0, 2 * math.pi)
     m = np.float32([[1, 0, px * math.cos(direction)], [0, 1, px * math.sin(direction)]])
     hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
-    moved = cv2.warpAffine(hwc, m, (cols, rows), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT)
+    moved = cv2.warpAffine(
+        hwc, m, (cols, rows), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT
+    )
     out = hwc.copy()
     out[side] = moved[side]
     return np.ascontiguousarray(out.transpose(2, 0, 1))
 
 
-def fill_region(shape: tuple[int, int], rng: np.random.Generator, fraction: float, kind: str) -> np.ndarray:
+def fill_region(
+    shape: tuple[int, int], rng: np.random.Generator, fraction: float, kind: str
+) -> np.ndarray:
     """A wedge (a corner cut by a straight line) or a band (a strip along one side) of
     about ``fraction`` of the tile."""
     rows, cols = shape
@@ -191,9 +231,16 @@ def add_cloud(img: np.ndarray, rng: np.random.Generator, cover: float) -> tuple[
     noise = fractal_noise((rows, cols), rng)
     thr = float(np.quantile(noise, 1 - cover)) if cover < 1 else -1.0
     soft = 0.06
-    alpha = np.clip((noise - thr) / soft + 0.5, 0, 1) if cover < 1 else np.clip(0.85 + 0.3 * noise, 0, 1)
+    alpha = (
+        np.clip((noise - thr) / soft + 0.5, 0, 1)
+        if cover < 1
+        else np.clip(0.85 + 0.3 * noise, 0, 1)
+    )
     shade = 228 + 20 * (noise - 0.5)
-    out = img.astype(np.float32) * (1 - alpha) + (shade * alpha)[None] * np.array([0.98, 1.0, 1.02])[:, None, None]
+    out = (
+        img.astype(np.float32) * (1 - alpha)
+        + (shade * alpha)[None] * np.array([0.98, 1.0, 1.02])[:, None, None]
+    )
     return np.clip(out, 0, 255).astype(np.uint8), float((alpha >= 0.5).mean())
 
 
@@ -204,7 +251,11 @@ def add_trap(img: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray
     yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float32)
     if kind == "road":
         a = rng.uniform(0, math.pi)
-        d = (xx - cols / 2) * math.cos(a) + (yy - rows / 2) * math.sin(a) - rng.uniform(-0.2, 0.2) * rows
+        d = (
+            (xx - cols / 2) * math.cos(a)
+            + (yy - rows / 2) * math.sin(a)
+            - rng.uniform(-0.2, 0.2) * rows
+        )
         road = np.abs(d) < rng.uniform(2.5, 5)
         tone = rng.uniform(170, 220)
         out[:, road] = tone + rng.normal(0, 4, int(road.sum()))
@@ -226,7 +277,9 @@ def add_trap(img: np.ndarray, rng: np.random.Generator, kind: str) -> np.ndarray
         center = (float(rng.uniform(0.1, 0.9) * cols), float(rng.uniform(0.1, 0.9) * rows))
         blob = _blob((rows, cols), rng, 0.12, center, 0.3 * min(rows, cols))
         if kind == "scar":
-            out[:, blob] = np.clip(out[:, blob] * 0.3 + 200 + rng.normal(0, 12, int(blob.sum())), 0, 255)
+            out[:, blob] = np.clip(
+                out[:, blob] * 0.3 + 200 + rng.normal(0, 12, int(blob.sum())), 0, 255
+            )
         else:
             out[:, blob] = out[:, blob] * 0.25
     return np.clip(out, 0, 255).astype(np.uint8)
@@ -238,47 +291,86 @@ SEAM_PX = (4, 8, 16, 24, 32)
 TRAPS = ("road", "field", "river", "scar", "shadow")
 
 
-def build_cases(sources: Sequence[str | Path], seed: int = 16, per_source: int = 1) -> Iterator[Case]:
+ALL_KINDS = ("clean", "seam", "fill", "cloud", "trap")
+
+
+def build_cases(
+    sources: Sequence[str | Path],
+    seed: int = 16,
+    per_source: int = 1,
+    kinds: Sequence[str] = ALL_KINDS,
+) -> Iterator[Case]:
     """All evaluation cases for ``sources``: each clean tile, then ``per_source`` rounds of
     seams (every DN and px level, brightness/colour, straight/jagged), fills, clouds and
     traps made from it. A fill case's truth includes the source tile's own footprint fill
-    (three released tiles have a white or black corner; checked by eye)."""
+    (three released tiles have a white or black corner; checked by eye). ``kinds`` limits
+    the cases made (each kind draws from its own seeded generator, so a subset gives the
+    same cases as the full set)."""
     from casdesk.core.qc.detectors import fill_mask
 
-    rng = np.random.default_rng(seed)
+    rngs = {kind: np.random.default_rng([seed, i]) for i, kind in enumerate(ALL_KINDS)}
     images = [(Path(p).stem, read_rgb(p)) for p in sources]
     own_fill = {name: fill_mask(img, np.ones(img.shape[1:], bool), False) for name, img in images}
-    for name, img in images:
-        yield Case(name, "clean", img)
+    if "clean" in kinds:
+        for name, img in images:
+            yield Case(name, "clean", img)
     for rnd in range(per_source):
         for name, img in images:
-            for i, dn in enumerate(SEAM_DN):
-                colour, jagged = (i + rnd) % 2 == 1, (i + rnd) % 3 == 2
-                yield Case(
-                    f"{name}/seam{dn}dn{'c' if colour else 'b'}{'j' if jagged else ''}",
-                    "seam",
-                    add_radiometric_seam(img, rng, dn, colour, jagged),
-                    {"dn": float(dn), "px": 0.0},
-                )
-            for i, px in enumerate(SEAM_PX):
-                jagged = (i + rnd) % 3 == 2
-                yield Case(
-                    f"{name}/seam{px}px{'j' if jagged else ''}",
-                    "seam",
-                    add_geometric_seam(img, rng, px, jagged),
-                    {"dn": 0.0, "px": float(px)},
-                )
-            for value, neighbour in (((255, 255, 255), "scar"), ((0, 0, 0), "shadow"), ((0, 0, 0), None), ((128, 120, 110), None)):
-                frac = float(rng.uniform(0.05, 0.6))
-                kind = "band" if rng.random() < 0.4 else "wedge"
-                filled, truth = add_fill(img, rng, frac, kind, value, neighbour, own_fill[name])
-                tag = f"{kind}{value[0]}{'+' + neighbour if neighbour else ''}"
-                yield Case(f"{name}/fill-{tag}", "fill", filled, {"fill": truth}, (tag,))
-            for cover in (float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.5, 0.95)), 1.0):
-                clouded, truth = add_cloud(img, rng, cover)
-                yield Case(f"{name}/cloud{cover:.2f}", "cloud", clouded, {"cloud": truth})
-            for trap in TRAPS:
-                yield Case(f"{name}/trap-{trap}", "trap", add_trap(img, rng, trap), {}, (trap,))
+            yield from _defects(name, img, rnd, rngs, kinds, own_fill[name])
+
+
+def _defects(
+    name: str,
+    img: np.ndarray,
+    rnd: int,
+    rngs: dict[str, np.random.Generator],
+    kinds: Sequence[str],
+    own_fill: np.ndarray,
+) -> Iterator[Case]:
+    if "seam" in kinds:
+        rng = rngs["seam"]
+        for i, dn in enumerate(SEAM_DN):
+            colour, jagged = (i + rnd) % 2 == 1, (i + rnd) % 3 == 2
+            seamed = add_radiometric_seam(img, rng, dn, colour, jagged)
+            yield Case(
+                f"{name}/seam{dn}dn{'c' if colour else 'b'}{'j' if jagged else ''}",
+                "seam",
+                seamed,
+                {"dn": float(dn), "px": 0.0},
+                side=LAST_SIDE[0],
+            )
+        for i, px in enumerate(SEAM_PX):
+            jagged = (i + rnd) % 3 == 2
+            seamed = add_geometric_seam(img, rng, px, jagged)
+            yield Case(
+                f"{name}/seam{px}px{'j' if jagged else ''}",
+                "seam",
+                seamed,
+                {"dn": 0.0, "px": float(px)},
+                side=LAST_SIDE[0],
+            )
+    if "fill" in kinds:
+        rng = rngs["fill"]
+        for value, neighbour in (
+            ((255, 255, 255), "scar"),
+            ((0, 0, 0), "shadow"),
+            ((0, 0, 0), None),
+            ((128, 120, 110), None),
+        ):
+            frac = float(rng.uniform(0.05, 0.6))
+            kind = "band" if rng.random() < 0.4 else "wedge"
+            filled, truth = add_fill(img, rng, frac, kind, value, neighbour, own_fill)
+            tag = f"{kind}{value[0]}{'+' + neighbour if neighbour else ''}"
+            yield Case(f"{name}/fill-{tag}", "fill", filled, {"fill": truth}, (tag,))
+    if "cloud" in kinds:
+        rng = rngs["cloud"]
+        for cover in (float(rng.uniform(0.2, 0.5)), float(rng.uniform(0.5, 0.95)), 1.0):
+            clouded, truth = add_cloud(img, rng, cover)
+            yield Case(f"{name}/cloud{cover:.2f}", "cloud", clouded, {"cloud": truth})
+    if "trap" in kinds:
+        rng = rngs["trap"]
+        for trap in TRAPS:
+            yield Case(f"{name}/trap-{trap}", "trap", add_trap(img, rng, trap), {}, (trap,))
 
 
 # --------------------------------------------------------------------------- scoring
@@ -287,7 +379,10 @@ SEAM_SEVERE_PX = 8.0
 """Seams at least this strong (DN or px) must be caught (issue 16's goal: >= 90 %)."""
 
 
-def measure_cases(cases: Sequence[Case], metrics: Sequence[str] = ("fill_fraction", "cloud_fraction", "seam_score")) -> list[dict[str, float]]:
+def measure_cases(
+    cases: Sequence[Case],
+    metrics: Sequence[str] = ("fill_fraction", "cloud_fraction", "seam_score"),
+) -> list[dict[str, float]]:
     """Each case's metric values (the registered detectors on the in-memory pixels)."""
     from casdesk.core.qc.detectors import METRICS, TileData
 
@@ -298,7 +393,9 @@ def measure_cases(cases: Sequence[Case], metrics: Sequence[str] = ("fill_fractio
     return out
 
 
-def summarise(cases: Sequence[Case], values: Sequence[dict[str, float]], rules: Sequence[object]) -> dict[str, dict[str, float]]:
+def summarise(
+    cases: Sequence[Case], values: Sequence[dict[str, float]], rules: Sequence[object]
+) -> dict[str, dict[str, float]]:
     """Accuracy per detector at ``rules`` (Rule objects: metric, op, threshold, margin).
 
     A tile is *rejected* by a rule beyond its margin and *flagged* within it; *caught* means
@@ -322,7 +419,11 @@ def summarise(cases: Sequence[Case], values: Sequence[dict[str, float]], rules: 
             continue
         row: dict[str, float] = {}
         for kind in ("clean", "trap"):
-            states = [state(metric, v[metric]) for c, v in zip(cases, values, strict=True) if c.kind == kind]
+            states = [
+                state(metric, v[metric])
+                for c, v in zip(cases, values, strict=True)
+                if c.kind == kind
+            ]
             n = max(len(states), 1)
             row[f"{kind}_n"] = len(states)
             row[f"{kind}_rejected"] = states.count("rejected") / n
@@ -332,17 +433,25 @@ def summarise(cases: Sequence[Case], values: Sequence[dict[str, float]], rules: 
     if seams and "seam_score" in by_metric:
         row = res["seam_score"]
         for label, sel in (
-            ("severe", lambda c: c.truth["dn"] >= SEAM_SEVERE_DN or c.truth["px"] >= SEAM_SEVERE_PX),
+            (
+                "severe",
+                lambda c: c.truth["dn"] >= SEAM_SEVERE_DN or c.truth["px"] >= SEAM_SEVERE_PX,
+            ),
             ("radiometric_severe", lambda c: c.truth["dn"] >= SEAM_SEVERE_DN),
             ("geometric_severe", lambda c: c.truth["px"] >= SEAM_SEVERE_PX),
-            ("weak", lambda c: 0 < c.truth["dn"] < SEAM_SEVERE_DN or 0 < c.truth["px"] < SEAM_SEVERE_PX),
+            (
+                "weak",
+                lambda c: 0 < c.truth["dn"] < SEAM_SEVERE_DN or 0 < c.truth["px"] < SEAM_SEVERE_PX,
+            ),
         ):
             chosen = [v for c, v in seams if sel(c)]
             caught = [state("seam_score", v["seam_score"]) != "accepted" for v in chosen]
             row[f"{label}_n"] = len(chosen)
             row[f"{label}_caught"] = sum(caught) / max(len(caught), 1)
     for metric, key, goal in (("fill_fraction", "fill", 0.03), ("cloud_fraction", "cloud", 0.10)):
-        pairs = [(c.truth[key], v[metric]) for c, v in zip(cases, values, strict=True) if c.kind == key]
+        pairs = [
+            (c.truth[key], v[metric]) for c, v in zip(cases, values, strict=True) if c.kind == key
+        ]
         if pairs and metric in res:
             err = np.abs(np.array([p[1] - p[0] for p in pairs]))
             res[metric]["defects_n"] = len(pairs)

@@ -1,0 +1,103 @@
+"""Detector accuracy on released tiles and defects made from them (issue 16).
+
+The fast tests use the released tiles and a few defects per kind; the slow test runs the
+whole evaluation set of ``benchmarks/bench_qc_accuracy.py`` and asserts its numbers (with
+margins). Numbers and their meaning: docs/qc.md.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casdesk.core.qc import evalset
+from casdesk.core.qc.rules import PAPER_DEFAULTS
+
+PUBLIC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
+
+
+def sources(limit: int | None = None) -> list[Path]:
+    found = evalset.find_sources(PUBLIC)
+    if len(found) < 10:
+        pytest.skip(f"released tiles not found under {PUBLIC}")
+    if limit is None:
+        return found
+    # a spread over both folders and sensors
+    return [found[i] for i in np.linspace(0, len(found) - 1, limit).round().astype(int)]
+
+
+def measured(kinds: tuple[str, ...], limit: int | None) -> tuple[list[evalset.Case], dict]:
+    cases = list(evalset.build_cases(sources(limit), kinds=kinds))
+    values = evalset.measure_cases(cases)
+    return cases, evalset.summarise(cases, values, PAPER_DEFAULTS)
+
+
+@pytest.fixture(scope="module")
+def clean() -> tuple[list[evalset.Case], list[dict[str, float]]]:
+    cases = list(evalset.build_cases(sources(), kinds=("clean",)))
+    return cases, evalset.measure_cases(cases)
+
+
+def test_no_released_tile_rejected_and_few_flagged(clean) -> None:
+    cases, values = clean
+    summary = evalset.summarise(cases, values, PAPER_DEFAULTS)
+    assert len(cases) >= 20
+    for metric, row in summary.items():
+        assert row["clean_rejected"] == 0.0, metric
+        assert row["clean_flagged"] <= 0.10, metric
+
+
+def test_palu0117_is_not_rejected(clean) -> None:
+    # Palu0117 passed the authors' QC; its faint vertical seam may be flagged, never rejected
+    cases, values = clean
+    seam = next(r for r in PAPER_DEFAULTS if r.metric == "seam_score")
+    palu = next(v for c, v in zip(cases, values, strict=True) if c.name == "Palu0117")
+    assert palu["seam_score"] <= seam.threshold + seam.margin
+
+
+def test_fill_within_003_whatever_surrounds_it() -> None:
+    cases, summary = measured(("fill",), 6)
+    assert summary["fill_fraction"]["defects_n"] == 24
+    # black wedges beside shadows, white ones beside saturated scars, fixed-colour bands
+    assert summary["fill_fraction"]["within_goal"] == 1.0
+    assert summary["fill_fraction"]["max_error"] <= 0.03
+    assert {c.tags[0] for c in cases} >= {"wedge0+shadow", "wedge255+scar"} or len(cases) == 24
+
+
+def test_cloud_cover_within_01() -> None:
+    _, summary = measured(("cloud",), 6)
+    assert summary["cloud_fraction"]["within_goal"] >= 0.85
+
+
+def test_traps_are_not_fill_or_cloud() -> None:
+    _, summary = measured(("trap",), 4)
+    for metric in ("fill_fraction", "cloud_fraction"):
+        assert summary[metric]["trap_rejected"] == 0.0
+
+
+def test_strong_brightness_seam_is_caught() -> None:
+    img = evalset.read_rgb(sources()[3])
+    rng = np.random.default_rng(5)
+    caught = 0
+    for _ in range(3):
+        case = evalset.Case("s", "seam", evalset.add_radiometric_seam(img, rng, 40, False, False), {"dn": 40, "px": 0})
+        value = evalset.measure_cases([case], ("seam_score",))[0]["seam_score"]
+        seam = next(r for r in PAPER_DEFAULTS if r.metric == "seam_score")
+        caught += value >= seam.threshold - seam.margin
+    assert caught >= 2
+
+
+@pytest.mark.slow
+def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
+    """The benchmark's numbers as assertions (docs/qc.md has the table): fill and cloud
+    meet the issue's goals; the seam detector's measured rates (below the issue's goal of
+    90 % of seams >= 15 DN / 8 px, see docs/qc.md) must not get worse."""
+    cases = list(evalset.build_cases(sources()))
+    summary = evalset.summarise(cases, evalset.measure_cases(cases), PAPER_DEFAULTS)
+    fill, cloud, seam = summary["fill_fraction"], summary["cloud_fraction"], summary["seam_score"]
+    assert fill["within_goal"] == 1.0 and fill["clean_rejected"] == 0.0
+    assert cloud["within_goal"] >= 0.95 and cloud["clean_rejected"] == 0.0
+    assert seam["clean_rejected"] == 0.0 and seam["clean_flagged"] <= 0.10
+    assert seam["radiometric_severe_caught"] >= 0.25
