@@ -49,7 +49,7 @@ from casdesk.core.labels.labelme import (
     read_labelme,
     write_labelme,
 )
-from casdesk.core.labels.masks import RULE_LABELME, labelme_shape_of
+from casdesk.core.labels.masks import RULE_LABELME, label_rule, labelme_shape_of
 from casdesk.core.labels.store import (
     EditTarget,
     LabelStore,
@@ -392,12 +392,14 @@ def export_vector(catalog: Catalog, path: str | Path, scene_ids: Collection[int]
     """Scene polygons to a vector file in the (first) scene's CRS; GeoJSON in WGS-84.
 
     Attributes: label, area_m2 (None without a metric CRS), source, edited (UTC time),
-    scene, label_id. Scenes in other CRSs are reprojected into the first one."""
+    scene, label_id, mask_rule (the rule its masks are drawn with; honoured on import). Scenes in other CRSs are reprojected into the first one."""
     from pyproj import CRS, Transformer
 
     rep = ExchangeReport()
     geoms: list[BaseGeometry] = []
-    cols: dict[str, list[Any]] = {k: [] for k in ("label", "area_m2", "source", "edited", "scene", "label_id")}
+    cols: dict[str, list[Any]] = {
+        k: [] for k in ("label", "area_m2", "source", "edited", "scene", "label_id", "mask_rule")
+    }
     out_crs: str | None = None
     for scene in catalog.scenes():
         if scene_ids is not None and scene.id not in scene_ids:
@@ -423,6 +425,7 @@ def export_vector(catalog: Catalog, path: str | Path, scene_ids: Collection[int]
             cols["edited"].append(lab.modified)
             cols["scene"].append(scene.name)
             cols["label_id"].append(lab.id)
+            cols["mask_rule"].append(label_rule(lab.attributes))  # read back on import: same masks
     if not geoms:
         raise LabelError("there are no scene polygons in a georeferenced scene to export", catalog.path)
     cols["area_m2"] = [np.nan if v is None else v for v in cols["area_m2"]]

@@ -269,7 +269,12 @@ def read_vector_labels(
     box = shapely.box(0, 0, scene.width, scene.height)
     outside = 0
     fid_list = list(fids) if fids is not None else list(range(len(geoms)))
-    for fid, geom, value, k in zip(fid_list, geoms, values, keep, strict=True):
+    rules = (  # a layer casdesk exported says which rule each polygon's masks were drawn with
+        [v if v in ("labelme", "gdal") else "gdal" for v in field_data[fields.index("mask_rule")]]
+        if "mask_rule" in fields
+        else ["gdal"] * len(geoms)
+    )
+    for fid, geom, value, k, rule in zip(fid_list, geoms, values, keep, rules, strict=True):
         if not k or geom is None or geom.is_empty:
             continue
         if geom.geom_type not in ("Polygon", "MultiPolygon"):
@@ -292,7 +297,7 @@ def read_vector_labels(
                 "attributes": {
                     "source_file": str(p.resolve()),
                     "feature": int(fid),
-                    "mask_rule": "gdal",
+                    "mask_rule": rule,
                     "label_field": lf,
                     **({"label_names": sorted(label_names)} if label_names is not None else {}),
                 },

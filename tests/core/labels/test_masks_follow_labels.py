@@ -269,3 +269,24 @@ def test_labelme_export_of_scene_tiles_imports_back_without_doubling(tmp_path: P
         for t in cat.tiles():
             np.testing.assert_array_equal((read(t.mask_path) == 1), (tile_mask(cat, t) == 1))
         assert sum(int((read(t.mask_path) == 1).sum()) for t in cat.tiles()) >= 0.9 * sum(int((m == 1).sum()) for m in masks.values())
+
+
+def test_vector_round_trip_keeps_each_labels_mask_rule(tmp_path: Path, capsys) -> None:
+    from casdesk.core.labels.store import scene_target
+
+    proj, sid, _gpkg = scene_project(tmp_path)
+    with Catalog.open(proj) as cat:
+        LabelStore(cat, scene_target(cat, sid)).create(shapely.Polygon([(10.5, 10.5), (200.2, 30.7), (60.1, 150.3)]), "landslide")
+        run_job(regenerate_masks(cat, pending_tiles(cat)))
+        before = {t.name: read(t.mask_path) for t in cat.tiles()}
+    out = tmp_path / "l.gpkg"
+    assert main(["labels", "export", str(proj), str(out)]) == 0
+    with Catalog.open(proj) as cat:
+        for lab in cat.labels():
+            cat.delete_label(lab.id)
+    assert main(["labels", "import", str(proj), str(out)]) == 0
+    capsys.readouterr()
+    with Catalog.open(proj, readonly=True) as cat:
+        assert [lab.attributes["mask_rule"] for lab in cat.labels()] == ["labelme"]
+        for t in cat.tiles():
+            np.testing.assert_array_equal(read(t.mask_path), before[t.name], err_msg=t.name)
