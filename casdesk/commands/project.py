@@ -257,10 +257,15 @@ def build_demo(folder: str | Path, quiet: bool = True) -> Path:
     from casdesk.core.dataset.synthetic import make_scene
     from casdesk.core.dataset.tiling import CropParams, crop_scene
     from casdesk.core.labels.io import write_vector_labels
+    from casdesk.core.project.lock import holder
 
     root = Path(folder).absolute()
     root.mkdir(parents=True, exist_ok=True)
     project = root / "demo.casdesk"
+    in_use = holder(project)
+    if in_use is not None:  # deleting its files (the WAL above all) under a running app loses its work
+        raise CasdeskError(f"the demo project is open in casdesk: {in_use.describe()}", project,
+                           "close that window first, or build the demo in another folder with --dir")
     for suffix in ("", "-wal", "-shm"):
         Path(f"{project}{suffix}").unlink(missing_ok=True)
     import shutil

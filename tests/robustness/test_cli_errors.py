@@ -265,3 +265,24 @@ def test_json_output_keeps_utf8_names(tmp_path: Path, cli: Callable[..., CliResu
     out = cli("info", project, "--json").out
     assert "滑坡_Tiburón" in out and "\\u" not in out
     assert json.loads(out)["scenes"][0]["name"] == "滑坡_Tiburón"
+
+
+def test_demo_never_deletes_the_files_of_an_open_demo_project(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """`casdesk demo` rebuilds its project by deleting the files: with the demo open in the
+    app (its lock held), that would delete the WAL under the running app (the trap of
+    issue 13 item 0), so it refuses."""
+    from casdesk.core.project.lock import acquire
+
+    folder = tmp_path / "demo"
+    folder.mkdir()
+    wal = folder / "demo.casdesk-wal"
+    wal.write_bytes(b"the app's uncheckpointed work")
+    lock = acquire(folder / "demo.casdesk")
+    assert lock is not None
+    try:
+        result = cli("demo", "--dir", folder, "--no-gui")
+    finally:
+        lock.release()
+    _assert_one_line_error(result)
+    assert "the demo project is open in casdesk" in result.err
+    assert wal.read_bytes() == b"the app's uncheckpointed work"
