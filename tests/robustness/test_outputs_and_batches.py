@@ -17,6 +17,7 @@ import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 
+from casdesk.core.project.catalog import Catalog
 from casdesk.core.raster.outputs import StripWriter, output_profile
 
 from .cog import cog_errors
@@ -122,3 +123,25 @@ def test_released_cas_tiles_warn_once(tmp_path: Path, cli: Callable[..., CliResu
         assert result.code == 0, result.text
         assert "NotGeoreferencedWarning" not in result.text and "RuntimeWarning" not in result.text
         assert result.text.count("no georeference") <= 1
+
+
+def test_folder_import_keeps_going_after_a_bad_tile(tmp_path: Path, cli: Callable[..., CliResult]) -> None:
+    """A CAS folder with a damaged image and a mask of the wrong size: every other tile is
+    imported, the two are listed with their reason."""
+    root = tmp_path / "cas" / "Sub"
+    for d in ("img", "mask"):
+        (root / d).mkdir(parents=True)
+    for i in range(4):
+        for d, count, size in (("img", 3, 32), ("mask", 1, 32 if i != 2 else 16)):
+            with rasterio.open(root / d / f"t{i}.tif", "w", driver="GTiff", width=size, height=size, count=count,
+                               dtype="uint8", crs="EPSG:32633", transform=UTM) as ds:
+                ds.write(np.ones((count, size, size), np.uint8))
+    (root / "img" / "t1.tif").write_text("a damaged download")
+    project = tmp_path / "p.casdesk"
+    cli("init", project)
+    result = cli("import-dataset", project, tmp_path / "cas")
+    assert "Traceback" not in result.text
+    assert "imported 2 tiles (cas layout), 2 file(s) skipped" in result.out
+    assert "skipped" in result.out and "t1.tif" in result.out and "t2.tif" in result.out
+    with Catalog.open(project, readonly=True) as cat:
+        assert sorted(t.name for t in cat.tiles()) == ["t0", "t3"]

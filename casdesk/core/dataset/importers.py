@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import rasterio
 
-from casdesk.core.errors import ImportDatasetError
+from casdesk.core.errors import ImportDatasetError, RasterError
 from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.io import binarize_label_array
 from casdesk.core.project.catalog import Catalog
@@ -291,7 +291,7 @@ def import_labelme(
             raise ImportDatasetError(
                 f"no LabelMe file could be imported ({len(skipped)} skipped); {Path(first).name}: {why}", root
             )
-        return ImportCount(count, skipped)
+        return ImportCount(count, skipped + list(getattr(count, "skipped", [])))
 
     return job()
 
@@ -363,9 +363,13 @@ def _import_rows(
     cancel: CancelToken | None,
     after: Callable[[Catalog, list[dict[str, Any]], list[int]], None] | None = None,
 ) -> Iterator[Progress]:
+    """Build and store the tiles of ``work``; returns an :class:`ImportCount`. A file that
+    cannot be read (a damaged image, a mask of another size) is skipped and listed in
+    ``.skipped``; the import fails only when no file at all could be imported."""
     token = cancel or CancelToken()
     subs_done: set[str] = set()
     rows: list[dict[str, Any]] = []
+    skipped: list[tuple[str, str]] = []
     count = 0
 
     def flush() -> None:
@@ -381,7 +385,11 @@ def _import_rows(
         if sub not in subs_done:
             catalog.ensure_subdataset(sub, **subdataset_metadata(sub))
             subs_done.add(sub)
-        built = build(catalog, folder, sub, stem, path)
+        try:
+            built = build(catalog, folder, sub, stem, path)
+        except (RasterError, ImportDatasetError) as exc:  # a bad file: keep going, list it at the end
+            skipped.append((str(path), str(exc)))
+            built = None
         if built is not None:  # None: skipped (the builder recorded why)
             rows.append(built)
             count += 1
@@ -391,7 +399,11 @@ def _import_rows(
             yield Progress(i + 1, len(work), f"{sub}/{stem}")
     if rows:
         flush()
-    return count
+    if not count and skipped:
+        first, why = skipped[0]
+        raise ImportDatasetError(f"no file could be imported ({len(skipped)} skipped); {Path(first).name}: {why}",
+                                 Path(first).parent)
+    return ImportCount(count, skipped)
 
 
 IMPORTERS: dict[str, Callable[..., Job]] = {
