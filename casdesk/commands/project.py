@@ -202,6 +202,11 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_info(args: argparse.Namespace) -> int:
     with open_project(args.project, readonly=True) as cat:
         summary = cat.summary()
+        meta = {d["name"]: d for d in cat.subdatasets()}
+    for d in summary["subdatasets"]:  # the full metadata (released CAS subdatasets: the paper's)
+        extra = meta.get(d["name"], {})
+        for key in ("trigger", "source", "licence", "notes"):
+            d.setdefault(key, extra.get(key))
     if args.json:
         print_json(summary)
         return 0

@@ -11,13 +11,14 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import rasterio
 
+from casdesk.core.dataset import cas_metadata
 from casdesk.core.errors import ImportDatasetError, RasterError
 from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.io import binarize_label_array
@@ -50,8 +51,15 @@ def normalise_name(name: str) -> str:
     return re.sub(r"[\s_\-()\[\]]+", "", folded)
 
 
-def subdataset_metadata(folder_name: str) -> dict[str, Any]:
-    """Prefill sensor / resolution / region / trigger from a subdataset folder name."""
+def subdataset_metadata(folder_name: str, stems: Iterable[str] = ()) -> dict[str, Any]:
+    """Prefill sensor / resolution / region / trigger from a subdataset folder name.
+
+    A released CAS subdataset (recognised by folder name or tile prefix, see
+    :mod:`casdesk.core.dataset.cas_metadata`) gets the paper's metadata; any other folder
+    gets guesses from its name."""
+    released = cas_metadata.lookup(folder_name, stems)
+    if released is not None:
+        return released.fields()
     norm = normalise_name(folder_name)
     meta: dict[str, Any] = {}
     if "uav" in norm or "uva" in norm or "drone" in norm:
@@ -150,6 +158,9 @@ def import_cas(
     listings = {
         sub: (_images(_sub_folder(sub, "mask")), _images(_sub_folder(sub, "label"))) for sub in subs
     }
+    for sub in subs:  # released subdatasets: the paper's metadata, by folder name or tile prefix
+        stems = [stem for s, _n, stem, _p in work if s == sub]
+        catalog.ensure_subdataset(sub.name, **subdataset_metadata(sub.name, stems))
 
     def row(catalog: Catalog, sub: Path, subdataset: str, stem: str, img: Path) -> dict[str, Any]:
         masks, labels = listings[sub]
