@@ -71,8 +71,7 @@ def quiet_library_warnings() -> Iterator[None]:
             return
         previous(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("default")  # every occurrence reaches show(), which decides
+    with warnings.catch_warnings():  # the filters stay as they are (DeprecationWarnings stay hidden)
         warnings.showwarning = show
         yield
 
