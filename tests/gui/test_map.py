@@ -61,6 +61,11 @@ def test_map_counts_tiles_per_state_and_a_click_opens_the_tile(qtbot, window, pr
     assert window.tabs.currentWidget() is browser
     assert browser.detail.request.tile_id == tid
     assert browser.model.tile_id(browser.grid.currentIndex().row()) == tid
+    # "Open in Label" opens the picked tile in the editor
+    window.tabs.setCurrentWidget(panel)
+    panel.open_label.click()
+    editor = window.panels["Label"]
+    assert window.tabs.currentWidget() is editor and editor.target.tile_id == tid
     # empty space picks nothing
     panel.pick(-1e6, -1e6)
     assert panel.selected is None and not panel.open_browse.isEnabled()
