@@ -190,9 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         window.tabs.setCurrentWidget(browser)
 
         # ---- open ------------------------------------------------------------------------
-        def loaded() -> bool:
-            return (browser.index is not None and browser.qc_loaded and not browser.is_loading()
-                    and map_panel.data is not None and not map_panel.is_loading())
+        def loaded() -> bool:  # what Browse shows (the map loads when its tab is shown)
+            return browser.index is not None and browser.qc_loaded and not browser.is_loading()
+
+        def map_loaded() -> bool:
+            return map_panel.data is not None and not map_panel.is_loading()
 
         watch = StallWatch()
         watch.start()
@@ -203,6 +205,11 @@ def main(argv: list[str] | None = None) -> int:
         open_call = time.perf_counter() - t0
         stalls.spin(loaded, timeout=120)
         open_total = time.perf_counter() - t0
+        window.tabs.setCurrentWidget(map_panel)
+        t1 = time.perf_counter()
+        stalls.spin(map_loaded, timeout=120)
+        map_total = time.perf_counter() - t1
+        window.tabs.setCurrentWidget(browser)
         open_stalls_in = watch.top()
         # again, profiled (slower): where the GUI-thread time goes, per tab package
         window.context.close()
@@ -212,16 +219,21 @@ def main(argv: list[str] | None = None) -> int:
         window.open_project(project)
         Stalls(app).spin(loaded, timeout=120)
         profile.disable()
+        window.tabs.setCurrentWidget(map_panel)
+        Stalls(app).spin(map_loaded, timeout=120)
+        window.tabs.setCurrentWidget(browser)
         result.update(
             open_call_blocks_ms=round(open_call * 1000, 1),
-            open_max_stall_ms=round(max(open_call, stalls.worst) * 1000, 1),
             open_max_stall_after_call_ms=round(stalls.worst * 1000, 1),
             open_until_loaded_ms=round(open_total * 1000, 1),
+            map_tab_until_drawn_ms=round(map_total * 1000, 1),
+            open_and_map_max_stall_ms=round(max(open_call, stalls.worst) * 1000, 1),
             open_gui_ms_by_package_profiled=gui_time_by_package(profile),
             open_stalled_ms_in=open_stalls_in,
         )
         print(f"open: open_project blocks {open_call * 1000:.0f} ms, longest stall after it "
-              f"{stalls.worst * 1000:.0f} ms, everything loaded after {open_total * 1000:.0f} ms")
+              f"{stalls.worst * 1000:.0f} ms (Map tab included), Browse loaded after {open_total * 1000:.0f} ms, "
+              f"the Map drawn {map_total * 1000:.0f} ms after its tab was shown")
         print(f"  GUI-thread time by tab package (profiled, inflated): {result['open_gui_ms_by_package_profiled']}")
         print(f"  time in stalls over {GOAL_STALL_MS:g} ms, by function (sampled): {open_stalls_in}")
 

@@ -146,6 +146,7 @@ class MapPanel(QWidget):
         self.context = context
         self.data: MapData | None = None
         self._dirty = False
+        self._first = True  # fit the view to the next map loaded
         self.loads = 0  # full loads (tests)
         self.selected: int | None = None  # tile id
 
@@ -223,7 +224,7 @@ class MapPanel(QWidget):
         self._recolour_call.finished.connect(self._on_recoloured)
         self._update_pick()
 
-        context.project_opened.connect(lambda _p: self.reload())
+        context.project_opened.connect(lambda _p: self._on_opened())
         context.project_closed.connect(self._on_closed)
         context.tiles_changed.connect(self._mark_dirty)
         context.metrics_changed.connect(self._mark_dirty)
@@ -245,6 +246,14 @@ class MapPanel(QWidget):
         self.status.setText("Loading the map\u2026")
         path, colour_by = catalog.path, COLOUR_MODES[self.colour_by.currentText()]
         self._call.submit(lambda: load_map(path, colour_by))
+
+    def _on_opened(self) -> None:
+        """A project opened: a fresh map (read when the tab is shown: the open's other
+        workers get the CPU first)."""
+        self._on_closed()
+        self._first = True
+        self.status.setText("The map is drawn when this tab is shown")
+        self._mark_dirty()
 
     def is_loading(self) -> bool:
         return self._call.is_busy() or self._recolour_call.is_busy()
@@ -269,7 +278,8 @@ class MapPanel(QWidget):
     def _on_loaded(self, data: MapData) -> None:
         if self.context.catalog is None:
             return
-        first = self.data is None
+        first = self.data is None or self._first
+        self._first = False
         self.data = data
         scene = self.view.scene()
         for item in [*self._pixmaps, *self._titles]:
