@@ -135,7 +135,7 @@ def export_dataset(
         partial.mkdir()
         for i, tile in enumerate(tiles):
             token.raise_if_cancelled()
-            rows.append(_export_tile(tile, partial, linker))
+            rows.append(_export_tile(tile, partial, linker, catalog.data_dir))
             if i % 20 == 0 or i == len(tiles) - 1:
                 yield Progress(i + 1, len(tiles), tile.name)
         _write_manifest(partial / MANIFEST, rows)
@@ -168,7 +168,12 @@ def _write_manifest(path: Path, rows: list[dict[str, object]]) -> None:
     path.write_text(buf.getvalue(), encoding="utf-8")
 
 
-def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None) -> dict[str, object]:
+def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None,
+                 own: Path | None = None) -> dict[str, object]:
+    """Put one tile's files in the export; returns its manifest row. Masks inside ``own``
+    (the project's data folder: casdesk wrote them as CAS masks) are linked without being
+    read when the label file is linked too; other masks are read, and linked only when they
+    already are CAS masks."""
     linker = linker or _Linker("copy")
     sub_name = _safe_name(tile.subdataset)
     sub = root / sub_name
@@ -179,7 +184,12 @@ def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None) -> dict[
     how.add(_place_as_tiff(tile.image_path, sub / "img" / f"{name}.tif", linker))
     mask = None
     has_mask = has_label = False
-    if tile.mask_path is not None:
+    label_linked = tile.label_path is not None and tile.label_path.suffix.lower() in TIFF
+    if (tile.mask_path is not None and own is not None and label_linked
+            and tile.mask_path.suffix.lower() in TIFF and tile.mask_path.is_relative_to(own)):
+        how.add(linker.place(tile.mask_path, sub / "mask" / f"{name}.tif"))
+        has_mask = True
+    elif tile.mask_path is not None:
         with open_raster(tile.mask_path) as ds:
             raw = ds.read(1)
             mask = binarize_label_array(raw[None], None, ds.nodata)  # 0/1, 255 = ignore (nodata)
@@ -194,7 +204,7 @@ def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None) -> dict[
             _write(sub / "mask" / f"{name}.tif", mask[None], profile)
             how.add(linker.written())
         has_mask = True
-    if tile.label_path is not None and tile.label_path.suffix.lower() in TIFF:
+    if label_linked:
         how.add(linker.place(tile.label_path, sub / "label" / f"{name}.tif"))
         has_label = True
     elif mask is not None:

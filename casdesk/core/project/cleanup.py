@@ -114,20 +114,21 @@ def _remove(path: Path) -> bool:
 def remove_stale_files(folder: Path, recursive: bool = False) -> list[Path]:
     """Remove stale leftovers directly in ``folder`` (or below it); return what went."""
     removed: list[Path] = []
-    stack = [Path(folder)]
+    stack = [os.fspath(folder)]
     while stack:
         d = stack.pop()
         try:
-            entries = list(os.scandir(d))
+            with os.scandir(d) as it:
+                entries = list(it)
         except OSError:
             continue
-        for entry in entries:
-            path = Path(entry.path)
-            if entry.name.startswith(".") and is_stale(path):
-                if _remove(path):
+        for entry in entries:  # names only (d_type): no stat, no Path per tile file
+            if entry.name.startswith("."):
+                path = Path(entry.path)
+                if is_stale(path) and _remove(path):
                     removed.append(path)
             elif recursive and entry.is_dir(follow_symlinks=False):
-                stack.append(path)
+                stack.append(entry.path)
     return removed
 
 
