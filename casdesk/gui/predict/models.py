@@ -95,6 +95,7 @@ class ModelChooser(QComboBox):
             self.addItem(f"file: {f.name}", str(f))
             self.setItemData(self.count() - 1, str(f), Qt.ItemDataRole.ToolTipRole)
         self.addItem("Model file...", FILE_ITEM)
+        self.view().setMinimumWidth(self.view().sizeHintForColumn(0) + 24)  # the popup shows whole names
         index = self.findData(str(current)) if current is not None else -1
         self.setCurrentIndex(index if index >= 0 else 0)
         self._last = self.currentIndex()

@@ -393,7 +393,12 @@ class TrainingPanel(QWidget):
         if best and epoch is not None:
             text += f", mIoU {100 * best.get('miou', 0):.2f} %, F1 (class mean) {100 * best.get('f1_mean', 0):.2f} %"
         self.status.setText(text)
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1 if epoch is not None else 0)
         self.context.status_message.emit(f"training {text}")
+        if epoch is not None and self.context.catalog is not None:
+            # the last epoch's model file may be written after its progress event: catch up
+            self.preview.on_epoch(self.last_run_dir, self.context.catalog.path, epoch)
 
     def _on_failed(self, message: str, details: str) -> None:
         self.status.setText(f"Failed: {message}")
@@ -402,7 +407,8 @@ class TrainingPanel(QWidget):
     def _on_done(self) -> None:
         self.runner = None
         self.current = None
-        self.progress.setRange(0, 1)
+        if self.progress.maximum() == 0:  # still "busy" (failed or cancelled before any progress)
+            self.progress.setRange(0, 1)
         self.refresh_runs()
         self.form.refresh_splits()
         self._start_next()

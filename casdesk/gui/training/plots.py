@@ -34,6 +34,8 @@ VAL_CURVES: tuple[tuple[str, str, str], ...] = (
 
 
 EPOCH_AXIS = "epoch"
+# a light box behind the legends: curves passing under them stay readable
+LEGEND_STYLE = {"brush": pg.mkBrush(255, 255, 255, 210), "pen": pg.mkPen("#cccccc")}
 STEP_AXIS = "epoch (fractional: each point is one batch)"
 
 
@@ -71,12 +73,12 @@ class TrainingPlots(QWidget):
         self.loss_plot = pg.PlotWidget(title="Loss")
         self.loss_plot.setLabel("bottom", STEP_AXIS)
         self.loss_plot.setLabel("left", "loss")
-        self.loss_plot.addLegend(offset=(-10, 10))
+        self.loss_plot.addLegend(offset=(-10, 10), **LEGEND_STYLE)
         self.metric_plot = pg.PlotWidget(title="Validation metrics (%)")
         self.metric_plot.setLabel("bottom", EPOCH_AXIS)
         self.metric_plot.setLabel("left", "%")
         self.metric_plot.setYRange(0, 100)
-        self.metric_plot.addLegend(offset=(-10, 10))
+        self.metric_plot.addLegend(offset=(-10, 10), **LEGEND_STYLE)
         self.lr_plot = pg.PlotWidget(title="Learning rate")
         self.lr_plot.setLabel("bottom", STEP_AXIS)
         self.lr_plot.setLabel("left", "learning rate")
