@@ -178,6 +178,7 @@ def small_deeplab(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(registry.REGISTRY, "deeplabv3plus", replace(spec, default_encoder="mobilenet_v2"))
 
 
+@pytest.mark.slow  # three real one-epoch runs: about 30 s on 2 CPU cores
 def test_table7_runs_one_epoch_on_cpu_and_writes_the_comparison(capsys, tmp_path: Path, small_deeplab: None) -> None:
     project = build_cas_project(tmp_path, per_sub=2)
     out = tmp_path / "t7.md"

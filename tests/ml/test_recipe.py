@@ -88,6 +88,7 @@ def cached_resnet18(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     return hub
 
 
+@pytest.mark.slow  # a real one-epoch run: about 10 s on 2 CPU cores
 def test_train_with_the_paper_recipe_records_it(capsys, tiny_project: Path, cached_resnet18: Path) -> None:
     from casdesk.core.evaluation.runs import list_runs
     from casdesk.core.project.catalog import Catalog
