@@ -286,3 +286,18 @@ def test_demo_never_deletes_the_files_of_an_open_demo_project(tmp_path: Path, cl
     _assert_one_line_error(result)
     assert "the demo project is open in casdesk" in result.err
     assert wal.read_bytes() == b"the app's uncheckpointed work"
+
+
+def test_the_project_file_is_never_read_as_a_scene_or_labels(real_project: Path, tmp_path: Path,
+                                                             cli: Callable[..., CliResult]) -> None:
+    """GDAL or OGR opening the live database (and closing it) would drop the process's
+    SQLite locks: refused before any library touches it."""
+    as_scene = cli("add-scene", real_project, real_project)
+    _assert_one_line_error(as_scene)
+    assert "this is a casdesk project file, not a raster" in as_scene.err
+    scene = small_scene(tmp_path / "s.tif", 128)
+    wal = tmp_path / "other.casdesk-wal"  # as SQLite leaves it beside a project in use
+    wal.write_bytes(b"\x37\x7f\x06\x82" + bytes(28))
+    as_labels = cli("add-scene", real_project, scene, "--labels", wal)
+    _assert_one_line_error(as_labels)
+    assert "this is a casdesk project file, not a label file" in as_labels.err

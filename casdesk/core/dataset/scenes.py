@@ -16,7 +16,7 @@ from casdesk.core.labels.io import (
     read_label_raster,
     read_vector_labels,
 )
-from casdesk.core.project.catalog import Catalog
+from casdesk.core.project.catalog import Catalog, is_project_file
 from casdesk.core.raster.io import RasterInfo, check_scene
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,9 @@ def read_labels_for_scene(
 ) -> LabelSet:
     """Labels from a vector file, a label raster on the scene grid, or a LabelMe JSON."""
     p = Path(path)
+    if is_project_file(p):  # OGR would open (and close) the live database: never
+        raise LabelError("this is a casdesk project file, not a label file", p,
+                         "pass a vector file, a label raster or a LabelMe JSON")
     suffix = p.suffix.lower()
     if suffix == ".json" and _looks_like_labelme(p):
         from casdesk.core.labels.labelme import labelme_mask, read_labelme

@@ -349,6 +349,20 @@ def _sidecar(file: Path, suffix: str) -> Path:
     return file.with_name(file.name + suffix)
 
 
+PROJECT_SIDECARS = ("", "-wal", "-shm", "-journal")
+
+
+def is_project_file(path: str | Path) -> bool:
+    """Whether ``path`` is a project database or one of SQLite's files beside it.
+
+    Such a file must never be opened by anything but SQLite in a process that may hold a
+    connection (GDAL reading it as a "raster", OGR as a vector, ``open()`` as a model file):
+    closing that other descriptor drops the process's POSIX locks on the database (see
+    :meth:`Catalog.open`)."""
+    name = Path(path).name
+    return any(name.endswith(PROJECT_SUFFIX + s) for s in PROJECT_SIDECARS)
+
+
 def project_paths(path: str | Path) -> tuple[Path, Path]:
     """Return (project file, data folder) for a project path, adding ``.casdesk`` if absent."""
     p = Path(path).expanduser()

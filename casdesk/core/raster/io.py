@@ -28,6 +28,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError  # noqa: E4
 from rasterio.windows import Window  # noqa: E402
 
 from casdesk.core.errors import RasterError
+from casdesk.core.project.catalog import is_project_file
 
 IDENTITY = Affine.identity()
 
@@ -76,6 +77,8 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
     p = Path(path)
     if not p.exists():
         raise RasterError("file not found", p, "check the path")
+    if is_project_file(p):  # GDAL would open (and close) the live database: never
+        raise RasterError("this is a casdesk project file, not a raster", p, "pass the scene's GeoTIFF")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
