@@ -256,7 +256,7 @@ class BrowserPanel(QWidget):
         # the detail pane's fixed minimum, the panel then fits in a 1280 px window
         scroll.setMinimumWidth(FILTER_MIN_WIDTH)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        center = QWidget()
+        center = self._center = QWidget()
         v = QVBoxLayout(center)
         v.setContentsMargins(0, 0, 0, 0)
         v.addLayout(bar)
@@ -645,7 +645,7 @@ class BrowserPanel(QWidget):
             # the chosen tile is scrolled back into view once the grid has re-flowed
             sizes = self.splitter.sizes()
             total = sum(sizes)
-            center_wish = self.splitter.widget(1).sizeHint().width()
+            center_wish = self._center.sizeHint().width()
             left = max(FILTER_MIN_WIDTH, min(sizes[0], total - center_wish - self.detail.minimumWidth()))
             half = max(self.detail.minimumWidth(), min((total - left) // 2, total - left - center_wish))
             self.detail.show()

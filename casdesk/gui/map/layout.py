@@ -282,9 +282,9 @@ def _render_grid(block: Block, colours: np.ndarray, labelled: np.ndarray, predic
     cells[:n, 3] = 255
     img = np.repeat(np.repeat(cells.reshape(nrows, cols, 4), k, axis=0), k, axis=1)
     view = img.reshape(nrows, k, cols, k, 4)
-    filled = np.zeros((nrows * cols,), bool)
-    filled[:n] = True
-    filled = filled.reshape(nrows, cols)
+    used = np.zeros((nrows * cols,), bool)
+    used[:n] = True
+    filled = used.reshape(nrows, cols)
     border = np.array([*BORDER, 255], np.uint8)
     view[:, 0][filled] = border  # top edge of every cell
     view[:, :, :, 0][np.broadcast_to(filled[:, None, :], (nrows, k, cols))] = border  # left edge

@@ -200,7 +200,7 @@ class MapPanel(QWidget):
         scene = self.view.scene()
         self._pixmaps: list[QGraphicsPixmapItem] = []
         self._titles: list[QGraphicsSimpleTextItem] = []
-        self._labels_item = QGraphicsPathItem()
+        self._labels_item: QGraphicsPathItem = QGraphicsPathItem()
         pen = QPen(QColor(255, 235, 60))
         pen.setCosmetic(True)
         pen.setWidthF(1.5)

@@ -3,7 +3,7 @@ map coordinate under the pointer."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QMouseEvent, QPainter, QPen, QWheelEvent
 from PySide6.QtWidgets import QGraphicsScene, QGraphicsView, QWidget
 
@@ -90,7 +90,7 @@ class MapView(QGraphicsView):
         length = nice_length(per_px * 140)
         return length, round(length / per_px) if per_px else 0, unit
 
-    def drawForeground(self, painter: QPainter, rect: QRectF) -> None:  # noqa: N802 - Qt override
+    def drawForeground(self, painter: QPainter, rect: QRectF | QRect) -> None:  # noqa: N802 - Qt override
         length, px, unit = self.scale_bar()
         if length <= 0 or px <= 0:
             return

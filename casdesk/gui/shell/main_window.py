@@ -173,8 +173,8 @@ class MainWindow(QMainWindow):
         self._tab_claims: dict[QWidget, set[str]] = {}
         for panel in self.panels.values():
             claimed = {k: f for k, f in tab_shortcuts(panel).items() if k in self._window_keys}
-            for key, func in claimed.items():
-                shortcut = QShortcut(QKeySequence(key), panel)
+            for claimed_key, func in claimed.items():
+                shortcut = QShortcut(QKeySequence(claimed_key), panel)
                 shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
                 shortcut.activated.connect(func)
             self._tab_claims[panel] = set(claimed)
@@ -306,8 +306,12 @@ class MainWindow(QMainWindow):
 
     def loading_panels(self) -> list[str]:
         """Titles of the tabs still reading the project in a worker."""
-        return [title for title, panel in self.panels.items()
-                if callable(getattr(panel, "is_loading", None)) and panel.is_loading()]
+        busy = []
+        for title, panel in self.panels.items():
+            is_loading = getattr(panel, "is_loading", None)
+            if callable(is_loading) and is_loading():
+                busy.append(title)
+        return busy
 
     def _poll_loading(self) -> None:
         busy = self.loading_panels() if self.context.catalog is not None else []
@@ -387,4 +391,7 @@ def tab_shortcuts(panel: QWidget) -> dict[str, Callable[[], None]]:
     run = getattr(canvas, "run_action", None)
     if not isinstance(keymap, dict) or not callable(run):
         return {}
-    return {key: (lambda a=action: run(a)) for key, action in keymap.items() if key.startswith("Ctrl+")}
+    def runner(action: str) -> Callable[[], None]:
+        return lambda: run(action)
+
+    return {key: runner(action) for key, action in keymap.items() if key.startswith("Ctrl+")}
