@@ -18,6 +18,16 @@ def _log_to_a_temporary_folder(tmp_path_factory: pytest.TempPathFactory):
     os.environ["CASDESK_LOG_DIR"] = str(tmp_path_factory.mktemp("logs"))
     yield
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``slow`` run only when asked for (``-m slow``), so CI stays within budget."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 REPO = Path(__file__).resolve().parents[1]
 PUBLIC = (REPO / ".." / "shared" / "data" / "public").resolve()
 

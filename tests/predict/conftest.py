@@ -17,17 +17,6 @@ from casdesk.ml.inference.scene import Predictor
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``slow`` here (the 8k-scene memory run) only run with ``-m slow``."""
-    if "slow" in (config.getoption("-m") or ""):
-        return
-    here = Path(__file__).parent
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords and Path(str(item.fspath)).is_relative_to(here):
-            item.add_marker(skip)
-
-
 @pytest.fixture(autouse=True)
 def _few_threads() -> None:
     torch.set_num_threads(1)
