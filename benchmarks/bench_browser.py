@@ -38,6 +38,7 @@ from affine import Affine  # noqa: E402
 
 from casdesk.core.dataset import tile_table as ti  # noqa: E402
 from casdesk.core.project.catalog import Catalog, utc_now  # noqa: E402
+from casdesk.core.qc.detectors import METRICS  # noqa: E402
 
 PX = 128
 
@@ -91,8 +92,8 @@ def generate(folder: Path, n_tiles: int, n_images: int) -> Path:
         for j, metric in enumerate(("fill_fraction", "cloud_fraction", "seam_score")):
             scale = 40.0 if metric == "seam_score" else 1.0
             db.executemany(
-                "INSERT INTO qc_metrics(tile_id, metric, version, value, computed) VALUES (?, ?, 1, ?, ?)",
-                [(t, metric, float(v) * scale, now) for t, v in zip(ids, values[:, j], strict=True)],
+                "INSERT INTO qc_metrics(tile_id, metric, version, value, computed) VALUES (?, ?, ?, ?, ?)",
+                [(t, metric, METRICS[metric].version, float(v) * scale, now) for t, v in zip(ids, values[:, j], strict=True)],
             )
         db.execute("INSERT INTO splits(name, kind, params, created) VALUES ('bench', 'random', '{}', ?)", (now,))
         db.executemany(

@@ -73,7 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="export tiles in the CAS layout")
     p.add_argument("project")
     p.add_argument("out_dir")
-    p.add_argument("--accepted-only", action="store_true", help="only tiles QC accepted")
+    p.add_argument("--accepted-only", action="store_true",
+                   help="only the tiles QC keeps under the project's working rules (what the QC panel shows)")
     p.add_argument("--subdataset", action="append", dest="subdatasets", metavar="NAME")
     p.add_argument("--link", choices=["hard", "symlink", "copy"], default="hard",
                    help="how tile files get into the export: hard links (default; no extra disk space, "

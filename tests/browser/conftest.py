@@ -12,6 +12,7 @@ import rasterio
 from affine import Affine
 
 from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.core.qc.detectors import METRICS
 
 TILE_PX = 64
 N_IMAGES = 6
@@ -89,9 +90,9 @@ def build_project(folder: Path, n_tiles: int = 240) -> BrowserProject:
         if j % 10 == 9:
             continue  # some tiles have no metrics yet (pending, NaN)
         metric_rows += [
-            (tid, "fill_fraction", 1, (j % 20) / 19.0, now),
-            (tid, "cloud_fraction", 1, ((j * 7) % 13) / 12.0, now),
-            (tid, "seam_score", 1, float(j % 50), now),
+            (tid, "fill_fraction", METRICS["fill_fraction"].version, (j % 20) / 19.0, now),
+            (tid, "cloud_fraction", METRICS["cloud_fraction"].version, ((j * 7) % 13) / 12.0, now),
+            (tid, "seam_score", METRICS["seam_score"].version, float(j % 50), now),
         ]
     with cat.transaction() as db:
         db.executemany(

@@ -13,7 +13,6 @@ manual decisions on top), so the browser and the QC panel always agree.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,7 @@ import numpy as np
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.core.qc import rules as qc
 
 SENSOR_NAMES = ("", "SAT", "UAV")
 """Sensor codes: index into this tuple (0 = unknown)."""
@@ -65,6 +65,12 @@ class TileIndex:
     qc_state: np.ndarray  # int8 qc state shown
     split_name: str | None = None
     split_part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
+    failed: np.ndarray | None = None
+    """uint32 bits per tile: which of :attr:`rules` fail (None until QC is attached)."""
+    rules: tuple[qc.Rule, ...] = ()
+    """The working rules the states were evaluated with."""
+    stale: np.ndarray | None = None
+    """True where a tile's image or mask changed after its metrics were computed."""
     _name_rank: np.ndarray | None = field(default=None, repr=False)
     _names_lower: np.ndarray | None = field(default=None, repr=False)
 
@@ -104,14 +110,29 @@ class TileIndex:
         p = Path(stored)
         return p if p.is_absolute() else self.root / p
 
+    def failed_rules(self, row: int) -> list[str]:
+        """Which working rules this tile fails and by how much ("seam_score 31.2 > 25 (by
+        6.2)"), in rule order."""
+        if self.failed is None or not self.rules:
+            return []
+        out = []
+        for bit, rule in enumerate(self.rules):
+            if int(self.failed[row]) >> bit & 1:
+                values = self.metrics.get(rule.metric)
+                v = float(values[row]) if values is not None else math.nan
+                out.append(qc.describe_failure(rule, v))
+        return out
+
     def tooltip(self, row: int) -> str:
         """Name, subdataset, QC state, split and key metrics of one tile (plain text)."""
         lines = [
             str(self.names[row]),
             f"{self.subdataset_names[self.subdataset_code[row]]}"
             + (f" ({SENSOR_NAMES[self.sensor_code[row]]})" if self.sensor_code[row] else ""),
-            f"QC: {state_name(int(self.qc_state[row]))}",
+            f"QC: {state_name(int(self.qc_state[row]))}"
+            + (" (metrics stale: recomputing)" if self.stale is not None and self.stale[row] else ""),
         ]
+        lines += self.failed_rules(row)
         if self.split_name and self.split_part[row]:
             lines.append(f"split {self.split_name}: {PART_NAMES[self.split_part[row]]}")
         for name, values in self.metrics.items():
@@ -121,36 +142,20 @@ class TileIndex:
         return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- qc adapter
+# --------------------------------------------------------------------------- qc
 NOT_EVALUATED = -1
-"""State of a tile when no QC rules can be evaluated (no metrics, or no QC module)."""
-_FALLBACK_CODES = {"PENDING": 0, "ACCEPTED": 1, "REJECTED": 2, "FLAGGED": 3, "MANUAL_ACCEPT": 4, "MANUAL_REJECT": 5}
-_QC_API = ("load_table", "evaluate", "current_rules", "set_decision", "STATE_NAMES", *_FALLBACK_CODES)
-
-
-def qc_module() -> object | None:
-    """:mod:`casdesk.core.qc.rules` when it provides the QC API, else None (looked up each call)."""
-    try:
-        module = importlib.import_module("casdesk.core.qc.rules")
-    except ImportError:
-        return None
-    return module if all(hasattr(module, a) for a in _QC_API) else None
+"""State of a tile when no QC rules can be evaluated."""
 
 
 def qc_code(name: str) -> int:
     """The int code of a QC state (``"ACCEPTED"``, ``"MANUAL_REJECT"``, ...)."""
-    module = qc_module()
-    return int(getattr(module, name)) if module is not None else _FALLBACK_CODES[name]
+    return int(getattr(qc, name))
 
 
 def state_name(code: int) -> str:
     if code == NOT_EVALUATED:
         return "not checked"
-    module = qc_module()
-    if module is not None:
-        return str(module.STATE_NAMES.get(code, code))  # type: ignore[attr-defined]
-    names = {v: k.lower().replace("_", " ") for k, v in _FALLBACK_CODES.items()}
-    return names.get(code, str(code))
+    return str(qc.STATE_NAMES.get(code, code))
 
 
 def _align(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,13 +170,12 @@ def _align(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _load_qc(
     catalog: Catalog, ids: np.ndarray
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    """(metrics, manual, rule-based state) per tile, in ``ids`` order, through the QC module
-    so the browser counts exactly as the QC panel does."""
-    module = qc_module()
-    if module is None:
-        return _metrics(catalog, ids), _manual(catalog, ids), np.full(ids.size, NOT_EVALUATED, np.int8)
-    table = module.load_table(catalog)  # type: ignore[attr-defined]
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[qc.Rule], np.ndarray]:
+    """(metrics, manual, rule-based state, failed-rule bits, rules, stale) per tile, in
+    ``ids`` order: the QC table (:func:`casdesk.core.qc.rules.load_table`) evaluated with
+    the project's working rules, so the browser counts exactly as the QC panel does."""
+    table = qc.load_table(catalog)
+    rules = qc.current_rules(catalog)
     pos, hit = _align(ids, table.tile_ids)
     metrics: dict[str, np.ndarray] = {}
     for name, values in table.metrics.items():
@@ -182,15 +186,14 @@ def _load_qc(
         metrics[name] = column
     manual = np.zeros(ids.size, np.int8)
     manual[pos] = np.asarray(table.manual)[hit]
-    no_manual = np.zeros(len(table.tile_ids), np.int8)
-    if dataclasses.is_dataclass(table):
-        table = dataclasses.replace(table, manual=no_manual)
-    else:
-        table.manual = no_manual
-    states, _ = module.evaluate(table, module.current_rules(catalog))  # type: ignore[attr-defined]
+    states, failed_bits = qc.evaluate(dataclasses.replace(table, manual=np.zeros(len(table), np.int8)), rules)
     auto = np.full(ids.size, qc_code("PENDING"), np.int8)
     auto[pos] = np.asarray(states)[hit]
-    return metrics, manual, auto
+    failed = np.zeros(ids.size, np.uint32)
+    failed[pos] = failed_bits[hit]
+    stale = np.zeros(ids.size, bool)
+    stale[pos] = table.stale[hit]
+    return metrics, manual, auto, failed, rules, stale
 
 
 def combine_states(auto: np.ndarray, manual: np.ndarray) -> np.ndarray:
@@ -205,23 +208,10 @@ def set_decision(
     catalog: Catalog, tile_ids: Sequence[int], decision: str, note: str | None = None,
     author: str | None = None,
 ) -> None:
-    """Record a manual QC decision through :func:`casdesk.core.qc.rules.set_decision`.
-
-    Only when that module is missing are the ``qc_decisions`` rows written here (same
-    schema, so the QC panel reads them alike).
-    """
+    """Record a manual QC decision (:func:`casdesk.core.qc.rules.set_decision`)."""
     if decision not in ("accept", "reject", "clear"):
         raise CasdeskError(f"unknown decision {decision!r}", hint="use accept, reject or clear")
-    module = qc_module()
-    if module is not None:
-        module.set_decision(catalog, list(tile_ids), decision, note=note, author=author)  # type: ignore[attr-defined]
-        return
-    now = utc_now()
-    with catalog.transaction() as db:
-        db.executemany(
-            "INSERT INTO qc_decisions(tile_id, decision, note, author, decided) VALUES (?, ?, ?, ?, ?)",
-            [(int(t), decision, note, author, now) for t in tile_ids],
-        )
+    qc.set_decision(catalog, list(tile_ids), decision, note=note, author=author)
 
 
 _LATEST_DECISIONS = (
@@ -333,12 +323,17 @@ class QCColumns:
     metrics: dict[str, np.ndarray]
     manual: np.ndarray
     auto_state: np.ndarray
+    failed: np.ndarray | None = None
+    """uint32 bits: ``rules[i]`` fails (see :func:`casdesk.core.qc.rules.evaluate`)."""
+    rules: tuple[qc.Rule, ...] = ()
+    stale: np.ndarray | None = None
+    """True where the tile changed after its metrics were computed (recomputed soon)."""
 
 
 def load_qc(catalog: Catalog, ids: np.ndarray) -> QCColumns:
     """The QC columns of a :class:`TileIndex` (the slow half of :func:`load_index`)."""
-    metrics, manual, auto = _load_qc(catalog, ids)
-    return QCColumns(ids, metrics, manual, auto)
+    metrics, manual, auto, failed, rules, stale = _load_qc(catalog, ids)
+    return QCColumns(ids, metrics, manual, auto, failed, tuple(rules), stale)
 
 
 def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
@@ -350,6 +345,10 @@ def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
     index.manual = columns.manual
     index.auto_state = columns.auto_state
     index.qc_state = combine_states(columns.auto_state, columns.manual)
+    n = len(index)
+    index.failed = columns.failed if columns.failed is not None else np.zeros(n, np.uint32)
+    index.rules = tuple(columns.rules)
+    index.stale = columns.stale if columns.stale is not None else np.zeros(n, bool)
     return True
 
 

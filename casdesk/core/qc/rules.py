@@ -58,14 +58,20 @@ __all__ = [
     "accepted_tile_ids",
     "compute_metrics",
     "count_states",
+    "describe_failure",
+    "failure_details",
+    "stale_tile_ids",
     "current_rules",
     "evaluate",
+    "kept_tile_ids",
     "list_presets",
     "load_preset",
     "load_table",
     "register_metric",
     "save_preset",
+    "preset_state",
     "set_active_preset",
+    "set_current_rules",
     "set_decision",
     "update_table",
     "write_report",
@@ -184,7 +190,9 @@ def list_presets(catalog: Catalog) -> list[str]:
 
 
 def save_preset(catalog: Catalog, name: str, rules: Sequence[Rule], activate: bool = True) -> None:
-    """Store ``rules`` under ``name`` (replacing a preset of that name)."""
+    """Store ``rules`` under ``name`` (replacing a preset of that name). With ``activate``
+    (the panel's "Save preset"), the working rules are named: they become the active
+    preset's rules, unchanged, so nothing else in the project moves."""
     name = name.strip()
     if not name or name == PAPER_PRESET:
         raise QCError(
@@ -197,8 +205,8 @@ def save_preset(catalog: Catalog, name: str, rules: Sequence[Rule], activate: bo
             " ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, modified = excluded.modified",
             (name, text, utc_now()),
         )
-        if activate:
-            set_active_preset(catalog, name)
+    if activate:
+        set_active_preset(catalog, name)
 
 
 def load_preset(catalog: Catalog, name: str) -> list[Rule]:
@@ -214,19 +222,51 @@ def load_preset(catalog: Catalog, name: str) -> list[Rule]:
 
 
 def set_active_preset(catalog: Catalog, name: str) -> None:
+    """Make preset ``name`` the project's current rule set (its rules become the working
+    rules every view uses)."""
     if name != PAPER_PRESET and name not in list_presets(catalog):
         raise QCError(f"no QC preset named {name!r}", catalog.path)
-    catalog.set_meta(_ACTIVE_KEY, name)
+    rules = load_preset(catalog, name)
+    with catalog.transaction():
+        catalog.set_meta(_ACTIVE_KEY, name)
+        catalog.set_meta(_CURRENT_KEY, json.dumps([r.to_dict() for r in rules]))
 
 
 def active_preset(catalog: Catalog) -> str:
+    """The preset the working rules started from (see :func:`preset_state`)."""
     name = catalog.get_meta(_ACTIVE_KEY, PAPER_PRESET) or PAPER_PRESET
     return name if name in list_presets(catalog) else PAPER_PRESET
 
 
+_CURRENT_KEY = "qc.current_rules"
+
+
 def current_rules(catalog: Catalog) -> list[Rule]:
-    """The rules of the active preset (the paper defaults unless the user chose another)."""
+    """The project's working rules: what the QC panel's sliders show, and what the browser,
+    ``export --accepted-only``, training's kept tiles and the CLI all use. Persisted in the
+    project (:func:`set_current_rules`); a project that never changed them uses the active
+    preset (the paper defaults unless the user chose another)."""
+    text = catalog.get_meta(_CURRENT_KEY, None)
+    if text:
+        try:
+            return [Rule.from_dict(d) for d in json.loads(text)]
+        except (ValueError, KeyError, TypeError, QCError) as exc:
+            log.warning("QC: the stored working rules are damaged (%s); using the active preset", exc)
     return load_preset(catalog, active_preset(catalog))
+
+
+def set_current_rules(catalog: Catalog, rules: Sequence[Rule]) -> None:
+    """Store the working rules (a slider moved): every view reads them from here. The
+    active preset's name is kept; :func:`preset_state` tells whether they differ from it."""
+    catalog.set_meta(_CURRENT_KEY, json.dumps([r.to_dict() for r in rules]))
+
+
+def preset_state(catalog: Catalog, rules: Sequence[Rule] | None = None) -> tuple[str, bool]:
+    """(name of the preset the working rules came from, True when they were changed since:
+    unsaved changes, shown as "name (modified)")."""
+    name = active_preset(catalog)
+    rules = current_rules(catalog) if rules is None else list(rules)
+    return name, [r.to_dict() for r in rules] != [r.to_dict() for r in load_preset(catalog, name)]
 
 
 # --------------------------------------------------------------------------- computing
@@ -399,6 +439,13 @@ class QCTable:
     computed: np.ndarray
     notes: dict[int, str] = field(default_factory=dict)
     _index: dict[int, int] | None = field(default=None, repr=False)
+    stale: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
+    """True where the tile's image or mask changed after its metrics were computed: the
+    values shown are old until the background recomputation reaches it."""
+
+    def __post_init__(self) -> None:
+        if self.stale.shape != self.tile_ids.shape:
+            self.stale = np.zeros(self.tile_ids.shape, bool)
 
     def __len__(self) -> int:
         return int(self.tile_ids.size)
@@ -463,6 +510,18 @@ def latest_decisions(catalog: Catalog) -> dict[int, dict[str, Any]]:
     return {r[0]: dict(r) for r in rows if r[1] != "clear"}
 
 
+_STALE_SQL = (
+    "SELECT t.id FROM tiles t JOIN (SELECT tile_id, MIN(computed) AS c FROM qc_metrics GROUP BY tile_id) m"
+    " ON m.tile_id = t.id WHERE m.c < t.modified"
+)
+"""Tiles changed after their oldest metric was computed (ISO UTC strings compare in order)."""
+
+
+def stale_tile_ids(catalog: Catalog) -> list[int]:
+    """Tiles whose image or mask changed after their metrics were computed."""
+    return [int(r[0]) for r in catalog.query(_STALE_SQL)]
+
+
 def load_table(catalog: Catalog) -> QCTable:
     """Load every tile's metrics (current versions only) and manual decision into memory."""
     rows = catalog.query(
@@ -489,6 +548,11 @@ def load_table(catalog: Catalog) -> QCTable:
         computed[i] = True
         if value is not None:
             metrics[metric][i] = value
+    stale = np.zeros(n, bool)
+    for (tid,) in catalog.query(_STALE_SQL):
+        i = index.get(tid)
+        if i is not None:
+            stale[i] = True
     manual = np.zeros(n, np.int8)
     notes = {}
     for tid, dec in latest_decisions(catalog).items():
@@ -509,6 +573,7 @@ def load_table(catalog: Catalog) -> QCTable:
         computed=computed,
         notes=notes,
         _index=index,
+        stale=stale,
     )
 
 
@@ -623,6 +688,23 @@ def failed_rule_names(bits: int, rules: Sequence[Rule]) -> list[str]:
     return [r.describe() for i, r in enumerate(rules) if int(bits) >> i & 1]
 
 
+def describe_failure(rule: Rule, value: float) -> str:
+    """Which rule a value fails and by how much: "seam_score 31.2 > 25 (by 6.2)"."""
+    if value is None or not math.isfinite(value):
+        return rule.describe()
+    sign = ">" if rule.op == "max" else "<"
+    return f"{rule.metric} {value:.4g} {sign} {rule.threshold:g} (by {abs(value - rule.threshold):.3g})"
+
+
+def failure_details(table: QCTable, failed: np.ndarray, rules: Sequence[Rule], row: int) -> list[str]:
+    """:func:`describe_failure` of every rule tile ``row`` fails."""
+    return [
+        describe_failure(r, float(table.metrics[r.metric][row]) if r.metric in table.metrics else math.nan)
+        for i, r in enumerate(rules)
+        if int(failed[row]) >> i & 1
+    ]
+
+
 # --------------------------------------------------------------------------- decisions
 def set_decision(
     catalog: Catalog,
@@ -659,12 +741,24 @@ def decision_history(catalog: Catalog, tile_id: int) -> list[dict[str, Any]]:
 
 def accepted_tile_ids(catalog: Catalog, rules: Sequence[Rule] | None = None) -> list[int]:
     """Tiles to keep: accepted by the rules or manually accepted (flagged and pending tiles
-    are not kept until a person decides or metrics exist). ``rules`` default: the active
-    preset."""
+    are not kept until a person decides or metrics exist). ``rules`` default: the project's
+    working rules (:func:`current_rules`, what the QC panel shows)."""
     table = load_table(catalog)
     states, _ = evaluate(table, current_rules(catalog) if rules is None else rules)
     keep = (states == ACCEPTED) | (states == MANUAL_ACCEPT)
     return [int(t) for t in table.tile_ids[keep]]
+
+
+def kept_tile_ids(catalog: Catalog) -> set[int] | None:
+    """Training's kept tiles under the project's working rules (what the QC panel shows as
+    "kept"), or None when the project holds no QC information at all (QC never run: every
+    tile counts)."""
+    has_qc = catalog.execute(
+        "SELECT EXISTS(SELECT 1 FROM qc_metrics) OR EXISTS(SELECT 1 FROM qc_decisions)"
+    ).fetchone()[0]
+    if not has_qc:
+        return None
+    return set(accepted_tile_ids(catalog))
 
 
 # --------------------------------------------------------------------------- report

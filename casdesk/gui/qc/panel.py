@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.errors import CasdeskError
+from casdesk.core.project.events import QCRulesChanged
 from casdesk.core.qc import rules as qc
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
@@ -32,6 +33,9 @@ from casdesk.gui.qc.rule_editor import RuleEditor
 from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
+
+STALE_BATCH = 8
+"""Tiles recomputed per background job after their image or mask changed."""
 
 
 class QCPanel(QWidget):
@@ -46,6 +50,19 @@ class QCPanel(QWidget):
         self.runner: JobRunner | None = None
         self.review: ReviewDialog | None = None
         self._own_decision = False
+        self._loaded_path: Any = None
+        self.stale_runner: JobRunner | None = None
+        self._stale_pending: set[int] = set()
+        # the working rules are the project's current rules: persisted (debounced) and
+        # announced to every view (browser, map, export, training, CLI read them)
+        self.persist_timer = QTimer(self)
+        self.persist_timer.setSingleShot(True)
+        self.persist_timer.setInterval(300)
+        self.persist_timer.timeout.connect(self.persist_rules)
+        self.stale_timer = QTimer(self)
+        self.stale_timer.setSingleShot(True)
+        self.stale_timer.setInterval(500)
+        self.stale_timer.timeout.connect(self.recompute_stale)
 
         self.heading = QLabel("No project open.")
         self.compute_button = QPushButton("Compute metrics")
@@ -59,11 +76,19 @@ class QCPanel(QWidget):
         self.progress.hide()
         self.preset_box = QComboBox()
         self.preset_box.setMinimumWidth(160)
-        self.preset_box.activated.connect(lambda _i: self.apply_preset(self.preset_box.currentText()))
+        self.preset_box.activated.connect(lambda i: self.apply_preset(self.preset_box.itemData(i) or ""))
+        self.preset_box.setToolTip(
+            "The rules every view uses (browser, export, training, CLI). '(modified)': the sliders"
+            " differ from the saved preset; 'Save preset...' names them."
+        )
         self.save_button = QPushButton("Save preset...")
         self.save_button.clicked.connect(lambda: self.save_preset())
         self.review_button = QPushButton("Review flagged...")
-        self.review_button.clicked.connect(self.open_review)
+        self.review_button.setToolTip("Tiles within a rule's margin of its threshold: a person decides")
+        self.review_button.clicked.connect(lambda: self.open_review("flagged"))
+        self.review_rejected_button = QPushButton("Review rejected...")
+        self.review_rejected_button.setToolTip("Tiles the rules reject, with the rule and by how much")
+        self.review_rejected_button.clicked.connect(lambda: self.open_review("rejected"))
         self.suspects_button = QPushButton("Review suspect labels...")
         self.suspects_button.setToolTip(
             "Tiles where a confident model disagrees with the label (casdesk suspects), worst first"
@@ -96,13 +121,14 @@ class QCPanel(QWidget):
         rl.addWidget(self.counts_view, 1)
         legend = QLabel(
             "Flagged: within a rule's margin of its threshold; review them. Kept = accepted + "
-            "manual accept (what export and training use)."
+            "manual accept: with these thresholds, what the browser, export and training use."
         )
         legend.setWordWrap(True)
         legend.setStyleSheet("color: gray")
         rl.addWidget(legend)
         review_row = QHBoxLayout()
         review_row.addWidget(self.review_button)
+        review_row.addWidget(self.review_rejected_button)
         review_row.addWidget(self.suspects_button)
         review_row.addStretch(1)
         rl.addLayout(review_row)
@@ -120,30 +146,83 @@ class QCPanel(QWidget):
 
         context.project_opened.connect(lambda _p: self.reload())
         context.project_closed.connect(self.reload)
-        context.tiles_changed.connect(self.reload)
+        context.tiles_changed.connect(self._on_tiles_changed)
         context.metrics_changed.connect(self._on_metrics_changed)
         context.decisions_changed.connect(self._on_decisions_changed)
+        events = getattr(context, "events", None)
+        if events is not None:
+            events.masks_changed.connect(lambda change: self.mark_stale(getattr(change, "tile_ids", None)))
+            events.tiles_added.connect(lambda _c: self._on_tiles_changed())
+            events.tiles_removed.connect(lambda _c: self._on_tiles_changed())
+            events.qc_rules_changed.connect(self._on_rules_announced)
         self.reload()
 
     # ---- loading
     def reload(self) -> None:
+        """Load the project's QC table and its working rules (project opened or closed)."""
+        if self.persist_timer.isActive() and self.context.catalog is not None:
+            if self.context.catalog.path == self._loaded_path:
+                self.persist_rules()
+        self.persist_timer.stop()
         catalog = self.context.catalog
         self._set_enabled(catalog is not None)
         if catalog is None:
             self.table = None
+            self._loaded_path = None
             self.heading.setText("No project open.")
             self._build_editors(qc.paper_defaults())
             self.counts_view.setRowCount(0)
             return
+        self._loaded_path = catalog.path
         self.table = qc.load_table(catalog)
-        self.preset_box.clear()
-        self.preset_box.addItems(qc.list_presets(catalog))
-        self.preset_box.setCurrentText(qc.active_preset(catalog))
         self._build_editors(qc.current_rules(catalog))
+        self._refresh_presets()
+        self.recount()
+        if self.table.stale.any():
+            self.mark_stale([int(t) for t in self.table.tile_ids[self.table.stale]])
+
+    def _on_tiles_changed(self) -> None:
+        """Tiles were added, removed or edited: reload the table, keep the rules (a label
+        edit never resets the user's thresholds)."""
+        catalog = self.context.catalog
+        if catalog is None or catalog.path != self._loaded_path:
+            self.reload()
+            return
+        self.table = qc.load_table(catalog)
+        self._update_histograms()
         self.recount()
 
+    def _refresh_presets(self) -> None:
+        """The preset box: saved presets, the active one marked "(modified)" when the
+        working rules differ from it."""
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        name, modified = qc.preset_state(catalog, self.rules)
+        self._preset_rules = [r.to_dict() for r in qc.load_preset(catalog, name)]
+        self.preset_box.blockSignals(True)
+        self.preset_box.clear()
+        for preset in qc.list_presets(catalog):
+            label = f"{preset} (modified)" if preset == name and modified else preset
+            self.preset_box.addItem(label, preset)
+        self.preset_box.setCurrentIndex(max(0, self.preset_box.findData(name)))
+        self.preset_box.blockSignals(False)
+        self.modified = modified
+
+    def _mark_modified(self) -> None:
+        """Update the active preset's "(modified)" mark as a slider moves (no database)."""
+        i = self.preset_box.currentIndex()
+        name = self.preset_box.itemData(i)
+        if i < 0 or not name:
+            return
+        self.modified = [r.to_dict() for r in self.rules] != getattr(self, "_preset_rules", None)
+        self.preset_box.setItemText(i, f"{name} (modified)" if self.modified else name)
+
     def _set_enabled(self, on: bool) -> None:
-        for w in (self.compute_button, self.preset_box, self.save_button, self.review_button):
+        for w in (
+            self.compute_button, self.preset_box, self.save_button, self.review_button,
+            self.review_rejected_button,
+        ):
             w.setEnabled(on)
 
     def _build_editors(self, rules: list[qc.Rule]) -> None:
@@ -182,9 +261,11 @@ class QCPanel(QWidget):
         self.counts = qc.count_states(self.table, self.states)
         self.counts_view.set_counts(self.counts)
         total = self.counts["total"]
+        stale = int(self.table.stale.sum())
         self.heading.setText(
             f"{total['tiles']} tiles: {total['kept']} kept, {total['rejected'] + total['manual_reject']} "
             f"rejected, {total['flagged']} flagged, {total['pending']} without metrics"
+            + (f", {stale} with metrics stale (recomputing)" if stale else "")
         )
         for bit, rule in enumerate(self.rules):
             ed = self.editors.get(rule.metric)
@@ -203,6 +284,40 @@ class QCPanel(QWidget):
     def _on_rule_changed(self, rule: qc.Rule) -> None:
         self.rules = [rule if r.metric == rule.metric else r for r in self.rules]
         self.recount()
+        self._mark_modified()
+        self.persist_timer.start()  # debounced: one write and one announcement per pause
+
+    def persist_rules(self) -> None:
+        """Store the working rules in the project and tell every view (the browser's badges
+        and filters, the map, export and training read them)."""
+        self.persist_timer.stop()
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        if not catalog.readonly:
+            try:
+                qc.set_current_rules(catalog, self.rules)
+            except CasdeskError as exc:
+                log.warning("QC rules not saved: %s", exc)
+                return
+        self._refresh_presets()
+        events = getattr(self.context, "events", None)
+        if events is not None:
+            self._announcing = True
+            try:
+                events.announce(QCRulesChanged())
+            finally:
+                self._announcing = False
+
+    def _on_rules_announced(self, _change: Any) -> None:
+        """Another view (or another window's panel) changed the rules: follow them."""
+        if getattr(self, "_announcing", False) or self.context.catalog is None:
+            return
+        rules = qc.current_rules(self.context.catalog)
+        if [r.to_dict() for r in rules] != [r.to_dict() for r in self.rules]:
+            self._build_editors(rules)
+            self.recount()
+        self._refresh_presets()
 
     def set_threshold(self, metric: str, value: float) -> None:
         """Move a rule's threshold as the slider would (also used by scripts and tests)."""
@@ -210,19 +325,23 @@ class QCPanel(QWidget):
 
     # ---- presets
     def apply_preset(self, name: str) -> None:
+        """Make a saved preset the working rules (persisted and announced at once)."""
         catalog = self.context.catalog
-        if catalog is None:
+        if catalog is None or not name:
             return
         try:
             rules = qc.load_preset(catalog, name)
-            qc.set_active_preset(catalog, name)
+            if not catalog.readonly:
+                qc.set_active_preset(catalog, name)
         except CasdeskError as exc:
             show_error(self, "Cannot load preset", str(exc))
             return
         self._build_editors(rules)
         self.recount()
+        self.persist_rules()
 
     def save_preset(self, name: str | None = None) -> None:
+        """Name the working rules: they become a saved preset (nothing else changes)."""
         catalog = self.context.catalog
         if catalog is None:
             return
@@ -230,14 +349,13 @@ class QCPanel(QWidget):
             name, ok = QInputDialog.getText(self, "Save preset", "Preset name:")
             if not ok or not name.strip():
                 return
+        self.persist_timer.stop()
         try:
             qc.save_preset(catalog, name, self.rules)
         except CasdeskError as exc:
             show_error(self, "Cannot save preset", str(exc))
             return
-        self.preset_box.clear()
-        self.preset_box.addItems(qc.list_presets(catalog))
-        self.preset_box.setCurrentText(name.strip())
+        self._refresh_presets()
 
     # ---- decisions
     def decide(self, tile_ids: list[int], decision: str, note: str | None = None) -> None:
@@ -263,21 +381,21 @@ class QCPanel(QWidget):
         qc.update_table(self.context.catalog, self.table, tile_ids or [])
         self.recount()
 
-    def review_queue(self) -> list[int]:
-        """Flagged tiles first, then rejected ones (rule decisions only)."""
+    def review_queue(self, which: str = "flagged") -> list[int]:
+        """Tiles for the manual step: ``"flagged"`` (within a margin: the paper's manual
+        inspection) or ``"rejected"`` (rule decisions only, manual decisions excluded)."""
         if self.table is None:
             return []
-        ids = self.table.tile_ids
-        return [int(t) for t in ids[self.states == qc.FLAGGED]] + [
-            int(t) for t in ids[self.states == qc.REJECTED]
-        ]
+        state = {"flagged": qc.FLAGGED, "rejected": qc.REJECTED}[which]
+        return [int(t) for t in self.table.tile_ids[self.states == state]]
 
-    def open_review(self) -> ReviewDialog | None:
+    def open_review(self, which: str = "flagged") -> ReviewDialog | None:
         if self.table is None:
             return None
         if self.review is not None:
             self.review.close()
-        self.review = ReviewDialog(self, self.review_queue(), self.decide, self)
+        self.review = ReviewDialog(self, self.review_queue(which), self.decide, self)
+        self.review.setWindowTitle(f"Review {which} tiles")
         self.review.resize(900, 620)
         self.review.show()
         return self.review
@@ -347,7 +465,63 @@ class QCPanel(QWidget):
             self._update_histograms()
             self.recount()
 
+    # ---- staleness
+    def mark_stale(self, tile_ids: Any) -> None:
+        """Tiles whose image or mask changed: shown as "metrics stale" and recomputed in
+        the background, a few at a time."""
+        catalog = self.context.catalog
+        if catalog is None or self.table is None:
+            return
+        ids = [int(t) for t in tile_ids] if tile_ids else []
+        if ids:
+            self.table.stale[self.table.rows(ids)] = True
+            self._stale_pending.update(ids)
+            self.recount()
+        if not catalog.readonly:
+            self.stale_timer.start()
+
+    def recompute_stale(self) -> None:
+        catalog = self.context.catalog
+        if catalog is None or not self._stale_pending:
+            return
+        if (self.stale_runner is not None and self.stale_runner.is_running()) or (
+            self.runner is not None and self.runner.is_running()
+        ):
+            self.stale_timer.start()
+            return
+        batch = sorted(self._stale_pending)[:STALE_BATCH]
+        self._stale_pending.difference_update(batch)
+        path = catalog.path
+        self.stale_runner = JobRunner(
+            lambda token: qc.compute_metrics(path, tile_ids=batch, cancel=token, workers=1, force=True),
+            self,
+            name="qc-stale",
+        )
+        self.stale_runner.progress.connect(self._on_progress_quiet)
+        self.stale_runner.done.connect(self._on_stale_done)
+        self.stale_runner.start()
+
+    def _on_progress_quiet(self, event: Any) -> None:
+        ids = event.data.get("tile_ids") if event.data else None
+        if ids and self.table is not None and self.context.catalog is not None:
+            qc.update_table(self.context.catalog, self.table, ids)
+            self.table.stale[self.table.rows(ids)] = False
+            self.recount()
+
+    def _on_stale_done(self) -> None:
+        events = getattr(self.context, "events", None)
+        if events is not None:
+            from casdesk.core.project.events import QCMetricsChanged
+
+            events.announce(QCMetricsChanged(None))
+        if self._stale_pending:
+            self.stale_timer.start()
+
     def shutdown(self) -> None:
+        if self.persist_timer.isActive():
+            self.persist_rules()  # a slider moved just before closing: keep it
+        if self.stale_runner is not None:
+            self.stale_runner.shutdown()
         if self.runner is not None:
             self.runner.shutdown()
         if self.review is not None:

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.qc.detectors import load_tile
-from casdesk.core.qc.rules import METRICS, STATE_NAMES, Rule, failed_rule_names
+from casdesk.core.qc.rules import METRICS, STATE_NAMES, Rule, failure_details
 
 
 def overlay(
@@ -151,8 +151,10 @@ class ReviewDialog(QDialog):
                 f"Suspect label: <b>{suspect.kind.replace('_', ' ')}</b>, score {suspect.score:.2f} "
                 f"(model {suspect.model}); yellow: where model and label disagree"
             )
-        fails = failed_rule_names(int(failed[row]), rules)
+        fails = failure_details(table, failed, rules, row)
         lines.append("Failing rules: " + (", ".join(fails) if fails else "none"))
+        if table.stale[row]:
+            lines.append("Metrics stale: the tile changed after they were computed (recomputing)")
         near = near_rules(table, row, rules)
         if near:
             lines.append("Near a threshold: " + ", ".join(near))

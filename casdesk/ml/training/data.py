@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import importlib
 import math
 import sys
 import threading
@@ -32,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project.catalog import Catalog, Tile
+from casdesk.core.qc.rules import kept_tile_ids
 from casdesk.core.raster.io import open_raster, read_window
 from casdesk.ml.errors import DataError
 from casdesk.ml.training.augment import Augment, DeviceTransform, augment_kind, imagenet_statistics
@@ -42,26 +42,10 @@ SIZE_MULTIPLE = 32  # encoders downsample by 32: inputs must be multiples of it
 
 # --------------------------------------------------------------------------- selection
 def accepted_tile_ids(catalog: Catalog) -> set[int] | None:
-    """Ids of QC-accepted tiles, or None when the project has no QC information.
-
-    QC lives in :mod:`casdesk.core.qc.rules`; when it offers ``accepted_tile_ids(catalog)`` and
-    the project holds QC metrics or decisions, it decides; otherwise (QC never run) every
-    tile counts as accepted.
-    """
-    has_qc = catalog.execute(
-        "SELECT EXISTS(SELECT 1 FROM qc_metrics) OR EXISTS(SELECT 1 FROM qc_decisions)"
-    ).fetchone()[0]
-    if not has_qc:
-        return None
-    try:
-        qc = importlib.import_module("casdesk.core.qc.rules")
-    except ImportError:
-        return None
-    fn = getattr(qc, "accepted_tile_ids", None)
-    if fn is None:
-        return None
-    ids = fn(catalog)
-    return None if ids is None else {int(i) for i in ids}
+    """Ids of QC-kept tiles under the project's working rules (what the QC panel shows), or
+    None when the project has no QC information (QC never run: every tile counts). The
+    decision is :func:`casdesk.core.qc.rules.kept_tile_ids`'s."""
+    return kept_tile_ids(catalog)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,135 @@
+"""One QC truth (issue 16): the QC panel's sliders are the project's working rules, and the
+browser's states and filters, ``export --accepted-only``, training's kept tiles and the CLI
+all agree with the panel; label edits never reset the rules; review queues are separate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from casdesk.cli import main
+from casdesk.core.dataset import tile_table as ti
+from casdesk.core.jobs import run_job
+from casdesk.core.project.events import MasksChanged
+from casdesk.core.qc import rules as qc
+from casdesk.gui.browser.panel import BrowserPanel
+from casdesk.gui.qc.panel import QCPanel
+from casdesk.gui.shell.context import ProjectContext
+from casdesk.ml.training.data import accepted_tile_ids as training_kept
+
+from .conftest import synthetic_rgb
+
+
+def _fill_tile(frac: float, seed: int) -> np.ndarray:
+    img = synthetic_rgb(96, seed)
+    img[:, :, : int(96 * frac)] = 255  # a straight white strip along the left edge
+    return img
+
+
+@pytest.fixture
+def views(qtbot, make_project):
+    rng = np.random.default_rng(1)
+    specs = []
+    for i, frac in enumerate(np.linspace(0.0, 0.8, 16)):
+        mask = (rng.random((96, 96)) < 0.05).astype(np.uint8)
+        specs.append({"subdataset": "A" if i % 2 else "B", "image": _fill_tile(frac, i), "mask": mask, "sensor": "UAV"})
+    catalog = make_project(specs)
+    run_job(qc.compute_metrics(catalog))
+    path = catalog.path
+    catalog.close()
+    ctx = ProjectContext()
+    panel = QCPanel(ctx)
+    browser = BrowserPanel(ctx)
+    qtbot.addWidget(panel)
+    qtbot.addWidget(browser)
+    ctx.open(path)
+    qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=20_000)
+    yield ctx, panel, browser, path
+    panel.shutdown()
+    ctx.close()
+
+
+def _kept(panel: QCPanel) -> set[int]:
+    keep = (panel.states == qc.ACCEPTED) | (panel.states == qc.MANUAL_ACCEPT)
+    return {int(t) for t in panel.table.tile_ids[keep]}
+
+
+def test_slider_move_reaches_browser_export_training_and_cli(views, qtbot, tmp_path: Path, capsys) -> None:
+    ctx, panel, browser, path = views
+    ed = panel.editors["fill_fraction"]
+    ed.slider.setValue(ed._to_slider(0.12))  # the user drags the slider
+    assert panel.preset_box.currentText() == "paper defaults (modified)"
+    # debounced: persisted and announced once the slider rests; the browser follows
+    with qtbot.waitSignal(ctx.events.qc_rules_changed, timeout=5_000):
+        pass
+    qtbot.waitUntil(lambda: browser.qc_loaded, timeout=20_000)
+    rows = browser.index.rows_of(panel.table.tile_ids)
+    assert browser.index.qc_state[rows].tolist() == panel.states.tolist()
+    accepted = ti.filter_rows(browser.index, ti.TileFilter(qc_states=frozenset({int(qc.ACCEPTED)})))
+    assert {int(t) for t in browser.index.ids[accepted]} == {
+        int(t) for t in panel.table.tile_ids[panel.states == qc.ACCEPTED]
+    }
+    kept = _kept(panel)
+    assert 0 < len(kept) < len(panel.table)
+    # a rejected tile's tooltip says which rule and by how much
+    rejected = int(panel.table.tile_ids[panel.states == qc.REJECTED][0])
+    tip = browser.index.tooltip(int(browser.index.rows_of([rejected])[0]))
+    assert "fill_fraction" in tip and "> 0.12 (by " in tip
+    # training's kept tiles and the core decision agree with the panel
+    catalog = ctx.catalog
+    assert training_kept(catalog) == kept
+    assert set(qc.accepted_tile_ids(catalog)) == kept
+    # the CLI (another process would read the same project file)
+    capsys.readouterr()
+    assert main(["qc", str(path), "--no-compute", "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out)
+    assert cli["total"] == panel.counts["total"]
+    assert cli["subdatasets"] == panel.counts["subdatasets"]
+    out = tmp_path / "export"
+    assert main(["export", str(path), str(out), "--accepted-only"]) == 0
+    exported = {p.stem for p in (out).rglob("*.tif") if "img" in p.parent.name.lower()}
+    names = {str(panel.table.names[i]) for i in range(len(panel.table)) if int(panel.table.tile_ids[i]) in kept}
+    assert exported == names
+
+
+def test_save_preset_only_names_and_label_edits_keep_rules(views, qtbot) -> None:
+    ctx, panel, _browser, _path = views
+    panel.set_threshold("fill_fraction", 0.2)
+    panel.persist_rules()
+    assert qc.current_rules(ctx.catalog)[0].threshold == pytest.approx(0.2, abs=1e-3)
+    states = panel.states.copy()
+    panel.save_preset("mine")
+    assert panel.preset_box.currentText() == "mine"  # named, no "(modified)"
+    assert panel.states.tolist() == states.tolist()  # nothing moved
+    panel.set_threshold("fill_fraction", 0.25)
+    assert panel.preset_box.currentText() == "mine (modified)"
+    ctx.tiles_changed.emit()  # a label edit elsewhere reloads the tiles
+    assert panel.rules[0].threshold == pytest.approx(0.25, abs=1e-3)
+    assert panel.editors["fill_fraction"].spin.value() == pytest.approx(0.25, abs=1e-3)
+
+
+def test_review_flagged_and_rejected_are_separate(views) -> None:
+    _ctx, panel, _browser, _path = views
+    panel.set_threshold("fill_fraction", 0.3)
+    flagged, rejected = panel.review_queue("flagged"), panel.review_queue("rejected")
+    assert flagged and rejected and not set(flagged) & set(rejected)
+    assert all(panel.state_of(t) == "flagged" for t in flagged)
+    dialog = panel.open_review("rejected")
+    assert dialog.queue == rejected
+    assert "(by " in dialog.info.text()  # which rule fired and by how much
+    dialog.close()
+
+
+def test_changed_mask_marks_metrics_stale_then_recomputes(views, qtbot) -> None:
+    ctx, panel, _browser, _path = views
+    catalog = ctx.catalog
+    tile = catalog.tiles()[2]
+    with catalog.transaction() as db:  # the editor rewrote the mask
+        db.execute("UPDATE tiles SET modified = '2999-01-01T00:00:00.000+00:00' WHERE id = ?", (tile.id,))
+    ctx.events.announce(MasksChanged((tile.id,)))
+    assert "metrics stale" in panel.heading.text()
+    qtbot.waitUntil(lambda: "stale" not in panel.heading.text(), timeout=30_000)
+    assert not panel.table.stale.any()
