@@ -71,9 +71,9 @@ TRAIN_FLAGS: dict[str, dict[str, Any]] = {
     "--encoder-weights": {"help": "none, imagenet (download) or a local weight file"},
     "--classes": {"type": int, "help": "1 (sigmoid, default) or 2 (softmax)"},
     "--split": {"help": "split name (default: the newest split, or a new random 7:3 split)"},
-    "--epochs": {"type": int, "help": "default 50"},
-    "--batch-size": {"type": int, "help": "default 8"},
-    "--lr": {"type": float, "help": "learning rate (default 0.01)"},
+    "--epochs": {"type": int_range(1, None, "epochs"), "help": "default 50"},
+    "--batch-size": {"type": int_range(1, None, "batch size"), "help": "default 8"},
+    "--lr": {"type": float_range(0, float("inf"), "learning rate", lo_open=True), "help": "learning rate (default 0.01)"},
     "--optimizer": {"choices": ("sgd", "adamw"), "help": "default sgd (momentum 0.9, wd 5e-4)"},
     "--momentum": {"type": float},
     "--weight-decay": {"type": float},
@@ -92,8 +92,8 @@ TRAIN_FLAGS: dict[str, dict[str, Any]] = {
     "--early-stopping": {"type": int, "metavar": "EPOCHS", "help": "stop after this many epochs without val mIoU gain"},
     "--seed": {"type": int},
     "--device": {"help": "auto (default), cpu, cuda, cuda:N, mps"},
-    "--workers": {"type": int, "dest": "num_workers", "help": "DataLoader worker processes (default 2)"},
-    "--threshold": {"type": float, "help": "landslide probability threshold (default 0.5)"},
+    "--workers": {"type": int_range(0, 64, "workers"), "dest": "num_workers", "help": "DataLoader worker processes, 0 to 64 (default 2)"},
+    "--threshold": {"type": float_range(0, 1, "threshold"), "help": "landslide probability threshold (default 0.5)"},
     "--name": {"help": "run name"},
     "--out": {"dest": "out_dir", "metavar": "RUN_DIR", "help": "run folder (default inside the project folder)"},
 }
@@ -259,8 +259,8 @@ def _register_evaluate(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="split name (default: the model's split, else all tiles)")
     p.add_argument("--part", default="val", choices=("train", "val", "test"))
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch-size", type=int, default=4)
-    p.add_argument("--workers", type=int, default=0, dest="num_workers")
+    p.add_argument("--batch-size", type=int_range(1, None, "batch size"), default=4)
+    p.add_argument("--workers", type=int_range(0, 64, "workers"), default=0, dest="num_workers")
     p.add_argument("--all-tiles", action="store_true", help="include tiles QC rejected")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_evaluate)

@@ -10,7 +10,14 @@ import os
 import sys
 from pathlib import Path
 
-from casdesk.commands.common import drive, interruptible, open_project, print_json
+from casdesk.commands.common import (
+    drive,
+    float_range,
+    int_range,
+    interruptible,
+    open_project,
+    print_json,
+)
 from casdesk.core.errors import CasdeskError
 
 
@@ -35,20 +42,20 @@ def _register_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_file", help="a model file written by `casdesk train` (model.pt, best.ckpt, last.ckpt)")
     p.add_argument("scene", help="a GeoTIFF scene, or a folder of them")
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--overlap", type=int, default=128, help="pixels shared by neighbouring windows (default 128)")
-    p.add_argument("--tile-size", type=int, default=None, help="window size in pixels (default: the model's)")
-    p.add_argument("--threshold", type=float, default=None, help="landslide probability threshold (default: the model's, 0.5)")
+    p.add_argument("--overlap", type=int_range(0, None, "overlap"), default=128, help="pixels shared by neighbouring windows (default 128)")
+    p.add_argument("--tile-size", type=int_range(8, 32768, "tile size"), default=None, help="window size in pixels (default: the model's)")
+    p.add_argument("--threshold", type=float_range(0, 1, "threshold"), default=None, help="landslide probability threshold (default: the model's, 0.5)")
     p.add_argument("--tta", action="store_true", help="average flips and a 90 degree rotation (4x slower)")
     p.add_argument("--aoi", default=None, help="polygon file: predict only inside it")
     p.add_argument("--vector", choices=("gpkg", "shp", "geojson", "none"), default="gpkg",
                    help="polygon format (default gpkg; geojson is WGS-84)")
-    p.add_argument("--min-area", type=float, default=0.0, help="drop polygons smaller than this (m2)")
+    p.add_argument("--min-area", type=float_range(0, float("inf"), "minimum area"), default=0.0, help="drop polygons smaller than this (m2)")
     p.add_argument("--simplify", type=float, default=0.0, help="polygon simplification tolerance (map units)")
     p.add_argument("--float", dest="prob_float", action="store_true", help="write probabilities as float32 (NaN nodata)")
     p.add_argument("--no-value-check", action="store_true",
                    help="predict even when the scene's values look unlike the training data's")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
+    p.add_argument("--batch-size", type=int_range(1, None, "batch size"), default=4, help="windows per forward pass (default 4)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(func=cmd_predict)
 
@@ -139,7 +146,7 @@ def _register_predict_tiles(sub: argparse._SubParsersAction) -> None:
                    help="with --split: which part (default val)")
     p.add_argument("--tta", action="store_true", help="average flips and a 90 degree rotation")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--batch-size", type=int, default=8, help="tiles per forward pass (default 8)")
+    p.add_argument("--batch-size", type=int_range(1, None, "batch size"), default=8, help="tiles per forward pass (default 8)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_predict_tiles)
 
@@ -175,7 +182,7 @@ def _register_suspects(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("project", help="the project file (.casdesk)")
     p.add_argument("--model", default=None, help="whose predictions (default: the most recent)")
-    p.add_argument("--top", type=int, default=100, help="how many tiles to queue (default 100)")
+    p.add_argument("--top", type=int_range(1, None, "top"), default=100, help="how many tiles to queue (default 100)")
     p.add_argument("--json", action="store_true", help="print the suspects as JSON")
     p.set_defaults(func=cmd_suspects)
 
