@@ -75,6 +75,27 @@ def test_accept_on_a_scene_tile_stores_scene_labels_replaces_predicted_keeps_edi
         assert any(lab.id == edited for lab in labels)
 
 
+def test_accepting_a_tile_keeps_the_part_of_earlier_predictions_outside_it(scene_project) -> None:
+    """Tiles overlap or touch: accepting one tile replaces the predicted labels inside its
+    window only; a predicted polygon reaching out of the tile keeps its outside part."""
+    path, sid = scene_project
+    with Catalog.open(path) as cat:
+        across = cat.add_labels([{"name": "landslide", "geometry_px": shapely.box(40, 10, 90, 30).wkt}],
+                                scene_id=sid, source="predicted")[0]
+        right = next(t for t in cat.tiles() if t.col_off == 64 and t.row_off == 0)
+        left = next(t for t in cat.tiles() if t.col_off == 0 and t.row_off == 0)
+        report = accept_probability(cat, tile_target(cat, right.id), np.zeros((64, 64), np.float32), 0.5)
+        assert (report.added, report.removed, report.clipped) == (0, 0, 1)
+        [lab] = cat.labels(scene_id=sid)
+        assert lab.id == across and lab.source == "predicted"
+        assert shapely.from_wkt(lab.geometry_px).equals(shapely.box(40, 10, 64, 30))
+        assert shapely.from_wkt(lab.geometry_crs).area > 0  # the CRS geometry follows
+        assert {left.id, right.id} <= set(report.tiles)
+        # the rest lies inside the left tile: accepting an empty prediction there removes it
+        report = accept_probability(cat, tile_target(cat, left.id), np.zeros((64, 64), np.float32), 0.5)
+        assert (report.removed, report.clipped) == (1, 0) and cat.labels(scene_id=sid) == []
+
+
 def test_cli_from_prediction_accepts_stored_tile_predictions(scene_project, capsys, tmp_path: Path) -> None:
     path, sid = scene_project
     with Catalog.open(path) as cat:

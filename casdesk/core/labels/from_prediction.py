@@ -6,8 +6,9 @@ A prediction (a probability map, a 0/1 mask or ready polygons) is polygonised in
 target's *view* pixels, then stored with source ``predicted`` for the edit target the
 editor would use (a tile cut from a scene stores into the scene, a stand-alone tile into
 itself). Accepting twice does not double the polygons: earlier *predicted* labels of the
-target that touch the predicted area are replaced; labels a person drew or edited (source
-``edited``/``imported``) are never removed. Everything happens in one catalog transaction.
+target's area are replaced (clipped at a tile's border); labels a person drew or edited
+(source ``edited``/``imported``) are never touched. Everything happens in one catalog
+transaction.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class AcceptReport:
 
     label_ids: list[int] = field(default_factory=list)
     removed: int = 0  # earlier predicted labels replaced
+    clipped: int = 0  # earlier predicted labels reaching out of the tile: only their outside part kept
     tiles: list[int] = field(default_factory=list)  # tiles whose masks are now stale
     scene_id: int | None = None
     tile_id: int | None = None
@@ -79,8 +81,10 @@ def accept_polygons(
 ) -> AcceptReport:
     """Store ``polygons`` (view pixels of ``target``) as predicted labels, in one transaction.
 
-    With ``replace``, the target's earlier predicted labels that intersect the target's
-    window (a tile) or the whole scene (a scene target) are deleted first.
+    With ``replace``, the target's earlier predicted labels are replaced first: all of them
+    for a scene or a stand-alone tile; for a tile of a scene, those inside the tile's window
+    go and those reaching out of it keep their part outside (so accepting overlapping tiles
+    one by one never loses what an earlier tile predicted elsewhere).
     """
     polys = [p for g in polygons for p in getattr(g, "geoms", [g]) if not p.is_empty and p.area > 0]
     rows = []
@@ -104,7 +108,20 @@ def accept_polygons(
             now = utc_now()
             for lid, wkt in old:
                 geom = shapely.from_wkt(wkt)
-                if window is not None and not geom.intersects(window):
+                if window is not None and geom.intersection(window).area <= 0:
+                    continue  # elsewhere in the scene, or only touching the tile's border
+                touched.append(shapely.box(*geom.bounds))
+                rest = None if window is None else _polygonal(geom.difference(window))
+                if rest is not None:  # a polygon reaching out of the tile keeps its outside part
+                    crs = target.to_crs(rest) if target.crs else None
+                    db.execute("UPDATE labels SET geometry_px = ?, geometry_crs = ?, modified = ? WHERE id = ?",
+                               (rest.wkt, None if crs is None else crs.wkt, now, lid))
+                    db.execute(
+                        "INSERT INTO label_edits(label_id, action, geometry_before, geometry_after, author, at)"
+                        " VALUES (?, 'update', ?, ?, ?, ?)",
+                        (lid, wkt, rest.wkt, author, now),
+                    )
+                    report.clipped += 1
                     continue
                 db.execute("DELETE FROM labels WHERE id = ?", (lid,))
                 db.execute(
@@ -112,13 +129,21 @@ def accept_polygons(
                     " VALUES (?, 'delete', ?, ?, ?)",
                     (lid, wkt, author, now),
                 )
-                touched.append(shapely.box(*geom.bounds))
                 report.removed += 1
         if rows:
             report.label_ids = catalog.add_labels(rows, source="predicted", author=author, **target.owner)
         report.tiles = _stale_tiles(catalog, target, touched)
         mark_pending(catalog, report.tiles)  # with the labels: a crash before the masks is repaired
     return report
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
+    """The polygonal part of ``geom`` with some area, or None."""
+    polys = [g for g in getattr(geom, "geoms", [geom]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    parts = [p for g in polys for p in getattr(g, "geoms", [g]) if p.area > 0]
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else shapely.MultiPolygon(parts)
 
 
 def _stale_tiles(catalog: Catalog, target: EditTarget, stored_boxes: list[BaseGeometry]) -> list[int]:
@@ -171,7 +196,6 @@ def accept_tile_predictions(
 
     ``threshold`` None: use the stored 0/1 mask; else threshold the stored probability.
     """
-    from casdesk.core.raster.io import open_raster
     from casdesk.core.raster.outputs import decode_probability
 
     rows = catalog.query("SELECT tile_id, mask_path, prob_path FROM predictions WHERE model = ? ORDER BY tile_id",
@@ -184,27 +208,27 @@ def accept_tile_predictions(
             f"run `casdesk predict-tiles` first; models with predictions: {', '.join(known) or 'none'}",
         )
     wanted = None if tile_ids is None else {int(i) for i in tile_ids}
+    if wanted is not None:
+        missing = wanted - {int(r["tile_id"]) for r in rows}
+        if missing:
+            raise LabelError(f"model {model!r} has no prediction for tile(s) {sorted(missing)[:10]}",
+                             hint="predict those tiles first")
     reports = []
     for r in rows:
         if wanted is not None and int(r["tile_id"]) not in wanted:
             continue
         target = tile_target(catalog, int(r["tile_id"]))
         if threshold is None:
-            mask = _read_band(catalog.resolve(r["mask_path"]), open_raster)
+            mask = _read_band(catalog.resolve(r["mask_path"]))
             valid = mask != 255
             prob, thr = np.where(valid, mask, 0), 0.5
         else:
             path = catalog.resolve(r["prob_path"])
             if path is None:
                 raise LabelError("the stored prediction has no probability file", hint="omit --threshold")
-            prob, valid = decode_probability(_read_band(path, open_raster))
+            prob, valid = decode_probability(_read_band(path))
             thr = threshold
         reports.append(accept_probability(catalog, target, prob, thr, valid, name, min_area_px, simplify_px))
-    if wanted is not None:
-        missing = wanted - {int(r["tile_id"]) for r in rows}
-        if missing:
-            raise LabelError(f"model {model!r} has no prediction for tile(s) {sorted(missing)[:10]}",
-                             hint="predict those tiles first")
     return reports
 
 
@@ -216,18 +240,18 @@ def accept_scene_prediction(
     min_area_px: float = DEFAULT_MIN_AREA_PX,
 ) -> AcceptReport:
     """A scene prediction's 0/1 mask GeoTIFF (``casdesk predict``) -> the scene's labels."""
-    from casdesk.core.raster.io import open_raster
-
     target = scene_target(catalog, scene_id)
-    mask = _read_band(Path(mask_path), open_raster)
+    mask = _read_band(Path(mask_path))
     if mask.shape != (target.height, target.width):
         raise LabelError(f"the mask is {mask.shape[1]}x{mask.shape[0]} px but the scene is "
                          f"{target.width}x{target.height} px", mask_path, "pick the prediction of this scene")
     return accept_probability(catalog, target, mask, 0.5, mask != 255, name, min_area_px)
 
 
-def _read_band(path: Path | None, opener: object) -> np.ndarray:
+def _read_band(path: Path | None) -> np.ndarray:
+    from casdesk.core.raster.io import open_raster
+
     if path is None or not Path(path).exists():
         raise LabelError("prediction file not found", path, "predict again")
-    with opener(path) as ds:  # type: ignore[operator]
+    with open_raster(path) as ds:
         return ds.read(1)
