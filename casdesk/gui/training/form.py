@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 from casdesk.core.project.catalog import Catalog
 
 PAPER_MODELS = [("deeplabv3plus", "DeepLabV3+ (ResNet50)"), ("unet", "U-Net (ResNet50)"),
-                ("fcn", "FCN-8s (VGG16)"), ("mffenet", "MFFENet (ResNet50)")]
+                ("fcn", "FCN (VGG16)"), ("mffenet", "MFFENet (ResNet50)")]
 MORE_MODELS = ["Unet", "FPN", "UnetPlusPlus", "PSPNet", "Linknet", "MAnet", "PAN", "DeepLabV3", "UPerNet", "Segformer"]
 LOSSES = ["dice", "bce", "focal", "lovasz", "dice+bce"]
 NEW_SPLITS = [("new:random", "New: random 7:3 per subdataset"), ("new:spatial", "New: spatial blocks 7:3"),
@@ -48,6 +48,7 @@ class TrainingForm(QWidget):
         for key, label in PAPER_MODELS:
             self.model.addItem(label, key)
         self.model.insertSeparator(len(PAPER_MODELS))
+        self.model.addItem("FCN-8s (VGG16)", "fcn8s")  # the classic FCN, not the paper's
         for arch in MORE_MODELS:
             self.model.addItem(f"{arch} (smp)", f"smp:{arch}")
         self.encoder = QLineEdit()
