@@ -115,6 +115,12 @@ def test_recrop_at_another_size_makes_new_tiles(tmp_path: Path, public_data: Pat
     from casdesk.core.qc.rules import set_decision
 
     set_decision(cat, [t.id for t in old[:3]], "accept", author="test")
+    pred = cat.data_dir / "predictions" / "m" / f"{old[0].name}_mask.tif"
+    pred.parent.mkdir(parents=True)
+    pred.write_bytes(b"stored tile prediction")
+    with cat.transaction() as db:
+        db.execute("INSERT INTO predictions(tile_id, model, mask_path, created) VALUES (?, 'm', ?, 'x')",
+                   (old[0].id, cat.store_path(pred)))
     cat.close()
     assert cli("split", project, "--name", "s1").code == 0
     same = cli("crop", project, "--size", "256", "--json")  # same grid: same tiles, decisions kept
@@ -133,6 +139,7 @@ def test_recrop_at_another_size_makes_new_tiles(tmp_path: Path, public_data: Pat
     _tile_sizes_match_files(cat)
     on_disk = {p.name for p in (cat.data_dir / "tiles" / "RGB.byte" / "img").iterdir()}
     assert on_disk == {t.image_path.name for t in new}  # no orphan files
+    assert not pred.exists() and cat.query("SELECT COUNT(*) FROM predictions")[0][0] == 0
     cat.close()
 
 

@@ -282,6 +282,7 @@ def _commit(catalog: Catalog, scene: Scene, params: CropParams, root: Path, dirs
     files of tiles that are gone (and any leftover of this scene in its tile folders)."""
     result = CropResult()
     result.warnings = []
+    derived: list[Path | None] = []
     with catalog.transaction() as db:
         rows = [json.loads(r[0]) for r in db.execute(
             "SELECT row FROM crop_staging WHERE scene_id = ? ORDER BY name", (scene.id,))]
@@ -296,12 +297,17 @@ def _commit(catalog: Catalog, scene: Scene, params: CropParams, root: Path, dirs
                 f"SELECT COUNT(DISTINCT tile_id) FROM qc_decisions WHERE tile_id IN ({marks})", ids).fetchone()[0])
             result.dropped_split_tiles = int(db.execute(
                 f"SELECT COUNT(*) FROM split_tiles WHERE tile_id IN ({marks})", ids).fetchone()[0])
+            derived = [catalog.resolve(p) for r in db.execute(
+                f"SELECT mask_path, prob_path FROM predictions WHERE tile_id IN ({marks})", ids) for p in r if p]
             db.executemany("DELETE FROM tiles WHERE id = ?", [(i,) for i in ids])
         result.dropped_tiles = len(gone)
         db.execute("DELETE FROM crop_staging WHERE scene_id = ?", (scene.id,))
         db.execute("UPDATE scene_crops SET state = 'complete', pid = NULL, finished = ? WHERE scene_id = ?",
                    (utc_now(), scene.id))
     keep = {str(Path(r[k])) for r in rows for k in ("image_path", "mask_path", "label_path") if r.get(k)}
+    for p in derived:  # the old tiles' stored predictions went with their rows
+        if p is not None:
+            p.unlink(missing_ok=True)
     for t in gone:
         for p in (t.image_path, t.mask_path, t.label_path):
             if p is not None and str(p) not in keep:
