@@ -76,6 +76,7 @@ from casdesk.gui.shell.context import ProjectContext
 log = logging.getLogger(__name__)
 REGEN_DELAY_MS = 300
 ASK_LABEL_KEY = "editor/ask_label"
+QUICK_MAX_TILES = 400  # "Train on these tiles": at most this many tiles
 
 MODE_ACTIONS = [
     ("polygon", "Polygon", "Ctrl+N"),
@@ -325,6 +326,11 @@ class EditorPanel(QWidget):
         self.legend.setToolTip("Predicted probability of landslide: transparent at 0, yellow to red towards 1")
         bar.addWidget(self.legend)
         bar.addAction(self.accept_action)
+        self.train_action = QAction("Train on these tiles", self)
+        self.train_action.setToolTip("A short run (Train tab) on the labelled tiles of this scene or subdataset, "
+                                     "plus as many unlabelled ones drawn at random")
+        self.train_action.triggered.connect(self.train_on_these_tiles)
+        bar.addAction(self.train_action)
         return bar
 
     def _on_mode(self, mode: str) -> None:
@@ -542,6 +548,7 @@ class EditorPanel(QWidget):
         busy = self._predict_runner is not None and self._predict_runner.is_running()
         self.predict_action.setEnabled(tile_open and self.model_chooser.current_path() is not None and not busy)
         self.accept_action.setEnabled(self._prediction is not None and not busy)
+        self.train_action.setEnabled(self.target is not None)
         self.show_prob_action.setEnabled(self._prediction is not None)
 
     def predict_busy(self) -> bool:
@@ -615,6 +622,42 @@ class EditorPanel(QWidget):
         self._on_saved(report.tiles)
         replaced = f", replacing {report.removed} earlier predicted" if report.removed else ""
         self._update_status(f"Accepted {report.added} predicted polygon(s){replaced}: edit them like any shape.")
+
+    # ---- train on these tiles
+    def training_sample(self, limit: int = QUICK_MAX_TILES, seed: int = 0) -> tuple[list[int], str]:
+        """The open scene's (or the open tile's subdataset's) labelled tiles and as many
+        unlabelled ones at random (a model also learns what is not a landslide); at most ``limit``."""
+        cat, t = self.context.catalog, self.target
+        if cat is None or t is None:
+            return [], ""
+        if t.scene_id is not None:
+            rows = cat.query("SELECT id, label_pixels FROM tiles WHERE scene_id = ? ORDER BY id", (t.scene_id,))
+            title = f"scene {cat.scene(t.scene_id).name}"
+        else:
+            rows = cat.query(
+                "SELECT t.id, t.label_pixels, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
+                " WHERE t.subdataset_id = (SELECT subdataset_id FROM tiles WHERE id = ?) ORDER BY t.id",
+                (t.tile_id,),
+            )
+            title = str(rows[0]["sub"]) if rows else ""
+        labelled = [int(r["id"]) for r in rows if (r["label_pixels"] or 0) > 0][:limit]
+        others = [int(r["id"]) for r in rows if not (r["label_pixels"] or 0) > 0]
+        n = min(len(others), max(len(labelled), 1), limit - len(labelled))
+        picked = np.random.default_rng(seed).choice(others, size=n, replace=False).tolist() if n > 0 else []
+        return sorted(labelled + [int(i) for i in picked]), title
+
+    def train_on_these_tiles(self) -> str | None:
+        """Start a short run in the Train tab on :meth:`training_sample` and show that tab."""
+        window = self.window()
+        trainer = getattr(window, "panels", {}).get("Train")
+        if trainer is None:
+            return None
+        ids, title = self.training_sample()
+        name = trainer.train_on_tiles(ids, title)
+        if name is not None:
+            window.tabs.setCurrentWidget(trainer)
+            self.context.status_message.emit(f"training on {len(ids)} tiles of {title} (split {name})")
+        return name
 
     # ---- autosave consequences
     def _on_saved(self, tile_ids: list[int]) -> None:

@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ["Id", "Run", "Model", "Encoder", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
 FIRST_METRIC_COLUMN = 8
 MIN_RUN_ROWS = 10  # the runs table shows at least this many rows
+QUICK_EPOCHS = 5  # "Train on these tiles": a short run
 
 
 def gui_loader_workers() -> int:
@@ -260,6 +261,35 @@ class TrainingPanel(QWidget):
             holdout=tuple(holdout),
         )
         self.enqueue(planned, self.form.config_values(), existing_split=None if kind else split)
+
+    def train_on_tiles(self, tile_ids: list[int], title: str, epochs: int | None = None) -> str | None:
+        """A short run on exactly these tiles (the editor's and Browse's "Train on these tiles"):
+        a random 7:3 split of them is stored, then the form's model and settings train for at
+        most :data:`QUICK_EPOCHS` epochs. Returns the split's name (None when refused)."""
+        catalog = self.context.catalog
+        ids = sorted({int(i) for i in tile_ids})
+        if catalog is None:
+            return None
+        if len(ids) < 2:
+            show_error(self, "Cannot train on these tiles", "Pick at least two tiles: one to train on, one to validate.")
+            return None
+        from casdesk.core.dataset.splits import make_split
+
+        config = self.form.config_values()
+        seed = int(config.get("seed", 0))
+        name = f"quick-{len(ids)}-tiles-{time.strftime('%Y%m%d-%H%M%S')}"
+        try:
+            make_split(catalog, "random", name=name, val_fraction=0.3, seed=seed, tile_ids=ids)
+        except Exception as exc:  # noqa: BLE001 - shown to the user (too few tiles per subdataset, ...)
+            show_error(self, "Cannot train on these tiles", str(exc))
+            return None
+        config = {**config, "epochs": epochs or min(int(config["epochs"]), QUICK_EPOCHS),
+                  "qc_accepted_only": False, "name": f"quick {title}"}
+        planned = PlannedRun(name=f"quick {title}", model=config["model"], sensors=self._project_sensors(),
+                             qc_accepted_only=False)
+        self.form.refresh_splits()
+        self.enqueue(planned, config, existing_split=name)
+        return name
 
     def _project_sensors(self) -> tuple[str, ...]:
         """The sensors the project's tiles come from (the split is named after them: a
