@@ -82,6 +82,17 @@ def test_subdataset_names_match_the_release_and_its_variants() -> None:
     assert sum(s.amount for s in CAS_SUBDATASETS if s.name in MOXITAIDI) == 2119
 
 
+def test_real_cas_tile_prefixes_are_recognised(public_data: Path) -> None:
+    """The tile names of the released archives (``<prefix><number>.tif``) name their subdataset."""
+    tiles = sorted((public_data / "cas_tiles").glob("*.tif*"))
+    assert tiles
+    for tile in tiles:
+        prefix = re.sub(r"\d+$", "", tile.stem)
+        match = match_cas_subdataset(prefix)
+        assert match is not None, tile.name
+        assert match.sensor == ("UAV" if "UAV" in prefix or "UVA" in prefix else "SAT"), tile.name
+
+
 def test_table5_plan_is_twelve_runs_with_a_seeded_7_3_split(capsys, cas_project: Path) -> None:
     plan = dry_run(capsys, "table5", cas_project)
     runs = plan["runs"]
