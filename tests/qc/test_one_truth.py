@@ -133,3 +133,26 @@ def test_changed_mask_marks_metrics_stale_then_recomputes(views, qtbot) -> None:
     assert "metrics stale" in panel.heading.text()
     qtbot.waitUntil(lambda: "stale" not in panel.heading.text(), timeout=30_000)
     assert not panel.table.stale.any()
+
+
+def test_qc_presentation(views) -> None:
+    """Issue 19: the histogram says its last bar holds everything beyond the range, the
+    y axis fits its labels, equal-looking subdataset names are not cut to the same text."""
+    _ctx, panel, _browser, _path = views
+    ed = panel.editors["label_fraction"]
+    ed.set_values(np.array([0.001, 0.005, 0.03, 0.5, np.nan]))  # two beyond 0.02
+    assert ed.overflow.textItem.toPlainText() == "last bar: \u2265 0.02 (2)"
+    ed.set_values(np.r_[np.zeros(20865), 0.5])
+    assert panel.editors["label_fraction"].plot.getAxis("left").maximumWidth() > 40
+    names = ["Tiburon Peninsula (Sentinel)", "Tiburon Peninsula (Planet)"]
+    counts = {"tiles": 1, "accepted": 1, "rejected": 0, "flagged": 0, "manual_accept": 0,
+              "manual_reject": 0, "pending": 0, "kept": 1}
+    view = panel.counts_view
+    view.set_counts({"total": counts, "subdatasets": {n: counts for n in names}})
+    view.resize(500, 300)
+    view.resizeColumnsToContents()
+    fm = view.fontMetrics()
+    for r in (1, 2):
+        text = view.item(r, 0).text()
+        shown = fm.elidedText(text, view.textElideMode(), view.columnWidth(0) - 8)
+        assert shown == text or shown.endswith(text[-8:])  # the end ("(Planet)") stays visible

@@ -54,6 +54,7 @@ SEAM_REFINE_DEG = 2.25
 SEAM_REFINE_PX = 10
 SEAM_REFINE_STRIP = 6
 SEAM_PIECES = 16
+SEAM_TEXTURE_MIN = 0.45
 SEAM_MIN_CHORD = 0.6
 CLOUD_MIN_BRIGHT = 175.0
 CLOUD_MAX_SATURATION = 0.15
@@ -343,9 +344,14 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
     """
     out, mats = _rotations(rgb.shape[0], SEAM_ANGLES)
     stack = np.dstack([rgb * ok[..., None], ok * 255]).astype(np.uint8)
+    k = out // SEAM_SEGMENTS  # columns per segment; the frame's last few columns are corners
     seg = np.stack(
         [
-            cv2.resize(cv2.warpAffine(stack, m, (out, out), flags=cv2.INTER_LINEAR), (SEAM_SEGMENTS, out), interpolation=cv2.INTER_AREA)
+            cv2.resize(
+                cv2.warpAffine(stack, m, (out, out), flags=cv2.INTER_LINEAR)[:, : k * SEAM_SEGMENTS],
+                (SEAM_SEGMENTS, out),
+                interpolation=cv2.INTER_AREA,  # an integer factor: the fast block mean
+            )
             for m in mats
         ]
     ).astype(np.float32)  # (angles, rows, segments, 4)
@@ -354,8 +360,10 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
     csum = np.concatenate([np.zeros_like(seg[:, :1]), np.cumsum(seg, axis=1)], axis=1)
     b = np.arange(3 * w, out - 3 * w + 1)
 
+    first, last = int(b[0]), int(b[-1]) + 1
+
     def mean(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        s = csum[:, b + hi] - csum[:, b + lo]
+        s = csum[:, first + hi : last + hi] - csum[:, first + lo : last + lo]
         return s[..., :3] / np.maximum(s[..., 3:], 1e-3), s[..., 3]
 
     nb, wb = mean(-w, 0)
@@ -440,10 +448,11 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
         if cols_ok.size < SEAM_MIN_CHORD * min(rows, cols):
             continue
         c0, c1 = int(cols_ok[0]), int(cols_ok[-1]) + 1
-        # pieces along the line: INTER_AREA averages each piece's columns (the valid run
-        # of a convex footprint is contiguous)
-        prof = cv2.resize(strip[:, c0:c1, :3], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA)
-        prof = prof.astype(np.float32)  # (2*half+1, pieces, 3)
+        # pieces along the line (the valid run of a convex footprint is contiguous)
+        k = (c1 - c0) // SEAM_PIECES
+        prof = cv2.resize(  # integer factor: the fast block mean of each piece's columns
+            strip[:, c0 : c0 + k * SEAM_PIECES, :3], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA
+        ).astype(np.float32)  # (2*half+1, pieces, 3)
         csum = np.concatenate([np.zeros_like(prof[:1]), np.cumsum(prof, axis=0)])
         v = np.arange(half - reach, half + reach + 1)
         near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
@@ -457,6 +466,16 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
         gate = np.clip((plateau - 0.4) / 0.3, 0, 1)
         score = (np.abs(mu) - 2.0 * sd / math.sqrt(SEAM_PIECES)) * gate
         i, band = np.unravel_index(int(score.argmax()), score.shape)
+        if score[i, band] <= best[0]:
+            continue
+        # both sides must carry the same texture (a seam shifts one scene's tones; a river
+        # bank or a forest edge joins two different surfaces)
+        vi = int(v[i])
+        grain = np.abs(np.diff(strip[:, c0:c1, band], axis=1))
+        before = float(grain[vi - 3 * w : vi - w].mean())
+        after = float(grain[vi + w : vi + 3 * w].mean())
+        ratio = min(before, after) / max(before, after, 1e-3)
+        score[i, band] *= float(np.clip((ratio - SEAM_TEXTURE_MIN) / 0.25, 0, 1))
         if score[i, band] > best[0]:
             normal = math.degrees(math.atan2(nrm[1], nrm[0])) % 180.0
             offset = float((centre + (v[i] - half) * nrm - [(cols - 1) / 2, (rows - 1) / 2]) @ nrm) / min(rows, cols)

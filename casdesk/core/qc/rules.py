@@ -5,7 +5,7 @@ landslide pixels, more than 80 % cloud (satellite tiles) and severe mosaic seams
 metrics flag tiles and a person decides on the flagged ones. Here:
 
 * :func:`compute_metrics` measures every registered metric (:data:`METRICS`) once per tile,
-  in a thread pool, and stores it in ``qc_metrics``. A value is recomputed only when the
+  in a process pool over every core, and stores it in ``qc_metrics``. A value is recomputed only when the
   tile was modified after it was computed or the metric's version changed.
 * :func:`load_table` loads all metrics and manual decisions into a :class:`QCTable` of
   numpy arrays; :func:`evaluate` and :func:`count_states` are pure numpy, so moving a
@@ -25,7 +25,15 @@ import os
 import tempfile
 import time
 from collections.abc import Generator, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -327,6 +335,27 @@ def _stale(catalog: Catalog, tiles: Sequence[Tile], names: Sequence[str]) -> lis
     return todo
 
 
+PROCESS_MIN_TILES = 64
+"""Scans of fewer tiles run in threads (a process pool costs about a second to start)."""
+CHUNK = 16
+"""Tiles per task sent to a worker process (fewer round trips)."""
+FLUSH_TILES = 2048
+FLUSH_SECONDS = 1.0
+"""Results are written in one transaction per this many tiles or seconds, whichever first."""
+
+
+def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[str, float]]]:
+    """A worker process's task: measure a few tiles (each file read once)."""
+    return [(tile.id, measure_tile(tile, need)) for tile, need in items]
+
+
+def _init_worker() -> None:
+    """Worker processes: one OpenCV thread each (the pool already uses every core)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def compute_metrics(
     catalog: Catalog | str | Path,
     *,
@@ -335,14 +364,17 @@ def compute_metrics(
     cancel: CancelToken | None = None,
     tile_ids: Iterable[int] | None = None,
     force: bool = False,
+    processes: bool | None = None,
 ) -> Generator[Progress, None, int]:
     """Compute missing or stale metrics; yield progress; return the number of tiles measured.
 
-    Pass a path when running in a worker thread (the job opens its own connection). Results
-    are written every ~0.3 s, so a cancelled scan keeps what it finished, and each progress
-    event carries ``data["tile_ids"]``: the tiles written since the previous event (the GUI
-    recounts with them). Threads, not processes: reading (GDAL) and the OpenCV/numpy
-    kernels release the GIL, and threads start instantly inside the GUI and a frozen app.
+    Pass a path when running in a worker thread (the job opens its own connection).
+    ``workers`` (default: every core) processes measure chunks of :data:`CHUNK` tiles, each
+    file read once; the results are written in large transactions (:data:`FLUSH_TILES`
+    tiles or :data:`FLUSH_SECONDS`), so a cancelled scan keeps what it finished. Each
+    progress event carries ``data["tile_ids"]``: the tiles written since the previous one
+    (the GUI recounts with them, so its counts cover the tiles done so far). Small scans
+    (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
     """
     own = not isinstance(catalog, Catalog)
     cat = Catalog.open(catalog) if own else catalog
@@ -351,14 +383,15 @@ def compute_metrics(
         unknown = [n for n in names if n not in METRICS]
         if unknown:
             raise QCError(f"unknown QC metric(s) {', '.join(unknown)}", hint=f"known: {', '.join(METRICS)}")
-        ids = None if tile_ids is None else list(tile_ids)
-        tiles = cat.tiles() if ids is None else [t for t in cat.tiles() if t.id in set(ids)]
+        ids = None if tile_ids is None else {int(t) for t in tile_ids}
+        tiles = cat.tiles() if ids is None else [t for t in cat.tiles() if t.id in ids]
         todo = [(t, list(names)) for t in tiles] if force else _stale(cat, tiles, names)
         total = len(todo)
         yield Progress(0, total, f"{total} tiles to measure")
         if not total:
             return 0
-        n_workers = max(1, workers or min(4, os.cpu_count() or 1))
+        n_workers = max(1, workers or os.cpu_count() or 1)
+        use_processes = (total >= PROCESS_MIN_TILES and n_workers > 1) if processes is None else processes
         done = 0
         buffer: list[tuple[int, str, int, float | None, str]] = []
         buffer_ids: list[int] = []
@@ -378,36 +411,65 @@ def compute_metrics(
             last_flush = time.monotonic()
             return flushed
 
-        pending: dict[Future[dict[str, float]], tuple[Tile, list[str]]] = {}
-        queue = iter(todo)
-        with ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc") as pool:
-            try:
-                while True:
-                    while len(pending) < 4 * n_workers:
-                        item = next(queue, None)
-                        if item is None:
-                            break
-                        pending[pool.submit(measure_tile, *item)] = item
-                    if not pending:
+        def collect(results: list[tuple[int, dict[str, float]]]) -> None:
+            nonlocal done
+            stamp = _now_precise()
+            for tid, values in results:
+                for name, value in values.items():
+                    v = None if math.isnan(value) else value
+                    buffer.append((tid, name, METRICS[name].version, v, stamp))
+                buffer_ids.append(tid)
+                done += 1
+
+        chunk = CHUNK if use_processes else 1
+        chunks = [todo[i : i + chunk] for i in range(0, total, chunk)]
+        pool: Executor
+        if use_processes:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(
+                n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+        else:
+            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
+        pending: dict[Future[list[tuple[int, dict[str, float]]]], list[tuple[Tile, list[str]]]] = {}
+        queue = iter(chunks)
+        retry: list[list[tuple[Tile, list[str]]]] = []
+        try:
+            while True:
+                while len(pending) < 3 * n_workers:
+                    item = retry.pop() if retry else next(queue, None)
+                    if item is None:
                         break
-                    finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    for fut in finished:
-                        tile, need = pending.pop(fut)
-                        stamp = _now_precise()
-                        for name, value in fut.result().items():
-                            v = None if math.isnan(value) else value
-                            buffer.append((tile.id, name, METRICS[name].version, v, stamp))
-                        buffer_ids.append(tile.id)
-                        done += 1
-                    if buffer_ids and (time.monotonic() - last_flush > 0.3 or len(buffer_ids) >= 512):
-                        flushed = flush()
-                        yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
-                    if cancel is not None and cancel.cancelled:
+                    pending[pool.submit(_measure_chunk, item)] = item
+                if not pending:
+                    break
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = pending.pop(fut)
+                    try:
+                        collect(fut.result())
+                    except BrokenProcessPool:
+                        # processes cannot start here (no importable __main__, a frozen app
+                        # without freeze_support): finish in threads
+                        log.warning("QC: worker processes unavailable; measuring in threads")
+                        retry.append(item)
+                        retry.extend(pending.values())
+                        pending.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
                         break
-            finally:
-                for fut in pending:
-                    fut.cancel()
-                pool.shutdown(wait=True, cancel_futures=True)
+                if buffer_ids and (
+                    time.monotonic() - last_flush > FLUSH_SECONDS or len(buffer_ids) >= FLUSH_TILES
+                ):
+                    flushed = flush()
+                    yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
+                if cancel is not None and cancel.cancelled:
+                    break
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
         flushed = flush()
         yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
         if cancel is not None:

@@ -33,6 +33,10 @@ class CountsView(QTableWidget):
         self.setHorizontalHeaderLabels(["Subdataset", *(title for _, title in COLUMNS)])
         self.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         self.horizontalHeader().setMinimumSectionSize(70)
+        # the names column fits its longest name ("Tiburon Peninsula (Sentinel)" and
+        # "(Planet)" must not both elide to "Tiburon Penins..."); long ones elide in the middle
+        self.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.verticalHeader().hide()
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
@@ -44,6 +48,7 @@ class CountsView(QTableWidget):
         self.setRowCount(len(rows))
         for r, (name, c) in enumerate(rows):
             self._set(r, 0, name, bold=r == 0)
+            self.item(r, 0).setToolTip(name)
             for col, (key, _) in enumerate(COLUMNS, start=1):
                 self._set(r, col, str(c[key]), bold=r == 0, right=True)
 

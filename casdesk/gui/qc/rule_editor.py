@@ -8,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QCheckBox, QDoubleSpinBox, QGridLayout, QLabel, QSlider, QWidget
 
 from casdesk.core.qc.rules import METRICS, Rule
@@ -59,6 +60,9 @@ class RuleEditor(QWidget):
         )
         self.line.setBounds((self.lo, self.hi))
         self.plot.addItem(self.line)
+        # values beyond the slider range are counted in the end bars: say so
+        self.overflow = pg.TextItem("", anchor=(1, 0), color=self.palette().text().color())
+        self.plot.addItem(self.overflow)
 
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 4, 0, 4)
@@ -123,7 +127,18 @@ class RuleEditor(QWidget):
             return
         counts, edges = np.histogram(np.clip(finite, self.lo, self.hi), bins=50, range=(self.lo, self.hi))
         self.bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)
-        self.plot.setYRange(0, max(1, counts.max()) * 1.05, padding=0)
+        top = max(1, int(counts.max()))
+        self.plot.setYRange(0, top * 1.05, padding=0)
+        # the left axis as wide as its longest tick label (counts reach tens of thousands)
+        width = QFontMetrics(self.plot.font()).horizontalAdvance(str(top))
+        self.plot.getAxis("left").setWidth(max(36, int(width) + 16))
+        over = int(np.count_nonzero(finite >= self.hi))
+        if over:
+            self.overflow.setText(f"last bar: \u2265 {self.hi:g} ({over})")
+            self.overflow.setPos(self.hi, top * 1.05)
+        else:
+            self.overflow.setText("")
+        self.overflow_count = over
 
     def set_summary(self, text: str) -> None:
         self.summary.setText(text)
