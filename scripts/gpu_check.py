@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,22 @@ def train_model(project: Path, out: Path, model: str, p: dict[str, Any], device:
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
-    result = run_job(train(project, cfg), on_event)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        if torch.cuda.is_available():  # every device-to-host wait becomes a warning
+            torch.cuda.set_sync_debug_mode("warn")
+        try:
+            result = run_job(train(project, cfg), on_event)
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.set_sync_debug_mode("default")
+    syncs = sum(1 for w in caught if "synchroniz" in str(w.message).lower())
     rates = [h["train"]["samples_per_s"] for h in result.history]
     return {
         "model": model, "status": result.status, "precision": result.precision,
         "steps": steps[0],
+        # device syncs over the whole run (log points, epoch ends, validation included)
+        "host_syncs_per_step": round(syncs / max(steps[0], 1), 2) if torch.cuda.is_available() else None,
         "samples_per_s": round(float(np.median(rates[1:] or rates)), 2),
         "loader_wait": round(float(np.median(waits[1:] or waits)), 3) if waits else None,
         "peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20) if torch.cuda.is_available() else None,
@@ -264,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
             log(f"training {model}")
             r = train_model(project, folder / f"run-{model}", model, p, device)
             models.append(r)
-            log(f"  {model}: {r['status']}, {r['samples_per_s']} samples/s, loader wait {r['loader_wait']}, "
-                f"peak GPU {r['peak_gpu_mib']} MiB, precision {r['precision']}, val mIoU {r['val_miou']}, "
-                f"{r['seconds']} s")
+            log(f"  {model}: {r['status']}, {r['steps']} steps, {r['samples_per_s']} samples/s, loader wait "
+                f"{r['loader_wait']}, peak GPU {r['peak_gpu_mib']} MiB, precision {r['precision']}, "
+                f"host syncs/step {r['host_syncs_per_step']}, val mIoU {r['val_miou']}, {r['seconds']} s")
         summary["train"] = models
         if "oom" not in args.skip:
             log("forcing a CUDA out-of-memory error")
