@@ -11,6 +11,7 @@ Schema changes are migrations: add a function to ``MIGRATIONS``; never edit an o
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -20,9 +21,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from casdesk.core.errors import CatalogError
+
+if TYPE_CHECKING:
+    from casdesk.core.project.stores import (
+        LabelRecords,
+        MaskRecords,
+        PredictionsStore,
+        RunsStore,
+        SplitsStore,
+        TileRows,
+    )
 
 APPLICATION_ID = 0x43415344  # "CASD": marks the SQLite file as a casdesk project
 PROJECT_SUFFIX = ".casdesk"
@@ -608,6 +619,43 @@ class Catalog:
     @property
     def connection(self) -> sqlite3.Connection:
         return self._db
+
+    # ---- stores: one per concept, the only SQL outside this module (casdesk.core.project.stores)
+    @functools.cached_property
+    def runs(self) -> RunsStore:
+        from casdesk.core.project.stores import RunsStore
+
+        return RunsStore(self)
+
+    @functools.cached_property
+    def predictions(self) -> PredictionsStore:
+        from casdesk.core.project.stores import PredictionsStore
+
+        return PredictionsStore(self)
+
+    @functools.cached_property
+    def splits(self) -> SplitsStore:
+        from casdesk.core.project.stores import SplitsStore
+
+        return SplitsStore(self)
+
+    @functools.cached_property
+    def label_records(self) -> LabelRecords:
+        from casdesk.core.project.stores import LabelRecords
+
+        return LabelRecords(self)
+
+    @functools.cached_property
+    def mask_records(self) -> MaskRecords:
+        from casdesk.core.project.stores import MaskRecords
+
+        return MaskRecords(self)
+
+    @functools.cached_property
+    def tile_rows(self) -> TileRows:
+        from casdesk.core.project.stores import TileRows
+
+        return TileRows(self)
 
     # ---- paths
     def store_path(self, path: str | Path) -> str:

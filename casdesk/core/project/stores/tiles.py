@@ -1,0 +1,57 @@
+"""Tile queries the catalog's ``tiles()`` does not answer (overlaps, names, samples)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from casdesk.core.project.stores._base import Store
+
+
+class TileName(NamedTuple):
+    id: int
+    name: str
+    subdataset: str
+
+
+class TileLabelled(NamedTuple):
+    id: int
+    label_pixels: int | None
+
+
+class TileRows(Store):
+    def overlapping(self, scene_id: int | None, x0: float, y0: float, x1: float, y1: float) -> list[int]:
+        """Tiles cut from the scene whose window overlaps the box (scene pixels, open bounds)."""
+        rows = self._catalog.query(
+            "SELECT id FROM tiles WHERE scene_id = ? AND row_off IS NOT NULL"
+            " AND col_off < ? AND col_off + width > ? AND row_off < ? AND row_off + height > ?",
+            (scene_id, x1, x0, y1, y0),
+        )
+        return [int(r[0]) for r in rows]
+
+    def names(self, name: str | None = None) -> list[TileName]:
+        """(id, name, subdataset) of every tile (or of those named ``name``), in id order."""
+        sql = "SELECT t.id, t.name, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
+        rows = self._catalog.query(sql + (" WHERE t.name = ?" if name is not None else "") + " ORDER BY t.id",
+                                   (name,) if name is not None else ())
+        return [TileName(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    def labelled_of_scene(self, scene_id: int) -> list[TileLabelled]:
+        rows = self._catalog.query("SELECT id, label_pixels FROM tiles WHERE scene_id = ? ORDER BY id", (scene_id,))
+        return [TileLabelled(int(r[0]), r[1]) for r in rows]
+
+    def labelled_of_subdataset_of(self, tile_id: int) -> tuple[str, list[TileLabelled]]:
+        """The subdataset of ``tile_id`` and (id, label pixels) of its tiles."""
+        rows = self._catalog.query(
+            "SELECT t.id, t.label_pixels, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
+            " WHERE t.subdataset_id = (SELECT subdataset_id FROM tiles WHERE id = ?) ORDER BY t.id",
+            (tile_id,),
+        )
+        return (str(rows[0]["sub"]) if rows else ""), [TileLabelled(int(r[0]), r[1]) for r in rows]
+
+    def sensors(self) -> set[str | None]:
+        """The sensors the tiles come from (the scene's, else the subdataset's)."""
+        rows = self._catalog.query(
+            "SELECT DISTINCT COALESCE(s.sensor, d.sensor) AS sensor FROM tiles t"
+            " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
+        )
+        return {r[0] for r in rows}
