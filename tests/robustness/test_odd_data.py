@@ -55,11 +55,18 @@ def test_cas_folder_with_mixed_tile_sizes_keeps_each_size(project: Catalog, tmp_
     sizes = {t.name: (t.width, t.height, t.label_pixels) for t in project.tiles()}
     assert sizes == {"big": (512, 512, 512 * 128), "small": (256, 256, 256 * 64)}
 
-    # a mask that does not match its image is refused, naming the mask
+    # a mask that does not match its image is skipped and listed, naming the mask (the
+    # folder's other tiles are imported: issue 13, batch imports keep going)
     _tif(sub / "mask" / "small.tif", np.zeros((1, 512, 512), np.uint8))
-    with pytest.raises(CasdeskError, match="mask is 512x512 but its image is 256x256") as info:
+    again = run_job(import_cas(project, tmp_path / "ds"))
+    assert again == 1 and len(again.skipped) == 1
+    path, reason = again.skipped[0]
+    assert path == str(sub / "img" / "small.tif")
+    assert "mask is 512x512 but its image is 256x256" in reason and str(sub / "mask" / "small.tif") in reason
+    # only bad files: refused as a whole, naming the first
+    _tif(sub / "mask" / "big.tif", np.zeros((1, 64, 64), np.uint8))
+    with pytest.raises(CasdeskError, match="no file could be imported .2 skipped.; big.tif: .*mask is 64x64"):
         run_job(import_cas(project, tmp_path / "ds"))
-    assert info.value.path == sub / "mask" / "small.tif"
 
 
 def test_16bit_4band_scene_crops_and_measures(project: Catalog, tmp_path: Path) -> None:
