@@ -78,6 +78,11 @@ def test_slider_move_reaches_browser_export_training_and_cli(views, qtbot, tmp_p
     rejected = int(panel.table.tile_ids[panel.states == qc.REJECTED][0])
     tip = browser.index.tooltip(int(browser.index.rows_of([rejected])[0]))
     assert "fill_fraction" in tip and "> 0.12 (by " in tip
+    # the detail view says it too
+    view_row = browser.model.view_rows_of_ids([rejected])
+    if len(view_row):
+        browser.open_detail(browser.model.index(int(view_row[0])))
+        assert "(by " in browser.detail.title.text()
     # training's kept tiles and the core decision agree with the panel
     catalog = ctx.catalog
     assert training_kept(catalog) == kept

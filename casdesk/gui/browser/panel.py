@@ -349,6 +349,7 @@ class BrowserPanel(QWidget):
             request = self._detail_request(shown.tile_id)
             if request is not None:
                 self.detail.show_tile(request)
+                self._show_qc_in_detail(request.tile_id)
 
     def _on_splits_changed(self, change: ev.SplitsChanged) -> None:
         """A split was made or changed (here or elsewhere): show it, re-reading only the
@@ -375,7 +376,10 @@ class BrowserPanel(QWidget):
             return
         old = self.index
         if old is not None and self.qc_loaded:
-            ti.attach_qc(index, ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state))
+            ti.attach_qc(
+                index,
+                ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state, old.failed, old.rules, old.stale),
+            )
         self.qc_loaded = False
         self._decided_meanwhile: set[int] = set()
         path, ids = catalog.path, index.ids
@@ -653,6 +657,20 @@ class BrowserPanel(QWidget):
             QTimer.singleShot(0, self._scroll_to_current)
         self.detail.show_tile(request)
         self.detail.mark_hidden(False)
+        self._show_qc_in_detail(request.tile_id)
+
+    def _show_qc_in_detail(self, tile_id: int) -> None:
+        """The detail title says the tile's QC state and which rule failed by how much."""
+        index = self.index
+        rows = index.rows_of([tile_id]) if index is not None else np.zeros(0, np.int64)
+        if not rows.size:
+            return
+        row = int(rows[0])
+        lines = [f"QC: {ti.state_name(int(index.qc_state[row]))}", *index.failed_rules(row)]
+        if index.stale is not None and index.stale[row]:
+            lines.append("metrics stale (recomputing)")
+        self.detail.title.setText(self.detail.title.text() + "<br>" + "; ".join(lines))
+        self.detail.title.setToolTip("\n".join(lines))
 
     def _scroll_to_current(self) -> None:
         current = self.grid.currentIndex()
