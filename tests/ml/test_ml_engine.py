@@ -273,3 +273,43 @@ def test_a_bad_tile_in_a_worker_process_is_one_sentence(tmp_path: Path) -> None:
         list(worker_errors(make_loader(ds, 1, [0], num_workers=1)))
     text = str(info.value)
     assert text.startswith(str(bad)) and "not a raster" in text and "Traceback" not in text
+
+
+def test_out_of_memory_in_validation_splits_the_batch() -> None:
+    from casdesk.ml.training.evaluate import iter_confusion
+
+    class PickyNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls: list[int] = []
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            self.calls.append(x.shape[0])
+            if x.shape[0] > 1:
+                raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+            return x.mean(1, keepdim=True) - 0.5
+
+    torch.manual_seed(0)
+    batches = [(torch.rand(4, 3, 8, 8), torch.randint(0, 2, (4, 8, 8))) for _ in range(2)]
+    net = PickyNet()
+    cm, _, samples, cancelled = run_job(iter_confusion(net, batches, torch.device("cpu")))  # type: ignore[arg-type]
+    expected = sum(confusion_torch(x.mean(1, keepdim=True) - 0.5, y, 0.5) for x, y in batches)
+    assert not cancelled and samples == 8 and torch.equal(cm, expected)
+    assert 1 in net.calls and max(net.calls) == 4  # tried whole, then halves down to single tiles
+
+
+def test_oom_halving_stops_at_batch_size_one_with_a_sentence(make_project: Any,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import casdesk.ml.training.trainer as train_module
+
+    def always_oom(name: str) -> Any:
+        def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            raise torch.OutOfMemoryError("CUDA out of memory (fake)")
+
+        return loss
+
+    monkeypatch.setattr(train_module, "get_loss", always_oom)
+    events: list[Any] = []
+    with pytest.raises(TrainingError, match="even with batch size 1"):
+        run_job(train(make_project(n=6, size=32), TrainConfig(epochs=1, batch_size=4, **TINY)), events.append)
+    assert [e.data["batch_size"] for e in events if e.data.get("event") == "oom"] == [2, 1]
