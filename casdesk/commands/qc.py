@@ -27,8 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "qc",
         help="measure QC metrics, apply the rules, print accept/reject counts",
-        description="Computes missing QC metrics (fill, labelled, cloud, seam, ...), applies the "
-        "active preset's rules (or the paper defaults) with any thresholds given here, and prints "
+        description="Computes missing QC metrics (fill, labelled, cloud, seam, ...) in worker processes "
+        "over every core, applies the project's working rules (what the QC panel's sliders show; the "
+        "paper defaults until changed) with any thresholds given here, and prints "
         "accepted/rejected/flagged counts per subdataset.",
     )
     p.add_argument("project", help="the .casdesk project file")
@@ -36,8 +37,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         limit = float_range(0, 1, "--" + dest.replace("_", "-")) if dest != "seam_max" else float_range(
             0, float("inf"), "--seam-max")
         p.add_argument("--" + dest.replace("_", "-"), dest=dest, type=limit, metavar="X", help=text)
-    p.add_argument("--preset", help="rules from this saved preset (default: the active preset)")
-    p.add_argument("--workers", type=int_range(1, 64, "workers"), help="parallel reader threads, 1 to 64 (default: up to 4)")
+    p.add_argument("--preset", help="rules from this saved preset (default: the project's working rules)")
+    p.add_argument("--workers", type=int_range(1, 64, "workers"),
+                   help="worker processes, 1 to 64 (default: every core)")
     p.add_argument("--no-compute", action="store_true", help="use stored metrics only")
     p.add_argument("--json", action="store_true", help="print counts as JSON")
     p.set_defaults(func=run_qc)
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("qc-report", help="write a CSV with one row per tile: metrics, state, failed rules")
     r.add_argument("project", help="the .casdesk project file")
     r.add_argument("out", help="CSV file to write (replaced atomically)")
-    r.add_argument("--preset", help="rules from this saved preset (default: the active preset)")
+    r.add_argument("--preset", help="rules from this saved preset (default: the project's working rules)")
     r.set_defaults(func=run_report)
 
 
