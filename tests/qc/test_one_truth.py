@@ -46,6 +46,7 @@ def views(qtbot, make_project):
     qtbot.addWidget(panel)
     qtbot.addWidget(browser)
     ctx.open(path)
+    assert panel.wait_loaded()
     qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=20_000)
     yield ctx, panel, browser, path
     panel.shutdown()
@@ -112,6 +113,7 @@ def test_save_preset_only_names_and_label_edits_keep_rules(views, qtbot) -> None
     panel.set_threshold("fill_fraction", 0.25)
     assert panel.preset_box.currentText() == "mine (modified)"
     ctx.tiles_changed.emit()  # a label edit elsewhere reloads the tiles
+    assert panel.wait_loaded()
     assert panel.rules[0].threshold == pytest.approx(0.25, abs=1e-3)
     assert panel.editors["fill_fraction"].spin.value() == pytest.approx(0.25, abs=1e-3)
 

@@ -34,6 +34,7 @@ def panel(qtbot, make_project):
     widget = QCPanel(ctx)
     qtbot.addWidget(widget)
     ctx.open(path)
+    assert widget.wait_loaded()
     yield widget
     widget.shutdown()
     ctx.close()
@@ -52,6 +53,7 @@ def compute(panel: QCPanel, qtbot) -> None:
         panel.compute()
     qtbot.waitUntil(lambda: not panel.runner.is_running(), timeout=10_000)
     panel.runner.wait()
+    assert panel.wait_loaded()
 
 
 def test_compute_in_worker_then_drag_threshold(panel: QCPanel, qtbot) -> None:

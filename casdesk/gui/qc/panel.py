@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
@@ -23,8 +23,10 @@ from PySide6.QtWidgets import (
 )
 
 from casdesk.core.errors import CasdeskError
+from casdesk.core.project.catalog import Catalog
 from casdesk.core.project.events import QCRulesChanged
 from casdesk.core.qc import rules as qc
+from casdesk.gui.browser.loader import LatestCall
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.qc.counts_view import CountsView
@@ -38,7 +40,19 @@ STALE_BATCH = 8
 """Tiles recomputed per background job after their image or mask changed."""
 
 
+def load_table_for(path: Any) -> tuple[qc.QCTable, list[qc.Rule]]:
+    """Worker side: the QC table and the working rules, on the worker's own connection."""
+    catalog = Catalog.open(path, readonly=True)
+    try:
+        return qc.load_table(catalog), qc.current_rules(catalog)
+    finally:
+        catalog.close()
+
+
 class QCPanel(QWidget):
+    loaded = Signal()
+    """The QC table arrived (project opened, tiles or metrics changed)."""
+
     def __init__(self, context: ProjectContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
@@ -63,6 +77,11 @@ class QCPanel(QWidget):
         self.stale_timer.setSingleShot(True)
         self.stale_timer.setInterval(500)
         self.stale_timer.timeout.connect(self.recompute_stale)
+        self._rules_pending = False
+        self._load_seq = self._loaded_seq = 0
+        self._load_call = LatestCall(self)
+        self._load_call.finished.connect(self._on_loaded)
+        self._load_call.failed.connect(lambda msg: self.heading.setText(f"Cannot load QC metrics: {msg}"))
 
         self.heading = QLabel("No project open.")
         self.compute_button = QPushButton("Compute metrics")
@@ -159,7 +178,8 @@ class QCPanel(QWidget):
 
     # ---- loading
     def reload(self) -> None:
-        """Load the project's QC table and its working rules (project opened or closed)."""
+        """Load the project's QC table and its working rules (project opened or closed), in
+        a worker: the window stays responsive while 20,000 tiles' metrics are read."""
         if self.persist_timer.isActive() and self.context.catalog is not None:
             if self.context.catalog.path == self._loaded_path:
                 self.persist_rules()
@@ -167,6 +187,8 @@ class QCPanel(QWidget):
         catalog = self.context.catalog
         self._set_enabled(catalog is not None)
         if catalog is None:
+            self._load_call.cancel()
+            self._loaded_seq = self._load_seq
             self.table = None
             self._loaded_path = None
             self.heading.setText("No project open.")
@@ -174,12 +196,46 @@ class QCPanel(QWidget):
             self.counts_view.setRowCount(0)
             return
         self._loaded_path = catalog.path
-        self.table = qc.load_table(catalog)
-        self._build_editors(qc.current_rules(catalog))
-        self._refresh_presets()
+        self.table = None
+        self.heading.setText("Loading QC metrics...")
+        self._rules_pending = True
+        self._load()
+
+    def _load(self) -> None:
+        catalog = self.context.catalog
+        if catalog is None:
+            return
+        path = catalog.path
+        self._load_seq += 1
+        self._load_call.submit(lambda: load_table_for(path))
+
+    def _on_loaded(self, result: Any) -> None:
+        self._loaded_seq = self._load_seq
+        table, rules = result
+        catalog = self.context.catalog
+        if catalog is None or catalog.path != self._loaded_path:
+            return
+        self.table = table
+        if self._rules_pending:  # a project was opened: its working rules
+            self._rules_pending = False
+            self._build_editors(rules)
+            self._refresh_presets()
+        else:  # tiles or metrics changed: keep the user's rules, new histograms
+            self._update_histograms()
         self.recount()
+        self.loaded.emit()
         if self.table.stale.any():
             self.mark_stale([int(t) for t in self.table.tile_ids[self.table.stale]])
+
+    def wait_loaded(self, timeout_ms: int = 30_000) -> bool:
+        """Block (processing events) until the table is loaded (tests, scripts)."""
+        from PySide6.QtCore import QDeadlineTimer, QEventLoop
+        from PySide6.QtWidgets import QApplication
+
+        deadline = QDeadlineTimer(timeout_ms)
+        while self._loaded_seq != self._load_seq and not deadline.hasExpired():
+            QApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)
+        return self.table is not None
 
     def _on_tiles_changed(self) -> None:
         """Tiles were added, removed or edited: reload the table, keep the rules (a label
@@ -188,9 +244,7 @@ class QCPanel(QWidget):
         if catalog is None or catalog.path != self._loaded_path:
             self.reload()
             return
-        self.table = qc.load_table(catalog)
-        self._update_histograms()
-        self.recount()
+        self._load()
 
     def _refresh_presets(self) -> None:
         """The preset box: saved presets, the active one marked "(modified)" when the
@@ -460,10 +514,8 @@ class QCPanel(QWidget):
         self.context.metrics_changed.emit()
 
     def _on_metrics_changed(self) -> None:
-        if self.table is not None and self.context.catalog is not None:
-            self.table = qc.load_table(self.context.catalog)
-            self._update_histograms()
-            self.recount()
+        if self.context.catalog is not None and self.context.catalog.path == self._loaded_path:
+            self._load()
 
     # ---- staleness
     def mark_stale(self, tile_ids: Any) -> None:
@@ -520,6 +572,7 @@ class QCPanel(QWidget):
     def shutdown(self) -> None:
         if self.persist_timer.isActive():
             self.persist_rules()  # a slider moved just before closing: keep it
+        self._load_call.shutdown()
         if self.stale_runner is not None:
             self.stale_runner.shutdown()
         if self.runner is not None:
