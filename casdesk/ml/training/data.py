@@ -341,7 +341,9 @@ def make_loader(
     """A DataLoader that keeps its workers between epochs and prefetches
     ``prefetch_factor`` batches per worker (worker processes start from a thread-safe
     context, see :func:`worker_context`)."""
-    kwargs: dict[str, Any] = {}
+    # an own generator: starting an epoch's iterator then draws no number from the global
+    # torch stream (a resumed run must see the same random numbers as an uninterrupted one)
+    kwargs: dict[str, Any] = {"generator": torch.Generator().manual_seed(0)}
     if num_workers > 0:
         kwargs.update(persistent_workers=True, prefetch_factor=prefetch_factor,
                       multiprocessing_context=worker_context(num_workers))
