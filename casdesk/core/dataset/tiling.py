@@ -304,7 +304,7 @@ def _commit(catalog: Catalog, scene: Scene, params: CropParams, root: Path, dirs
         db.execute("DELETE FROM crop_staging WHERE scene_id = ?", (scene.id,))
         db.execute("UPDATE scene_crops SET state = 'complete', pid = NULL, finished = ? WHERE scene_id = ?",
                    (utc_now(), scene.id))
-    keep = {str(Path(r[k])) for r in rows for k in ("image_path", "mask_path", "label_path") if r.get(k)}
+    keep = {r[k] for r in rows for k in ("image_path", "mask_path", "label_path") if r.get(k)}  # str(Path) form
     for p in derived:  # the old tiles' stored predictions went with their rows
         if p is not None:
             p.unlink(missing_ok=True)
