@@ -126,6 +126,7 @@ def test_batch_size_one_trains_every_paper_model(make_project: Any, model: str, 
     notes = [e.message for e in events if e.data.get("event") == "note"]
     if model == "deeplabv3plus":  # the ASPP image-pooling BatchNorm sees one value per channel
         assert any("BatchNorm" in n and "eval mode" in n for n in notes), notes
+        assert load_model_file(result.model_path)[1]["aspp_rates"] == [6, 12, 18]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -181,6 +182,9 @@ def test_checkpoint_loads_with_the_safe_loader(tiny_run: tuple[Path, Any]) -> No
     _, result = tiny_run
     blob = torch.load(result.run_dir / "last.ckpt", weights_only=True)  # no pickled numpy inside
     assert blob["precision"] == "fp32" and blob["model_meta"]["architecture"] == "smp:Unet"
+    _, meta = load_model_file(result.model_path)
+    assert meta["recipe"] == "custom" and meta["train_config"]["encoder"] == "tu-resnet10t"
+    assert meta["precision"] == "fp32" and meta["aspp_rates"] is None  # a U-Net has no ASPP
 
 
 def test_resume_keeps_saved_settings_unless_overridden(make_project: Any, tmp_path: Path,

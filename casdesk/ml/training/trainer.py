@@ -210,19 +210,14 @@ class _RunBook:
         if not self.ctx.is_main:
             return
         if resumed and self.run_id is not None:
-            with self.catalog.transaction() as db:
-                db.execute("UPDATE runs SET status = 'running', device = ?, finished = NULL WHERE id = ?",
-                           (device_text, self.run_id))
+            with self.catalog.transaction():
+                self.catalog.runs.resume(self.run_id, device_text)
                 self.catalog.claim_run(self.run_id)  # its process: a killed run is marked interrupted later
             return
         name = cfg.name or f"{model_name}-{split}"
-        with self.catalog.transaction() as db:
-            cur = db.execute(
-                "INSERT INTO runs(name, kind, status, config, split_id, device, started)"
-                " VALUES (?, 'train', 'running', ?, ?, ?, ?)",
-                (name, json.dumps(cfg.to_dict()), split_id(self.catalog, split), device_text, utc_now()),
-            )
-            self.run_id = int(cur.lastrowid)
+        with self.catalog.transaction():
+            self.run_id = self.catalog.runs.start_training(
+                name, cfg.to_dict(), split_id(self.catalog, split), device_text)
             self.catalog.claim_run(self.run_id)
         if cfg.out_dir:
             self.run_dir = Path(cfg.out_dir).expanduser().absolute()
@@ -230,32 +225,23 @@ class _RunBook:
             slug = model_name.replace(":", "-")
             self.run_dir = self.catalog.data_dir / "runs" / f"run{self.run_id:04d}-{slug}"
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with self.catalog.transaction() as db:
-            db.execute("UPDATE runs SET out_dir = ? WHERE id = ?", (str(self.run_dir), self.run_id))
+        self.catalog.runs.set_out_dir(self.run_id, str(self.run_dir))
         (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2), encoding="utf-8")
 
     def finish(self, status: str, elapsed: float, best_metrics: dict[str, Any]) -> None:
         if not self.ctx.is_main or self.run_id is None:
             return
         model_path = self.run_dir / "model.pt"
-        with self.catalog.transaction() as db:
-            db.execute(
-                "UPDATE runs SET status = ?, finished = ?, duration_s = ?, model_path = ?,"
-                " best_metrics = ? WHERE id = ?",
-                (status, utc_now(), elapsed, str(model_path) if model_path.exists() else None,
-                 json.dumps(best_metrics), self.run_id),
-            )
+        self.catalog.runs.finish(self.run_id, status, elapsed,
+                                 str(model_path) if model_path.exists() else None, best_metrics)
 
     def record_epoch(self, record: dict[str, Any], history: list[dict[str, Any]],
                      best_metrics: dict[str, Any], elapsed: float) -> None:
         if not self.ctx.is_main:
             return
         self.write_csv(history)
-        with self.catalog.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO run_epochs(run_id, epoch, metrics) VALUES (?, ?, ?)",
-                       (self.run_id, record["epoch"], json.dumps(record)))
-            db.execute("UPDATE runs SET duration_s = ?, best_metrics = ? WHERE id = ?",
-                       (elapsed, json.dumps(best_metrics), self.run_id))
+        if self.run_id is not None:
+            self.catalog.runs.add_epoch(self.run_id, int(record["epoch"]), record, elapsed, best_metrics)
 
     def write_csv(self, history: list[dict[str, Any]]) -> None:
         rows = [_flatten(r) for r in history]
@@ -272,14 +258,7 @@ class _RunBook:
         os.replace(tmp, path)
 
     def resolutions(self, split: str) -> list[float]:
-        rows = self.catalog.query(
-            "SELECT DISTINCT COALESCE(s.resolution_m, d.resolution_m) FROM split_tiles st"
-            " JOIN tiles t ON t.id = st.tile_id JOIN subdatasets d ON d.id = t.subdataset_id"
-            " LEFT JOIN scenes s ON s.id = t.scene_id"
-            " WHERE st.split_id = ? AND st.part = 'train'",
-            (split_id(self.catalog, split),),
-        )
-        return sorted(float(r[0]) for r in rows if r[0] is not None)
+        return self.catalog.splits.train_resolutions(split_id(self.catalog, split))
 
 
 # --------------------------------------------------------------------------- data
@@ -396,6 +375,7 @@ class _Net:
                 self.notes.append("SyncBatchNorm: BatchNorm statistics over all GPU processes")
             else:
                 self.notes.append("SyncBatchNorm needs GPUs: CPU processes keep per-process BatchNorm")
+        self.aspp_rates = _aspp_rates(model)
         self.bare: nn.Module = model.to(device, memory_format=self.memory)
         self.model: nn.Module = self.bare
         if ctx.enabled:
@@ -623,6 +603,9 @@ class _Trainer:
             "epoch": epoch,
             "metrics": metrics,
             "loss": cfg.loss,
+            "recipe": cfg.recipe,
+            "train_config": cfg.to_dict(),
+            "aspp_rates": self.net.aspp_rates,  # None without ASPP; old deeplabv3plus files had 12/24/36
             "precision": self.net.precision,
             "run_id": self.book.run_id,
             "casdesk_version": __version__,
@@ -1001,6 +984,13 @@ def _encoder_parameters(model: nn.Module) -> Iterable[nn.Parameter]:
         return [p for m in model.encoder_modules() for p in m.parameters()]
     encoder = getattr(model, "encoder", None)
     return list(encoder.parameters()) if isinstance(encoder, nn.Module) else []
+
+
+def _aspp_rates(model: nn.Module) -> list[int] | None:
+    """The dilation rates of the model's ASPP convolutions (None: no ASPP)."""
+    rates = {int(m.dilation[0]) for name, m in model.named_modules()
+             if "aspp" in name.lower() and isinstance(m, nn.Conv2d) and m.dilation[0] > 1}
+    return sorted(rates) or None
 
 
 def _optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
