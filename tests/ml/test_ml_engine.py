@@ -317,3 +317,20 @@ def test_oom_halving_stops_at_batch_size_one_with_a_sentence(make_project: Any,
     with pytest.raises(TrainingError, match="even with batch size 1"):
         run_job(train(make_project(n=6, size=32), TrainConfig(epochs=1, batch_size=4, **TINY)), events.append)
     assert [e.data["batch_size"] for e in events if e.data.get("event") == "oom"] == [2, 1]
+
+
+def test_train_cli_paper_recipe_runs_the_authors_pipeline(make_project: Any, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    project = make_project(n=6, size=32)
+    run_dir = tmp_path / "paper"
+    code = main(["train", str(project), "--recipe", "paper", "--encoder-weights", "none", "--model", "smp:Unet",
+                 "--encoder", "tu-resnet10t", "--epochs", "1", "--batch-size", "2", "--workers", "0",
+                 "--device", "cpu", "--out", str(run_dir), "--json", "--quiet"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    cfg = read_checkpoint(run_dir)["config"]
+    assert (cfg["recipe"], cfg["classes"], cfg["normalization"], cfg["augment"], cfg["drop_last"]) == (
+        "paper", 2, "imagenet", "paper", True)
+    assert cfg["encoder_weights"] is None  # the explicit flag wins over the recipe
+    _, meta = load_model_file(run_dir / "model.pt")
+    assert meta["normalization"]["mean"] == pytest.approx([0.485 * 255, 0.456 * 255, 0.406 * 255])
