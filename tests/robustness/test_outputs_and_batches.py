@@ -145,3 +145,24 @@ def test_folder_import_keeps_going_after_a_bad_tile(tmp_path: Path, cli: Callabl
     assert "skipped" in result.out and "t1.tif" in result.out and "t2.tif" in result.out
     with Catalog.open(project, readonly=True) as cat:
         assert sorted(t.name for t in cat.tiles()) == ["t0", "t3"]
+
+
+def test_library_warnings_become_one_info_line(capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI's warning hook: rasterio's NotGeoreferencedWarning (one per released CAS tile)
+    is said once as an info line; NumPy RuntimeWarnings go to the log only; other warnings
+    are shown as before."""
+    import warnings
+
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from casdesk.cli import quiet_library_warnings
+
+    with pytest.warns(UserWarning, match="something else") as record, quiet_library_warnings():
+        for i in range(50):
+            warnings.warn_explicit("Dataset has no geotransform", NotGeoreferencedWarning, f"tile{i}.py", i)
+            warnings.warn_explicit("invalid value encountered in divide", RuntimeWarning, f"qc{i}.py", i)
+        warnings.warn_explicit("something else", UserWarning, "x.py", 1)  # passed on as before
+    err = capsys.readouterr().err
+    assert err.count("casdesk: info: some rasters have no georeference") == 1
+    assert "NotGeoreferencedWarning" not in err and "invalid value" not in err
+    assert [w.category for w in record] == [UserWarning]
