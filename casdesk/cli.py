@@ -10,13 +10,13 @@ import argparse
 import contextlib
 import importlib
 import logging
-import sqlite3
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
 
 from casdesk import __version__
 from casdesk.core.errors import Cancelled, CasdeskError
+from casdesk.core.project.catalog import DatabaseOperationalError
 from casdesk.logsetup import setup_logging
 
 COMMAND_MODULES = [
@@ -103,7 +103,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted", file=sys.stderr)
         return 130
-    except sqlite3.OperationalError as exc:
+    except DatabaseOperationalError as exc:
         if "readonly" in str(exc):
             print(f"{prefix}: error: the project is read-only here (an archive or a read-only share): "
                   f"this command writes to it ({exc})", file=sys.stderr)

@@ -347,14 +347,14 @@ def _store_labelme_shapes(catalog: Catalog, rows: list[dict[str, Any]], ids: lis
     draws them); a file imported again replaces its tile's labels."""
     from casdesk.core.labels.exchange import store_document_header
 
-    with catalog.transaction() as db:
+    with catalog.transaction():
         for row, tile_id in zip(rows, ids, strict=True):
             doc, json_path, labels = row["_labelme"]
-            db.execute("DELETE FROM labels WHERE tile_id = ?", (tile_id,))
+            catalog.label_records.discard_on_tile(tile_id)
             if labels:
                 catalog.add_labels(labels, tile_id=tile_id, source="imported")
             store_document_header(catalog, tile_id, doc, json_path)
-            db.execute("DELETE FROM mask_pending WHERE tile_id = ?", (tile_id,))
+            catalog.mask_records.unmark(tile_id)
 
 
 def _keep_bases(catalog: Catalog, rows: list[dict[str, Any]], ids: list[int]) -> None:

@@ -25,7 +25,6 @@ split.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -34,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from casdesk.core.errors import CasdeskError
-from casdesk.core.project.catalog import Catalog, Tile, utc_now
+from casdesk.core.project.catalog import Catalog, Tile
 
 KINDS = ("random", "spatial", "holdout")
 PARTS = ("train", "val", "test")
@@ -222,73 +221,47 @@ def make_split(
         params["block_px"] = block_px
     if tile_ids is not None:
         params["tiles"] = len(tiles)
-    with catalog.transaction() as db:
-        row = db.execute("SELECT id FROM splits WHERE name = ?", (name,)).fetchone()
-        if row is not None:
+    with catalog.transaction():
+        existing = catalog.splits.find(name)
+        if existing is not None:
             if not overwrite:
                 raise SplitError(
                     f"a split named {name!r} already exists",
                     catalog.path,
                     "pick another --name, or replace it (--overwrite)",
                 )
-            db.execute("DELETE FROM splits WHERE id = ?", (row[0],))
-        cur = db.execute(
-            "INSERT INTO splits(name, kind, params, created) VALUES (?, ?, ?, ?)",
-            (name, kind, json.dumps(params, sort_keys=True), utc_now()),
-        )
-        split_id = int(cur.lastrowid)
-        db.executemany(
-            "INSERT INTO split_tiles(split_id, tile_id, part) VALUES (?, ?, ?)",
-            [(split_id, tid, part) for tid, part in sorted(parts.items())],
-        )
+            catalog.splits.delete(existing)
+        split_id = catalog.splits.create(name, kind, params, parts)
     return split_id
 
 
 def split_id(catalog: Catalog, name: str) -> int:
-    row = catalog.execute("SELECT id FROM splits WHERE name = ?", (name,)).fetchone()
-    if row is None:
+    sid = catalog.splits.find(name)
+    if sid is None:
         names = [s["name"] for s in list_splits(catalog)]
         raise SplitError(
             f"no split named {name!r}",
             catalog.path,
             f"make one with `casdesk split`; existing: {', '.join(names) or 'none'}",
         )
-    return int(row[0])
+    return sid
 
 
 def load_split(catalog: Catalog, name: str) -> dict[int, str]:
     """tile id -> part ("train", "val" or "test") of the split ``name``."""
     sid = split_id(catalog, name)
-    rows = catalog.query(
-        "SELECT tile_id, part FROM split_tiles WHERE split_id = ? ORDER BY tile_id", (sid,)
-    )
-    return {int(r[0]): str(r[1]) for r in rows}
+    return catalog.splits.parts(sid)
 
 
 def list_splits(catalog: Catalog) -> list[dict[str, Any]]:
     """Every split, newest last: id, name, kind, params, created and tile counts per part."""
-    out = []
-    for r in catalog.query("SELECT id, name, kind, params, created FROM splits ORDER BY id"):
-        counts = {
-            str(c[0]): int(c[1])
-            for c in catalog.query(
-                "SELECT part, COUNT(*) FROM split_tiles WHERE split_id = ? GROUP BY part", (r[0],)
-            )
-        }
-        out.append(
-            {
-                "id": int(r[0]),
-                "name": r[1],
-                "kind": r[2],
-                "params": json.loads(r[3]),
-                "created": r[4],
-                "counts": counts,
-            }
-        )
-    return out
+    return [
+        {"id": r.id, "name": r.name, "kind": r.kind, "params": r.params, "created": r.created,
+         "counts": r.counts}
+        for r in catalog.splits.list_all()
+    ]
 
 
 def delete_split(catalog: Catalog, name: str) -> None:
     sid = split_id(catalog, name)
-    with catalog.transaction() as db:
-        db.execute("DELETE FROM splits WHERE id = ?", (sid,))
+    catalog.splits.delete(sid)

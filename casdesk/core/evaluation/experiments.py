@@ -148,30 +148,21 @@ EXPERIMENTS = {
 def tile_sensors(catalog: Catalog) -> dict[int, str | None]:
     """tile id -> "UAV" / "SAT" / None: the scene's sensor, else the subdataset's, else the
     CAS release's for a recognised subdataset name."""
-    rows = catalog.query(
-        "SELECT t.id, COALESCE(s.sensor, d.sensor) AS sensor, d.name AS subdataset FROM tiles t"
-        " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
-    )
     known: dict[str, str | None] = {}
     out: dict[int, str | None] = {}
-    for r in rows:
-        sensor = r["sensor"]
+    for tile_id, sensor, sub in catalog.tile_rows.sensor_rows():
         if sensor is None:
-            sub = r["subdataset"]
             if sub not in known:
                 match = paper.match_cas_subdataset(sub)
                 known[sub] = match.sensor if match else None
             sensor = known[sub]
-        out[int(r["id"])] = sensor
+        out[tile_id] = sensor
     return out
 
 
 def qc_kept_ids(catalog: Catalog) -> set[int] | None:
     """Tiles QC keeps, or None when QC never ran on the project (then every tile counts)."""
-    has_qc = catalog.execute(
-        "SELECT EXISTS(SELECT 1 FROM qc_metrics) OR EXISTS(SELECT 1 FROM qc_decisions)"
-    ).fetchone()[0]
-    if not has_qc:
+    if not catalog.qc.has_results():
         return None
     from casdesk.core.qc.rules import accepted_tile_ids
 

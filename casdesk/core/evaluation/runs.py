@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,27 +46,23 @@ class RunRecord:
 
 def list_runs(catalog: Catalog, with_epochs: bool = False) -> list[RunRecord]:
     """Every training run of the project, newest first."""
-    rows = catalog.query(
-        "SELECT r.*, s.name AS split_name FROM runs r LEFT JOIN splits s ON s.id = r.split_id"
-        " WHERE r.kind = 'train' ORDER BY r.id DESC"
-    )
     runs = []
-    for r in rows:
-        config = json.loads(r["config"] or "{}")
+    for r in catalog.runs.list_all("train"):
+        config = r.config
         run = RunRecord(
-            id=r["id"],
-            name=r["name"],
-            status=r["status"],
+            id=r.id,
+            name=r.name,
+            status=r.status,
             model=str(config.get("model", "?")),
             encoder=config.get("encoder"),
-            split=r["split_name"] or config.get("split"),
-            device=r["device"],
-            started=r["started"],
-            duration_s=r["duration_s"],
-            best=json.loads(r["best_metrics"] or "{}"),
+            split=r.split_name or config.get("split"),
+            device=r.device,
+            started=r.started,
+            duration_s=r.duration_s,
+            best=r.best_metrics,
             config=config,
-            model_path=r["model_path"],
-            out_dir=r["out_dir"],
+            model_path=r.model_path,
+            out_dir=r.out_dir,
         )
         if with_epochs:
             run.epochs = run_epochs(catalog, run.id)
@@ -77,10 +72,7 @@ def list_runs(catalog: Catalog, with_epochs: bool = False) -> list[RunRecord]:
 
 def run_epochs(catalog: Catalog, run_id: int) -> list[dict[str, Any]]:
     """Per-epoch records (``{"epoch", "lr", "train": {...}, "val": {...}}``) of a run."""
-    return [
-        json.loads(r[0])
-        for r in catalog.query("SELECT metrics FROM run_epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
-    ]
+    return catalog.runs.epochs(run_id)
 
 
 def comparison_rows(runs: list[RunRecord]) -> list[dict[str, Any]]:

@@ -17,7 +17,6 @@ polygons (LabelMe's own rule paints them 0).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Collection, Mapping
@@ -161,19 +160,13 @@ def _header(doc: LabelMeDocument) -> dict[str, Any]:
 
 
 def store_document_header(catalog: Catalog, tile_id: int, doc: LabelMeDocument, source: Path) -> None:
-    with catalog.transaction() as db:
-        db.execute(
-            "INSERT INTO label_documents(tile_id, source, header) VALUES (?, ?, ?)"
-            " ON CONFLICT(tile_id) DO UPDATE SET source = excluded.source, header = excluded.header",
-            (tile_id, str(source.resolve()), json.dumps(_header(doc))),
-        )
+    catalog.label_records.put_document(tile_id, str(source.resolve()), _header(doc))
 
 
 def _stored_header(catalog: Catalog, tile_id: int | None) -> tuple[dict[str, Any], str | None]:
     if tile_id is None:
         return {}, None
-    row = catalog.execute("SELECT header, source FROM label_documents WHERE tile_id = ?", (tile_id,)).fetchone()
-    return ({}, None) if row is None else (json.loads(row[0]), row[1])
+    return catalog.label_records.document(tile_id) or ({}, None)
 
 
 def _polygons(geom: BaseGeometry) -> list[Polygon]:
@@ -282,12 +275,12 @@ def import_labelme_file(
     store = LabelStore(catalog, target)
     key = str(p.resolve())
     whole = shapely.box(0, 0, target.width, target.height)
-    with catalog.transaction() as db:
+    with catalog.transaction():
         for s in store.load():
             if replace or s.attributes.get("source_file") == key:
-                db.execute("DELETE FROM labels WHERE id = ?", (s.label_id,))
+                catalog.label_records.discard(s.label_id)
         if replace and target.kind == "tile" and target.tile_id is not None:
-            db.execute("UPDATE mask_bases SET added = 'adopted' WHERE tile_id = ?", (target.tile_id,))
+            catalog.mask_records.set_base_state(target.tile_id, "adopted")
         for r in rows:
             crs = target.to_crs(shapely.from_wkt(r["geometry_px"])) if target.crs else None
             r["geometry_crs"] = None if crs is None else crs.wkt
@@ -301,16 +294,13 @@ def import_labelme_file(
 def _tile_for_json(catalog: Catalog, json_path: Path, root: Path) -> int | None:
     """The tile a LabelMe file belongs to: ``SUB/NAME.json`` -> tile NAME of subdataset SUB
     (the layout export writes), else the only tile named NAME."""
-    rows = catalog.query(
-        "SELECT t.id, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id WHERE t.name = ?",
-        (json_path.stem,),
-    )
+    rows = catalog.tile_rows.names(json_path.stem)
     if json_path.parent != root:
-        match = [r for r in rows if r["sub"] == json_path.parent.name]
+        match = [r for r in rows if r.subdataset == json_path.parent.name]
         if len(match) == 1:
-            return int(match[0]["id"])
+            return match[0].id
     if len(rows) == 1:
-        return int(rows[0]["id"])
+        return rows[0].id
     return None
 
 
@@ -343,15 +333,7 @@ def import_labelme_folder(
 
 def _source_files(catalog: Catalog) -> set[Path]:
     """LabelMe files labels were imported from: never written unless asked."""
-    out: set[Path] = set()
-    for (src,) in catalog.query("SELECT source FROM label_documents WHERE source IS NOT NULL"):
-        out.add(Path(src).resolve())
-    for (src,) in catalog.query(
-        "SELECT DISTINCT json_extract(attributes, '$.source_file') FROM labels"
-        " WHERE json_extract(attributes, '$.source_file') IS NOT NULL"
-    ):
-        out.add(Path(src).resolve())
-    return out
+    return {Path(src).resolve() for src in catalog.label_records.source_files()}
 
 
 def export_labelme_folder(catalog: Catalog, folder: str | Path, overwrite: bool = False) -> ExchangeReport:
@@ -463,11 +445,8 @@ def import_vector(
         labels = read_vector_labels(path, info, label_names, label_field)
         rep.messages += [f"{scene.name}: {m}" for m in labels.messages if "no label polygon" not in m]
         store = LabelStore(catalog, scene_target(catalog, scene.id))
-        with catalog.transaction() as db:
-            old = db.execute(
-                "SELECT id, geometry_px FROM labels WHERE scene_id = ? AND json_extract(attributes, '$.source_file') = ?",
-                (scene.id, key),
-            ).fetchall()
+        with catalog.transaction():
+            old = catalog.label_records.from_file(scene.id, key)
             for lid, _g in old:
                 catalog.delete_label(int(lid), author=store.author)
             if labels.labels:

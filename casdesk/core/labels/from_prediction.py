@@ -24,7 +24,7 @@ from shapely.geometry.base import BaseGeometry
 from casdesk.core.errors import LabelError
 from casdesk.core.labels.io import mask_to_polygons
 from casdesk.core.labels.store import EditTarget, mark_pending, scene_target, tile_target
-from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.core.project.catalog import Catalog
 
 DEFAULT_NAME = "landslide"
 DEFAULT_MIN_AREA_PX = 4.0
@@ -92,20 +92,19 @@ def accept_polygons(
         stored = target.to_stored(poly)
         crs = target.to_crs(stored) if target.crs else None
         rows.append({"name": name, "geometry_px": stored.wkt, "geometry_crs": None if crs is None else crs.wkt})
-    owner_col, owner_id = ("scene_id", target.scene_id) if target.kind == "scene" else ("tile_id", target.tile_id)
     report = AcceptReport(scene_id=target.scene_id, tile_id=target.tile_id)
     window = None
     if target.tile_id is not None and target.kind == "scene":
         dx, dy = target.offset
         window = shapely.box(dx, dy, dx + target.width, dy + target.height)
     touched = [shapely.box(*shapely.from_wkt(r["geometry_px"]).bounds) for r in rows]
-    with catalog.transaction() as db:
+    records = catalog.label_records
+    with catalog.transaction():
         if replace:
-            old = db.execute(
-                f"SELECT id, geometry_px FROM labels WHERE {owner_col} = ? AND source = 'predicted'",  # noqa: S608
-                (owner_id,),
-            ).fetchall()
-            now = utc_now()
+            if target.kind == "scene":
+                old = records.of_source(scene_id=target.scene_id, source="predicted")
+            else:
+                old = records.of_source(tile_id=target.tile_id, source="predicted")
             for lid, wkt in old:
                 geom = shapely.from_wkt(wkt)
                 if window is not None and geom.intersection(window).area <= 0:
@@ -114,21 +113,10 @@ def accept_polygons(
                 rest = None if window is None else _polygonal(geom.difference(window))
                 if rest is not None:  # a polygon reaching out of the tile keeps its outside part
                     crs = target.to_crs(rest) if target.crs else None
-                    db.execute("UPDATE labels SET geometry_px = ?, geometry_crs = ?, modified = ? WHERE id = ?",
-                               (rest.wkt, None if crs is None else crs.wkt, now, lid))
-                    db.execute(
-                        "INSERT INTO label_edits(label_id, action, geometry_before, geometry_after, author, at)"
-                        " VALUES (?, 'update', ?, ?, ?, ?)",
-                        (lid, wkt, rest.wkt, author, now),
-                    )
+                    records.clip(lid, wkt, rest.wkt, None if crs is None else crs.wkt, author)
                     report.clipped += 1
                     continue
-                db.execute("DELETE FROM labels WHERE id = ?", (lid,))
-                db.execute(
-                    "INSERT INTO label_edits(label_id, action, geometry_before, author, at)"
-                    " VALUES (?, 'delete', ?, ?, ?)",
-                    (lid, wkt, author, now),
-                )
+                catalog.delete_label(lid, author=author)
                 report.removed += 1
         if rows:
             report.label_ids = catalog.add_labels(rows, source="predicted", author=author, **target.owner)
@@ -152,12 +140,7 @@ def _stale_tiles(catalog: Catalog, target: EditTarget, stored_boxes: list[BaseGe
     if not stored_boxes:
         return []
     x0, y0, x1, y1 = shapely.union_all(stored_boxes).bounds
-    rows = catalog.query(
-        "SELECT id FROM tiles WHERE scene_id = ? AND row_off IS NOT NULL"
-        " AND col_off < ? AND col_off + width > ? AND row_off < ? AND row_off + height > ?",
-        (target.scene_id, x1, x0, y1, y0),
-    )
-    return sorted(int(r[0]) for r in rows)
+    return sorted(catalog.tile_rows.overlapping(target.scene_id, x0, y0, x1, y1))
 
 
 def accept_probability(
@@ -198,10 +181,9 @@ def accept_tile_predictions(
     """
     from casdesk.core.raster.outputs import decode_probability
 
-    rows = catalog.query("SELECT tile_id, mask_path, prob_path FROM predictions WHERE model = ? ORDER BY tile_id",
-                         (model,))
+    rows = catalog.predictions.of_model(model)
     if not rows:
-        known = [r[0] for r in catalog.query("SELECT DISTINCT model FROM predictions ORDER BY model")]
+        known = catalog.predictions.models()
         raise LabelError(
             f"no stored tile predictions of model {model!r}",
             catalog.path,
@@ -209,21 +191,21 @@ def accept_tile_predictions(
         )
     wanted = None if tile_ids is None else {int(i) for i in tile_ids}
     if wanted is not None:
-        missing = wanted - {int(r["tile_id"]) for r in rows}
+        missing = wanted - {r.tile_id for r in rows}
         if missing:
             raise LabelError(f"model {model!r} has no prediction for tile(s) {sorted(missing)[:10]}",
                              hint="predict those tiles first")
     reports = []
     for r in rows:
-        if wanted is not None and int(r["tile_id"]) not in wanted:
+        if wanted is not None and r.tile_id not in wanted:
             continue
-        target = tile_target(catalog, int(r["tile_id"]))
+        target = tile_target(catalog, r.tile_id)
         if threshold is None:
-            mask = _read_band(catalog.resolve(r["mask_path"]))
+            mask = _read_band(r.mask_path)
             valid = mask != 255
             prob, thr = np.where(valid, mask, 0), 0.5
         else:
-            path = catalog.resolve(r["prob_path"])
+            path = r.prob_path
             if path is None:
                 raise LabelError("the stored prediction has no probability file", hint="omit --threshold")
             prob, valid = decode_probability(_read_band(path))

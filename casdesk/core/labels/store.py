@@ -14,9 +14,7 @@ atomically, in a worker.
 
 from __future__ import annotations
 
-import json
 import os
-import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -43,7 +41,7 @@ from casdesk.core.labels.masks import (
     render_mask,
     window_box,
 )
-from casdesk.core.project.catalog import Catalog, Label, Tile, utc_now
+from casdesk.core.project.catalog import Catalog, Label, Tile
 from casdesk.core.raster.io import open_raster
 
 NOT_LANDSLIDE = frozenset({"background", "_background_", "__ignore__", "nodata"})
@@ -117,7 +115,7 @@ def tile_target(catalog: Catalog, tile_id: int) -> EditTarget:
     """A tile cut from a scene edits the scene's polygons (unless it has its own labels);
     a stand-alone tile (CAS dataset, LabelMe image) edits its own."""
     t = catalog.tile(tile_id)
-    own = catalog.execute("SELECT COUNT(*) FROM labels WHERE tile_id = ?", (tile_id,)).fetchone()[0]
+    own = catalog.label_records.count_on_tile(tile_id)
     if t.scene_id is not None and t.row_off is not None and t.col_off is not None and not own:
         s = catalog.scene(t.scene_id)
         return EditTarget(
@@ -225,8 +223,8 @@ class LabelStore:
     def update(self, label_id: int, view_geom: BaseGeometry | None = None, name: str | None = None) -> None:
         """Rename and/or reshape a label; its tiles are marked for regeneration in the same
         transaction. A reshaped LabelMe shape becomes a polygon (drawn by the same rule)."""
-        with self.catalog.transaction() as db:
-            row = db.execute("SELECT geometry_px, attributes FROM labels WHERE id = ?", (label_id,)).fetchone()
+        with self.catalog.transaction():
+            row = self.catalog.label_records.geometry_and_attributes(label_id)
             before = None if row is None else self.target.to_view(shapely.from_wkt(row[0]))
             if view_geom is None:
                 self.catalog.update_label(label_id, name=name, author=self.author)
@@ -239,18 +237,18 @@ class LabelStore:
                     name=name,
                     author=self.author,
                 )
-                attrs = json.loads(row[1] or "{}") if row is not None else {}
+                attrs = row[1] if row is not None else {}
                 if labelme_shape_of(attrs) is not None:
                     attrs["labelme"] = _as_polygon_meta(attrs["labelme"])
-                    db.execute("UPDATE labels SET attributes = ? WHERE id = ?", (json.dumps(attrs), label_id))
+                    self.catalog.label_records.set_attributes(label_id, attrs)
             mark_pending(self.catalog, self.affected_tiles([before, view_geom]))
 
     def delete(self, label_id: int) -> None:
-        with self.catalog.transaction() as db:
-            row = db.execute("SELECT geometry_px FROM labels WHERE id = ?", (label_id,)).fetchone()
+        with self.catalog.transaction():
+            wkt = self.catalog.label_records.geometry(label_id)
             self.catalog.delete_label(label_id, author=self.author)
-            if row is not None:
-                mark_pending(self.catalog, self.affected_tiles([self.target.to_view(shapely.from_wkt(row[0]))]))
+            if wkt is not None:
+                mark_pending(self.catalog, self.affected_tiles([self.target.to_view(shapely.from_wkt(wkt))]))
 
     def affected_tiles(self, view_geoms: Iterable[BaseGeometry | None]) -> list[int]:
         """Tiles whose masks an edit of these (before/after) geometries may change."""
@@ -262,12 +260,7 @@ class LabelStore:
             return []
         x0, y0, x1, y1 = shapely.union_all([shapely.envelope(g) for g in geoms]).bounds
         dx, dy = t.offset
-        rows = self.catalog.query(
-            "SELECT id FROM tiles WHERE scene_id = ? AND row_off IS NOT NULL"
-            " AND col_off < ? AND col_off + width > ? AND row_off < ? AND row_off + height > ?",
-            (t.scene_id, x1 + dx, x0 + dx, y1 + dy, y0 + dy),
-        )
-        return [int(r[0]) for r in rows]
+        return self.catalog.tile_rows.overlapping(t.scene_id, x0 + dx, y0 + dy, x1 + dx, y1 + dy)
 
 
 # --------------------------------------------------------------------------- masks
@@ -297,21 +290,12 @@ def mark_pending(catalog: Catalog, tile_ids: Iterable[int | None]) -> None:
     ids = sorted({int(t) for t in tile_ids if t is not None})
     if not ids:
         return
-    now = utc_now()
-    with catalog.transaction() as db:
-        db.executemany(
-            "INSERT INTO mask_pending(tile_id, since) VALUES (?, ?)"
-            " ON CONFLICT(tile_id) DO UPDATE SET since = excluded.since",
-            [(i, now) for i in ids],
-        )
+    catalog.mask_records.mark_pending(ids)
 
 
 def pending_tiles(catalog: Catalog) -> list[int]:
     """Tiles whose labels changed after their mask was last written (a crash in between)."""
-    try:
-        return [int(r[0]) for r in catalog.query("SELECT tile_id FROM mask_pending ORDER BY tile_id")]
-    except sqlite3.OperationalError:  # a project not yet migrated (read-only)
-        return []
+    return catalog.mask_records.pending()  # none in a project not yet migrated (read-only)
 
 
 def base_layer(catalog: Catalog, tile_id: int) -> tuple[Path, bool] | None:
@@ -319,21 +303,15 @@ def base_layer(catalog: Catalog, tile_id: int) -> tuple[Path, bool] | None:
 
     ``in use`` is False once the raster was turned into editable labels
     (:func:`adopt_base`); the path is still the user's file, never written."""
-    row = catalog.execute("SELECT path, added FROM mask_bases WHERE tile_id = ?", (tile_id,)).fetchone()
+    row = catalog.mask_records.base(tile_id)
     if row is None:
         return None
-    return catalog.resolve(row[0]), row[1] != ADOPTED  # type: ignore[return-value]
+    return catalog.root / row[0], row[1] != ADOPTED  # stored path: relative to the project, or absolute
 
 
 def set_base_layers(catalog: Catalog, pairs: Iterable[tuple[int, Path]]) -> None:
     """Keep imported raster labels as the base layers of their tiles (replacing earlier ones)."""
-    now = utc_now()
-    with catalog.transaction() as db:
-        db.executemany(
-            "INSERT INTO mask_bases(tile_id, path, added) VALUES (?, ?, ?)"
-            " ON CONFLICT(tile_id) DO UPDATE SET path = excluded.path, added = excluded.added",
-            [(int(t), catalog.store_path(p), now) for t, p in pairs],
-        )
+    catalog.mask_records.set_bases((int(t), catalog.store_path(p)) for t, p in pairs)
 
 
 def image_valid(path: Path | None, shape: tuple[int, int]) -> np.ndarray | None:
@@ -420,21 +398,14 @@ def adopt_base(catalog: Catalog, tile_id: int) -> int:
             r["geometry_crs"] = shapely.affinity.affine_transform(
                 g, [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
             ).wkt
-    with catalog.transaction() as db:
+    with catalog.transaction():
         # labels already on the tile were drawn over the base: keep them on top
-        later = db.execute("SELECT id FROM labels WHERE tile_id = ? ORDER BY id", (tile_id,)).fetchall()
+        later = catalog.label_records.ids_on_tile(tile_id)
         catalog.add_labels(rows, tile_id=tile_id, source="imported")
-        for (lid,) in later:
-            _move_to_top(db, int(lid))
-        db.execute("UPDATE mask_bases SET added = ? WHERE tile_id = ?", (ADOPTED, tile_id))
+        for lid in later:
+            catalog.label_records.move_to_top(lid)
+        catalog.mask_records.set_base_state(tile_id, ADOPTED)
     return len(rows)
-
-
-def _move_to_top(db: sqlite3.Connection, label_id: int) -> None:
-    """Give a label a new, highest id (labels paint in id order)."""
-    new = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM labels").fetchone()[0]
-    db.execute("UPDATE labels SET id = ? WHERE id = ?", (new, label_id))
-    db.execute("UPDATE label_edits SET label_id = ? WHERE label_id = ?", (new, label_id))
 
 
 def _profile_from(path: Path | None, fallback: Path, shape: tuple[int, int]) -> dict[str, Any]:
@@ -499,8 +470,7 @@ def regenerate_tile(catalog: Catalog, tile_id: int, cache: SceneCache | None = N
     A tile with an imported raster label never has the user's files written: a changed
     mask (or CAS label raster) goes into the project's data folder and the tile points there.
     """
-    row = catalog.execute("SELECT since FROM mask_pending WHERE tile_id = ?", (tile_id,)).fetchone()
-    since = None if row is None else row[0]
+    since = catalog.mask_records.pending_since(tile_id)
     tile = catalog.tile(tile_id)
     shape = (tile.height, tile.width)
     mask = tile_mask(catalog, tile, cache)
@@ -526,11 +496,11 @@ def regenerate_tile(catalog: Catalog, tile_id: int, cache: SceneCache | None = N
             write_tif_atomic(label_path, mask_to_cas_label(mask), georef, photometric="RGB")
     if tile.label_pixels != pixels:
         fields["label_pixels"] = pixels
-    with catalog.transaction() as db:
+    with catalog.transaction():
         if fields or written:
             catalog.touch_tile(tile_id, **fields)
         if since is not None:
-            db.execute("DELETE FROM mask_pending WHERE tile_id = ? AND since = ?", (tile_id, since))
+            catalog.mask_records.clear_pending(tile_id, since)
     return pixels
 
 

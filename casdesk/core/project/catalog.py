@@ -30,8 +30,10 @@ if TYPE_CHECKING:
         LabelRecords,
         MaskRecords,
         PredictionsStore,
+        QcRecords,
         RunsStore,
         SplitsStore,
+        SuspectsStore,
         TileRows,
     )
 
@@ -39,6 +41,9 @@ APPLICATION_ID = 0x43415344  # "CASD": marks the SQLite file as a casdesk projec
 PROJECT_SUFFIX = ".casdesk"
 DATA_SUFFIX = ".casdesk.d"
 SENSORS = ("SAT", "UAV")
+# What SQLite raises on a write to a read-only project (the CLI explains it in one line):
+# code outside the project store catches it under this name instead of importing sqlite3.
+DatabaseOperationalError = sqlite3.OperationalError
 
 
 def utc_now() -> str:
@@ -656,6 +661,18 @@ class Catalog:
         from casdesk.core.project.stores import TileRows
 
         return TileRows(self)
+
+    @functools.cached_property
+    def qc(self) -> QcRecords:
+        from casdesk.core.project.stores import QcRecords
+
+        return QcRecords(self)
+
+    @functools.cached_property
+    def suspects(self) -> SuspectsStore:
+        from casdesk.core.project.stores import SuspectsStore
+
+        return SuspectsStore(self)
 
     # ---- paths
     def store_path(self, path: str | Path) -> str:

@@ -28,7 +28,6 @@ landslide, 2 false label, 255 nodata; its path in the row's JSON ``attributes`` 
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -183,8 +182,7 @@ def score_tile(prob: np.ndarray, valid: np.ndarray, label: np.ndarray, params: S
 # --------------------------------------------------------------------------- the project
 def prediction_models(catalog: Catalog) -> list[str]:
     """Models with stored tile predictions, the most recent first."""
-    rows = catalog.query("SELECT model, MAX(created) AS c FROM predictions GROUP BY model ORDER BY c DESC, model")
-    return [r[0] for r in rows]
+    return catalog.predictions.models_newest_first()
 
 
 def _write_region(path: Path, region: np.ndarray, image_path: Path) -> None:
@@ -235,19 +233,19 @@ def find_suspects(
         name = model or models[0]
         if name not in models:
             raise SuspectsError(f"no predictions of model {name!r}", catalog.path, f"known: {', '.join(models)}")
-        rows = catalog.query("SELECT tile_id, prob_path FROM predictions WHERE model = ? ORDER BY tile_id", (name,))
+        rows = [(p.tile_id, p.prob_path) for p in catalog.predictions.of_model(name)]
         tiles = {t.id: t for t in catalog.tiles(ids=[r[0] for r in rows])} if rows else {}
         total = len(rows)
         yield Progress(0, total, f"{total} tile predictions of {name} to compare with their labels")
         scored: list[tuple[Tile, TileScore]] = []
-        for i, (tid, prob_rel) in enumerate(rows):
+        for i, (tid, prob_path) in enumerate(rows):
             token.raise_if_cancelled()
             tile = tiles.get(tid)
             label = _read_label(tile) if tile is not None else None
-            if tile is None or label is None or prob_rel is None:
+            if tile is None or label is None or prob_path is None:
                 continue
             try:
-                stored, _ = read_window(catalog.resolve(prob_rel))
+                stored, _ = read_window(prob_path)
             except CasdeskError as exc:
                 log.warning("suspects: %s", exc)
                 continue
@@ -275,18 +273,9 @@ def find_suspects(
                 _write_region(path, s.region, tile.image_path)
                 attrs["region_path"] = catalog.store_path(path)
                 out.append(Suspect(tile.id, tile.name, tile.subdataset, name, s.score, s.kind, attrs))
-            records.append((tile.id, name, s.score, s.kind, json.dumps(attrs), now))
-        with catalog.transaction() as db:
-            db.execute("DELETE FROM suspects WHERE model = ?", (name,))
-            db.executemany(
-                "INSERT INTO suspects(tile_id, model, score, kind, attributes, created) VALUES (?, ?, ?, ?, ?, ?)",
-                records,
-            )
-            db.execute("DELETE FROM qc_metrics WHERE metric = ?", (SUSPECT_METRIC,))
-            db.executemany(
-                "INSERT INTO qc_metrics(tile_id, metric, version, value, computed) VALUES (?, ?, ?, ?, ?)",
-                [(s.tile_id, SUSPECT_METRIC, SUSPECT_VERSION, s.score, now) for s in out],
-            )
+            records.append((tile.id, name, s.score, s.kind, attrs, now))
+        catalog.suspects.replace(name, records, SUSPECT_METRIC, SUSPECT_VERSION,
+                                 [(s.tile_id, s.score) for s in out], now)
         yield Progress(total, total, f"{len(out)} suspect tiles in the review queue")
         return out
     finally:
@@ -296,23 +285,9 @@ def find_suspects(
 
 def suspect_queue(catalog: Catalog) -> list[int]:
     """Tile ids in the review queue as "suspect label", highest score first."""
-    rows = catalog.query(
-        "SELECT tile_id FROM qc_metrics WHERE metric = ? AND version = ? ORDER BY value DESC, tile_id",
-        (SUSPECT_METRIC, SUSPECT_VERSION),
-    )
-    return [int(r[0]) for r in rows]
+    return catalog.qc.ranked(SUSPECT_METRIC, SUSPECT_VERSION)
 
 
 def stored_suspects(catalog: Catalog, model: str | None = None, top: int | None = None) -> list[Suspect]:
     """The stored ranking (all scored tiles, best first) of ``model`` (default: every model)."""
-    sql = ("SELECT s.tile_id, t.name, d.name, s.model, s.score, s.kind, s.attributes FROM suspects s"
-           " JOIN tiles t ON t.id = s.tile_id JOIN subdatasets d ON d.id = t.subdataset_id")
-    params: list[Any] = []
-    if model is not None:
-        sql += " WHERE s.model = ?"
-        params.append(model)
-    sql += " ORDER BY s.score DESC, s.tile_id"
-    if top is not None:
-        sql += " LIMIT ?"
-        params.append(int(top))
-    return [Suspect(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in catalog.query(sql, params)]
+    return [Suspect(*r) for r in catalog.suspects.ranking(model, top)]

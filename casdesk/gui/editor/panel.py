@@ -349,17 +349,15 @@ class EditorPanel(QWidget):
             self.targets.reset([])
             return
         rows = [TargetRow("scene", s.id, f"scene  {s.name}  ({s.width}x{s.height})") for s in cat.scenes()]
-        tiles = cat.query(
-            "SELECT t.id, t.name, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id ORDER BY t.id"
-        )
+        tiles = cat.tile_rows.names()
         seen: dict[str, int] = {}
         for r in tiles:
-            seen[r["name"]] = seen.get(r["name"], 0) + 1
+            seen[r.name] = seen.get(r.name, 0) + 1
         # a name used in two subdatasets (CAS tiles are numbered per subdataset) shows its subdataset
         rows += [
-            TargetRow("tile", int(r["id"]),
-                      f"tile  {r['name']}  [{r['sub']}]" if seen[r["name"]] > 1 else f"tile  {r['name']}",
-                      f"{r['sub']} / {r['name']}")
+            TargetRow("tile", r.id,
+                      f"tile  {r.name}  [{r.subdataset}]" if seen[r.name] > 1 else f"tile  {r.name}",
+                      f"{r.subdataset} / {r.name}")
             for r in tiles
         ]
         self.targets.reset(rows)
@@ -631,17 +629,14 @@ class EditorPanel(QWidget):
         if cat is None or t is None:
             return [], ""
         if t.scene_id is not None:
-            rows = cat.query("SELECT id, label_pixels FROM tiles WHERE scene_id = ? ORDER BY id", (t.scene_id,))
+            rows = cat.tile_rows.labelled_of_scene(t.scene_id)
             title = f"scene {cat.scene(t.scene_id).name}"
+        elif t.tile_id is not None:
+            title, rows = cat.tile_rows.labelled_of_subdataset_of(t.tile_id)
         else:
-            rows = cat.query(
-                "SELECT t.id, t.label_pixels, d.name AS sub FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
-                " WHERE t.subdataset_id = (SELECT subdataset_id FROM tiles WHERE id = ?) ORDER BY t.id",
-                (t.tile_id,),
-            )
-            title = str(rows[0]["sub"]) if rows else ""
-        labelled = [int(r["id"]) for r in rows if (r["label_pixels"] or 0) > 0][:limit]
-        others = [int(r["id"]) for r in rows if not (r["label_pixels"] or 0) > 0]
+            return [], ""
+        labelled = [r.id for r in rows if (r.label_pixels or 0) > 0][:limit]
+        others = [r.id for r in rows if not (r.label_pixels or 0) > 0]
         n = min(len(others), max(len(labelled), 1), limit - len(labelled))
         picked = np.random.default_rng(seed).choice(others, size=n, replace=False).tolist() if n > 0 else []
         return sorted(labelled + [int(i) for i in picked]), title

@@ -88,8 +88,7 @@ def load_map(path: Path, colour_by: str) -> MapData:
         for label in catalog.labels():
             if label.tile_id is not None and label.scene_id is None:
                 tile_labels += [(label.tile_id, r) for r in _rings(label.geometry_px)]
-        predicted_ids = [int(r[0]) for r in catalog.query(
-            "SELECT DISTINCT tile_id FROM predictions WHERE tile_id IS NOT NULL")]
+        predicted_ids = catalog.predictions.predicted_tile_ids()
     layout = lay.build_layout(index, scenes)
     predicted = np.zeros(len(index), bool)
     predicted[index.rows_of(predicted_ids)] = True

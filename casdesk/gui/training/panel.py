@@ -297,11 +297,7 @@ class TrainingPanel(QWidget):
         catalog = self.context.catalog
         found: set[str] = set()
         if catalog is not None:
-            rows = catalog.query(
-                "SELECT DISTINCT COALESCE(s.sensor, d.sensor) AS sensor FROM tiles t"
-                " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
-            )
-            found = {r["sensor"] for r in rows if r["sensor"] in ("UAV", "SAT")}  # no sensor: counts as any
+            found = {s for s in catalog.tile_rows.sensors() if s in ("UAV", "SAT")}  # no sensor: counts as any
         return tuple(s for s in ("UAV", "SAT") if s in found) or ("UAV", "SAT")
 
     def queue_experiment(self, title: str) -> list[PlannedRun]:

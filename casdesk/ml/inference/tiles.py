@@ -177,14 +177,7 @@ def predict_tiles(
                 confs.append(rows[-1][4])
                 if rows[-1][5] is not None:
                     ious.append(rows[-1][5])
-            with catalog.transaction() as db:
-                db.executemany(
-                    "INSERT INTO predictions(tile_id, model, mask_path, prob_path, confidence, iou, created)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(tile_id, model) DO UPDATE SET"
-                    " mask_path=excluded.mask_path, prob_path=excluded.prob_path,"
-                    " confidence=excluded.confidence, iou=excluded.iou, created=excluded.created",
-                    rows,
-                )
+            catalog.predictions.upsert(rows)
             ids = [t.id for t, *_ in batch]
             batch = []
             return ids

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from torch.utils.data import DataLoader
 from casdesk.core.dataset.splits import list_splits, load_split, split_id
 from casdesk.core.evaluation.metrics import segmentation_metrics
 from casdesk.core.jobs import CancelToken, Progress
-from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.core.project.catalog import Catalog
 from casdesk.ml.device import describe_device, device_precision, precision_dtype, resolve_device
 from casdesk.ml.errors import DataError, TrainingError
 from casdesk.ml.modelfile import load_model_file
@@ -230,22 +229,8 @@ def evaluate(
 
 def _record(catalog: Catalog, model_file: str | Path, result: EvalResult, duration: float) -> int:
     sid = split_id(catalog, result.split) if result.split else None
-    now = utc_now()
     config = {"model_file": str(Path(model_file).absolute()), "part": result.part, "tiles": result.tiles}
-    with catalog.transaction() as db:
-        cur = db.execute(
-            "INSERT INTO runs(name, kind, status, config, split_id, device, started, finished,"
-            " duration_s, model_path, best_metrics) VALUES (?, 'evaluate', 'finished', ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                f"evaluate {Path(model_file).name}",
-                json.dumps(config),
-                sid,
-                result.device,
-                now,
-                now,
-                duration,
-                str(Path(model_file).absolute()),
-                json.dumps(result.metrics),
-            ),
-        )
-        return int(cur.lastrowid)
+    return catalog.runs.add_evaluation(
+        f"evaluate {Path(model_file).name}", config, sid, result.device, duration,
+        str(Path(model_file).absolute()), result.metrics,
+    )

@@ -3,13 +3,14 @@ migrations (``casdesk.core.project.catalog``).
 
 A :class:`~casdesk.core.project.catalog.Catalog` exposes them as attributes
 (``catalog.runs``, ``catalog.predictions``, ``catalog.splits``, ``catalog.label_records``,
-``catalog.mask_records``, ``catalog.tile_rows``); every method is typed and joins the
+``catalog.mask_records``, ``catalog.tile_rows``, ``catalog.qc``, ``catalog.suspects``); every method is typed and joins the
 caller's transaction when it runs inside ``with catalog.transaction():``.
 ``tests/core/test_store_boundary.py`` fails when SQL appears anywhere else.
 """
 
 from casdesk.core.project.stores.labels import LabelRecords, MaskRecords
 from casdesk.core.project.stores.predictions import PredictionRow, PredictionsStore, TilePrediction
+from casdesk.core.project.stores.qc import QcRecords, SuspectRow, SuspectsStore
 from casdesk.core.project.stores.runs import RunRow, RunsStore
 from casdesk.core.project.stores.splits import SplitRow, SplitsStore
 from casdesk.core.project.stores.tiles import TileRows
@@ -19,10 +20,13 @@ __all__ = [
     "MaskRecords",
     "PredictionRow",
     "PredictionsStore",
+    "QcRecords",
     "RunRow",
     "RunsStore",
     "SplitRow",
     "SplitsStore",
+    "SuspectRow",
+    "SuspectsStore",
     "TilePrediction",
     "TileRows",
 ]

@@ -45,6 +45,11 @@ class LabelRecords(Store):
         with self._catalog.transaction() as db:
             db.execute("DELETE FROM labels WHERE id = ?", (label_id,))
 
+    def discard_on_tile(self, tile_id: int) -> None:
+        """Delete the tile's own labels without edit records (its LabelMe file is imported again)."""
+        with self._catalog.transaction() as db:
+            db.execute("DELETE FROM labels WHERE tile_id = ?", (tile_id,))
+
     def clip(self, label_id: int, before_px: str, geometry_px: str, geometry_crs: str | None,
              author: str | None) -> None:
         """Reshape a label keeping its source (a predicted polygon cut by a tile border),
@@ -138,6 +143,11 @@ class MaskRecords(Store):
         """Clear the marker unless the tile was marked again after ``since``."""
         with self._catalog.transaction() as db:
             db.execute("DELETE FROM mask_pending WHERE tile_id = ? AND since = ?", (tile_id, since))
+
+    def unmark(self, tile_id: int) -> None:
+        """Clear the tile's marker whenever it was set (its mask was just imported as is)."""
+        with self._catalog.transaction() as db:
+            db.execute("DELETE FROM mask_pending WHERE tile_id = ?", (tile_id,))
 
     def base(self, tile_id: int) -> tuple[str, str] | None:
         """(stored path, state) of the tile's base layer, None if it has none."""

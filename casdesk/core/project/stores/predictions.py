@@ -65,6 +65,12 @@ class PredictionsStore(Store):
         """Names of the models with stored predictions, sorted."""
         return [str(r[0]) for r in self._catalog.query("SELECT DISTINCT model FROM predictions ORDER BY model")]
 
+    def models_newest_first(self) -> list[str]:
+        """Names of the models with stored predictions, the most recently predicted first."""
+        rows = self._catalog.query(
+            "SELECT model, MAX(created) AS c FROM predictions GROUP BY model ORDER BY c DESC, model")
+        return [str(r[0]) for r in rows]
+
     def predicted_tile_ids(self) -> list[int]:
         """Tiles with at least one stored prediction."""
         return [int(r[0]) for r in self._catalog.query(

@@ -48,6 +48,14 @@ class TileRows(Store):
         )
         return (str(rows[0]["sub"]) if rows else ""), [TileLabelled(int(r[0]), r[1]) for r in rows]
 
+    def sensor_rows(self) -> list[tuple[int, str | None, str]]:
+        """(tile id, sensor of its scene else of its subdataset, subdataset name) of every tile."""
+        rows = self._catalog.query(
+            "SELECT t.id, COALESCE(s.sensor, d.sensor) AS sensor, d.name AS subdataset FROM tiles t"
+            " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
+        )
+        return [(int(r[0]), r[1], str(r[2])) for r in rows]
+
     def sensors(self) -> set[str | None]:
         """The sensors the tiles come from (the scene's, else the subdataset's)."""
         rows = self._catalog.query(
