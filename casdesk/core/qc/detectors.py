@@ -55,6 +55,7 @@ SEAM_REFINE_PX = 10
 SEAM_REFINE_STRIP = 6
 SEAM_PIECES = 16
 SEAM_TEXTURE_MIN = 0.45
+SEAM_MEDIAN = 2
 SEAM_MIN_CHORD = 0.6
 CLOUD_MIN_BRIGHT = 175.0
 CLOUD_MAX_SATURATION = 0.15
@@ -455,7 +456,13 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
         ).astype(np.float32)  # (2*half+1, pieces, 3)
         csum = np.concatenate([np.zeros_like(prof[:1]), np.cumsum(prof, axis=0)])
         v = np.arange(half - reach, half + reach + 1)
-        near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
+        if SEAM_MEDIAN:
+            g = SEAM_MEDIAN
+            body = strip[:, c0 : c0 + k * SEAM_PIECES, :3].astype(np.float32)
+            d = body[v + g] - body[v - g]  # (shifts, length, 3): pixel pairs across the line
+            near = np.median(d.reshape(len(v), SEAM_PIECES, k, 3), axis=2)
+        else:
+            near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
         mu = near.mean(axis=1)
         sd = near.std(axis=1, ddof=1)
         # the step must persist beyond the line: strips 1-2 and 2-3 strip widths away
@@ -507,13 +514,14 @@ def seam_score(tile: TileData) -> float:
     """Strength of the strongest mosaic seam, in 8-bit DN of the display RGB: a straight
     line across the tile along which one side is brighter (or one colour band higher) by
     the same amount all along it. Candidates: on a 96 px copy, lines in 48 directions, each
-    cut into 10 pieces; per piece the step between 3-px strips beside the line, kept where
-    the strips beyond agree, minus the steps of parallel lines 9 px away; score = lower
-    2-sigma bound of the mean step over pieces. The 4 best candidates are re-fitted at full
-    resolution (7 angle corrections, +-10 px): 16 pieces, 6 px strips, lower 2-sigma bound
-    of the mean step, gated by a plateau test (the strips 6-18 px away must show at least
-    40-70 % of the step; roads and river banks do not). Natural edges change strength and
-    sign along a line; a seam does not. Calibration and accuracy in docs/qc.md."""
+    cut into 10 pieces; per piece the step between 3-px strips beside the line minus the
+    steps of parallel lines 9 px away; the 5 lines with the largest median step go on. Each
+    is re-fitted at full resolution (7 angle corrections, +-10 px) and cut into 16 pieces;
+    per piece the median difference of pixel pairs 4 px apart across the line (robust to
+    the texture crossing it); score = lower 2-sigma bound of the mean over pieces, gated by
+    a plateau test (the step must persist 6-18 px away: roads and river banks do not) and a
+    texture test (both sides must carry the same grain: a seam shifts one scene's tones, a
+    forest edge joins two surfaces). Calibration and accuracy in docs/qc.md."""
     return seam_profile(tile)[0]
 
 
@@ -568,6 +576,6 @@ def register_metric(
 register_metric("fill_fraction", 2, True, "Fill fraction")(fill_fraction)
 register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
 register_metric("cloud_fraction", 2, True, "Cloud fraction")(cloud_fraction)
-register_metric("seam_score", 2, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
+register_metric("seam_score", 3, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
 register_metric("blur_score", 1, False, "Sharpness (var. of Laplacian)", (0.0, 5000.0))(blur_score)
 register_metric("valid_fraction", 1, False, "Valid fraction")(valid_fraction)
