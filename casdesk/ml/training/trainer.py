@@ -4,7 +4,8 @@ the CLI, the GUI worker thread and ``torchrun``.
 ``train(project, config, cancel=token)`` yields an event per batch (``data["event"] ==
 "batch"``: loss, learning rate, samples/s, loader wait, ETA) and per epoch (``"epoch"``:
 train and validation metrics) and returns a :class:`TrainResult`. Setting the cancel
-token stops it within one batch; the run folder then holds a ``last.ckpt`` from which
+token stops it within one batch (under DDP: at the next log point, every ``log_every``
+batches, where the processes agree on it); the run folder then holds a ``last.ckpt`` from which
 ``train(project, resume=run_dir)`` continues exactly where it stopped (same weights, same
 optimizer/scheduler state, same random streams, same position in the epoch).
 
