@@ -197,7 +197,8 @@ def cmd_import(args: argparse.Namespace) -> int:
         for s in skipped:
             print(f"skipped {s['file']}: {s['reason']}")
         print(f"imported {n} tiles ({fmt} layout)" + (f", {len(skipped)} file(s) skipped" if skipped else ""))
-    return 0
+    # a batch keeps going past bad files but says so in its status: 1 = imported with skips
+    return 1 if skipped else 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -141,6 +141,7 @@ def test_folder_import_keeps_going_after_a_bad_tile(tmp_path: Path, cli: Callabl
     cli("init", project)
     result = cli("import-dataset", project, tmp_path / "cas")
     assert "Traceback" not in result.text
+    assert result.code == 1, "a batch with skipped files must not exit 0"
     assert "imported 2 tiles (cas layout), 2 file(s) skipped" in result.out
     assert "skipped" in result.out and "t1.tif" in result.out and "t2.tif" in result.out
     with Catalog.open(project, readonly=True) as cat:

@@ -256,7 +256,7 @@ def test_import_dataset_summary_lists_skipped_files(proj: Path, tmp_path: Path, 
     src = tmp_path / "lm"
     every_shape_file(src, "good")
     (src / "bad.json").write_text("{not json")
-    assert main(["import-dataset", str(proj), str(src), "--format", "labelme", "--json"]) == 0
+    assert main(["import-dataset", str(proj), str(src), "--format", "labelme", "--json"]) == 1  # skips
     rep = json.loads(capsys.readouterr().out)
     assert rep["tiles"] == 1
     assert [Path(s["file"]).name for s in rep["skipped"]] == ["bad.json"] and "JSON" in rep["skipped"][0]["reason"]
