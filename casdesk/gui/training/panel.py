@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -96,6 +97,12 @@ class TrainingPanel(QWidget):
         self.epoch_points = 0
 
         self.form = TrainingForm()
+        form_layout = self.form.layout()
+        if isinstance(form_layout, QFormLayout):  # the loader's worker processes, as the job will use
+            n = gui_loader_workers()
+            workers = QLabel(f"{n} worker process{'es' if n != 1 else ''} read and prepare tiles")
+            workers.setObjectName("loader_workers")
+            form_layout.addRow("Tile loader", workers)
         self.start_button = QPushButton("Start training")
         self.start_button.setDefault(True)
         self.start_button.clicked.connect(self.start_from_form)
@@ -376,7 +383,7 @@ class TrainingPanel(QWidget):
             self.device_text = data.get("device", "")
             self.status.setText(
                 f"{event.message} | {data.get('train_tiles', 0)} train / {data.get('val_tiles', 0)} val tiles"
-                f" | {data.get('num_workers', 0)} loader worker processes"
+                f" | tile loader: {data.get('num_workers', 0)} worker process(es)"
             )
             self.refresh_runs()
         elif kind == "batch":
