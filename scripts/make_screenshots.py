@@ -84,7 +84,7 @@ def main() -> int:
     form.tiles.setCurrentIndex(form.tiles.findData("all"))
     window.tabs.setCurrentWidget(train)
     train.start_from_form()
-    if not wait(app, lambda: not train.busy and train.runner is None, timeout=3600):
+    if not wait(app, lambda: not train.busy and train.runner is None and not train.preview.busy, timeout=3600):
         print("training did not finish in an hour: the Train picture shows it running")
     shoot("Train")
     # the predict -> accept loop in the editor: the trained model's probability over the tile

@@ -9,6 +9,7 @@ never waits on a file or on torch.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -333,7 +334,10 @@ class PredictPanel(QWidget):
         if getattr(self, "_model_request", None) != info.path:
             return  # an older request
         self.model_info = info
-        self.model_text.setText(info.describe())
+        title = self.model_chooser.currentText()  # the run's name rather than "model.pt"
+        self.model_text.setText(info.describe().replace(f"<b>{info.path.name}</b>",
+                                                        f"<b>{html.escape(title)}</b>", 1))
+        self.model_text.setToolTip(str(info.path))
         self.threshold.setValue(float(info.meta.get("threshold", 0.5)))
         tile = info.meta.get("tile_size") or [512]
         self.overlap.setValue(min(self.overlap.value(), int(min(tile)) // 2))
