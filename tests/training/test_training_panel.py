@@ -103,6 +103,18 @@ def test_table5_preset_queues_twelve_runs(qtbot, panel, monkeypatch):
     assert {q["planned"].model for q in panel.queue} == {"fcn", "unet", "deeplabv3plus", "mffenet"}
     assert {q["planned"].sensors for q in panel.queue} == {("UAV",), ("SAT",), ("UAV", "SAT")}
     assert all(q["config"]["model"] == q["planned"].model for q in panel.queue)
+    # the paper recipe, as `casdesk experiment` runs it, whatever the form's recipe and loss say
+    from casdesk.ml.training.config import TrainConfig
+
+    panel.form.loss.setCurrentText("focal")
+    panel.form.lr.setValue(0.1)
+    panel.queue.clear()
+    panel.queue_experiment("Table 5: four models x UAV / SAT / UAV+SAT")
+    for q in panel.queue:
+        cfg = q["config"]
+        assert cfg["recipe"] == "paper" and cfg["loss"] == "dice" and cfg["lr"] == 0.01 and cfg["classes"] == 2
+        assert cfg["encoder"] is None and cfg["epochs"] == panel.form.epochs.value()
+        TrainConfig(**cfg)  # what the run is started with
     panel.queue.clear()
 
 

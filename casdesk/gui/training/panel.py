@@ -61,6 +61,9 @@ RUN_COLUMNS = ["Id", "Run", "Model", "Encoder", "Split", "Status", "Device", "Mi
 FIRST_METRIC_COLUMN = 8
 MIN_RUN_ROWS = 10  # the runs table shows at least this many rows
 QUICK_EPOCHS = 5  # "Train on these tiles": a short run
+# the form's settings a paper experiment takes (as `casdesk experiment`'s options); the paper
+# recipe fixes the rest (loss, optimizer, learning rate, classes, normalization, augmentation)
+EXPERIMENT_WIDE = ("epochs", "batch_size", "amp", "device", "num_workers", "seed")
 
 
 def gui_loader_workers() -> int:
@@ -315,11 +318,23 @@ class TrainingPanel(QWidget):
         except Exception as exc:  # noqa: BLE001 - shown to the user
             show_error(self, "Cannot queue the experiment", str(exc))
             return []
-        base = self.form.config_values()
         for planned in runs:
-            self.enqueue(planned, {**base, "model": planned.model, "encoder": None,
-                                   "qc_accepted_only": planned.qc_accepted_only, "name": planned.name})
+            self.enqueue(planned, self.experiment_config(planned))
         return runs
+
+    def experiment_config(self, planned: PlannedRun) -> dict[str, Any]:
+        """A paper experiment's run settings, as `casdesk experiment` makes them: the paper
+        recipe, then the experiment-wide settings the form gives (epochs, batch size, device,
+        precision, seed; encoder weights only when a local file is chosen, else the recipe's
+        ImageNet weights), then the run's own (model with its paper encoder, tiles)."""
+        from casdesk.ml.training.config import recipe_settings
+
+        form = self.form.config_values()
+        wide = {k: form[k] for k in EXPERIMENT_WIDE if k in form}
+        if self.form.weights_file and form.get("encoder_weights") == self.form.weights_file:
+            wide["encoder_weights"] = self.form.weights_file
+        return {**recipe_settings("paper"), **wide, "model": planned.model, "encoder": None,
+                "qc_accepted_only": planned.qc_accepted_only, "name": planned.name, **planned.overrides}
 
     def enqueue(self, planned: PlannedRun, config: dict[str, Any], existing_split: str | None = None,
                 resume: Path | None = None) -> None:
