@@ -66,7 +66,7 @@ def make_model_file(path: Path, arch: str, encoder: str, tile: int) -> None:
     })
 
 
-def tiny_predictor(tile: int):  # noqa: ANN201 - a Predictor; torch imported lazily
+def tiny_predictor(tile: int):  # a Predictor (torch imported lazily)
     import torch
     from torch import nn
 

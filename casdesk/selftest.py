@@ -24,13 +24,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 log = logging.getLogger(__name__)
 
 SCENE_SIZE = 256
 TILE_SIZE = 128
-TINY_MODEL = {"model": "smp:Unet", "encoder": "tu-resnet10t"}
+TINY_MODEL: dict[str, Any] = {"model": "smp:Unet", "encoder": "tu-resnet10t"}
 
 
 class StepSkipped(Exception):
@@ -100,7 +100,7 @@ def step_gui(state: SelftestState) -> str:
 
     previous = qInstallMessageHandler(to_log)
     try:
-        app = QApplication.instance() or QApplication(["casdesk-selftest"])
+        app = cast(QApplication, QApplication.instance() or QApplication(["casdesk-selftest"]))
         settings = QSettings(str(state.folder / "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(settings=settings)
         window.show()

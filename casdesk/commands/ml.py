@@ -180,7 +180,8 @@ def build_train_config(explicit: dict[str, Any]) -> Any:
     recipe = getattr(config_module, "PAPER_RECIPE", None)
     if isinstance(recipe, dict):
         names = {f.name for f in fields(TrainConfig)}
-        per_model = recipe.get(cfg.model) if isinstance(recipe.get(cfg.model), dict) else recipe
+        model_recipe = recipe.get(cfg.model)
+        per_model: dict[str, Any] = model_recipe if isinstance(model_recipe, dict) else recipe
         base = {k: v for k, v in per_model.items() if k in names}
         return replace(TrainConfig(), **{**base, **explicit})
     from casdesk.ml.errors import TrainingError

@@ -217,7 +217,7 @@ def test_detail_view_opens_with_enter(qtbot, browser, browser_project):
     assert browser.detail.prediction.currentData() == "unet"
     center = browser.detail.viewbox.mapViewToScene(QPointF(10.5, 20.5))
     browser.detail._on_mouse(center)
-    assert "row 20, col 10" in browser.detail.cursor.text() and "map x" in browser.detail.cursor.text()
+    assert "row 20, col 10" in browser.detail.cursor_label.text() and "map x" in browser.detail.cursor_label.text()
     browser.detail.stretch.setCurrentText("percentile")
     with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
         browser.detail._restretch()

@@ -28,9 +28,6 @@ ALLOWLIST: dict[str, str] = {
     # Crops as transactions (scene_crops, crop_staging): the integrity engineer was editing
     # this module (issue 13) while the stores were cut.
     "core/dataset/tiling.py": "scene_crops / crop_staging / tile replacement of a crop; module in flux",
-    # One predictions read for the tile detail: the browser was being edited (QC in the
-    # detail title) when its call site was due; catalog.predictions.for_tile() replaces it.
-    "gui/browser/panel.py": "predictions of a tile for the detail view; file was mid-edit",
 }
 
 _SQL = re.compile(

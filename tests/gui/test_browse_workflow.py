@@ -40,14 +40,14 @@ def test_search_hiding_the_shown_tile_keeps_the_pane_and_clears_the_readout(qtbo
     with qtbot.waitSignal(browser.detail.loaded, timeout=10_000):
         browser.open_detail(browser.model.index(3))
     browser.detail._on_mouse(browser.detail.viewbox.mapViewToScene(QPointF(5.5, 5.5)))
-    assert "row 5" in browser.detail.cursor.text()
+    assert "row 5" in browser.detail.cursor_label.text()
     other = next(str(n) for n in browser.index.names if str(n) != name and name not in str(n))
     browser.filters.search.setText(other)  # the debounce applies it
     qtbot.waitUntil(lambda: browser.model.view_rows_of_ids([shown]).size == 0, timeout=5_000)
     qtbot.waitUntil(lambda: not browser._detail_timer.isActive(), timeout=5_000)
     assert browser.detail.request.tile_id == shown, "the pane switched to a tile nobody chose"
     assert "hidden by the filter" in browser.detail.title.text()
-    assert "row 5" not in browser.detail.cursor.text()
+    assert "row 5" not in browser.detail.cursor_label.text()
 
 
 def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path, tiles):
@@ -68,7 +68,7 @@ def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path, tiles):
         with qtbot.waitSignal(detail.loaded, timeout=10_000):
             detail.show_tile(DetailRequest(tid, path.stem, path, None))
         detail._on_mouse(detail.viewbox.mapViewToScene(QPointF(3.5, 4.5)))
-        texts[path.stem] = detail.cursor.text()
+        texts[path.stem] = detail.cursor_label.text()
     detail.shutdown()
     assert "row 4, col 3" in texts["plain"] and "map x" not in texts["plain"]
     assert "map x" in texts["geo"]

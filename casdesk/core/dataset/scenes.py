@@ -6,6 +6,7 @@ import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from casdesk.core.errors import LabelError, SceneError
 from casdesk.core.labels.io import (
@@ -18,6 +19,9 @@ from casdesk.core.labels.io import (
 )
 from casdesk.core.project.catalog import Catalog, is_project_file
 from casdesk.core.raster.io import RasterInfo, check_scene
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +79,7 @@ def read_labels_for_scene(
     return read_vector_labels(p, info, label_names=label_names, label_field=label_field)
 
 
-def _label(poly, info: RasterInfo, name: str, source_file: str) -> dict:
+def _label(poly: BaseGeometry, info: RasterInfo, name: str, source_file: str) -> dict[str, Any]:
     return {
         "name": name,
         "geometry_px": poly.wkt,

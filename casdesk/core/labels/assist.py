@@ -69,7 +69,7 @@ def grabcut_scribbles(
     fg, bg = np.asarray(foreground, bool), np.asarray(background, bool)
     if not fg.any():
         raise LabelError("GrabCut needs at least one foreground scribble")
-    mask = np.full(img.shape[:2], cv2.GC_PR_BGD, np.uint8)
+    mask: np.ndarray = np.full(img.shape[:2], cv2.GC_PR_BGD, np.uint8)
     if not bg.any():  # no background strokes: treat the image border as background
         bg = np.zeros_like(fg)
         bg[0, :] = bg[-1, :] = bg[:, 0] = bg[:, -1] = True
@@ -79,7 +79,8 @@ def grabcut_scribbles(
     halo = cv2.dilate(fg.astype(np.uint8), np.ones((15, 15), np.uint8)).astype(bool) & ~fg & ~bg
     mask[halo] = cv2.GC_PR_FGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-    cv2.grabCut(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), mask, None, bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(cv2.cvtColor(img, cv2.COLOR_RGB2BGR), mask, None,  # type: ignore[call-overload]  # no rect with a mask
+                bgd, fgd, iterations, cv2.GC_INIT_WITH_MASK)
     return np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
 
 

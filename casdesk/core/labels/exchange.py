@@ -227,7 +227,8 @@ def target_document(catalog: Catalog, target: EditTarget, json_path: Path) -> La
         if meta is not None:
             shapes.append(_shape_from_meta(s.name, meta, dx, dy))
             continue
-        lm = s.attributes.get("labelme") if isinstance(s.attributes.get("labelme"), dict) else {}
+        meta = s.attributes.get("labelme")
+        lm: dict[str, Any] = meta if isinstance(meta, dict) else {}
         for poly in _polygons(s.geometry):
             shape = polygon_shape(
                 s.name,

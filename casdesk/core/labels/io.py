@@ -9,7 +9,7 @@ Masks are uint8 0/1 (1 = landslide).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -316,7 +316,7 @@ def write_vector_labels(
     polygons: Sequence[BaseGeometry],
     path: str | Path,
     crs_wkt: str | None,
-    attributes: dict[str, Sequence[Any]] | None = None,
+    attributes: Mapping[str, Sequence[Any]] | None = None,
     driver: str | None = None,
 ) -> Path:
     """Write polygons (in ``crs_wkt`` coordinates) to a vector file, atomically.

@@ -513,7 +513,7 @@ def regenerate_masks(
 
     Pass a project path from a worker thread (it opens its own catalog there)."""
     own = not isinstance(project, Catalog)
-    catalog = Catalog.open(project) if own else project
+    catalog = project if isinstance(project, Catalog) else Catalog.open(project)
     done: dict[int, int] = {}
     cache: SceneCache = {}
     try:
@@ -535,7 +535,7 @@ def regenerate_masks(
 def finish_pending(project: str | Path | Catalog, cancel: CancelToken | None = None) -> Job:
     """Job: regenerate the masks a crash left stale (the pending markers); {tile_id: pixels}."""
     own = not isinstance(project, Catalog)
-    catalog = Catalog.open(project) if own else project
+    catalog = project if isinstance(project, Catalog) else Catalog.open(project)
     try:
         ids = pending_tiles(catalog)
         return (yield from regenerate_masks(catalog, ids, cancel))

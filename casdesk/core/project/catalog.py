@@ -570,7 +570,7 @@ class Catalog:
             db.execute("ROLLBACK")
             raise
         finally:
-            db.isolation_level = ""
+            db.isolation_level = "DEFERRED"  # the default ("" is the same, untyped)
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
@@ -730,7 +730,7 @@ class Catalog:
                     f"INSERT INTO subdatasets({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                     (name, *fields.values()),
                 )
-                return int(cur.lastrowid)
+                return int(cur.lastrowid or 0)
             sid = int(row[0])
             for key, value in fields.items():
                 if value is not None:
@@ -812,7 +812,7 @@ class Catalog:
                     utc_now(),
                 ),
             )
-            return int(cur.lastrowid)
+            return int(cur.lastrowid or 0)
 
     def unique_scene_name(self, base: str) -> str:
         """``base``, or ``base-2``, ``base-3``, ... when a scene already has that name (tile
@@ -978,7 +978,8 @@ class Catalog:
         scene_id: int | None = None,
         ids: Sequence[int] | None = None,
     ) -> list[Tile]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if subdataset is not None:
             where.append("d.name = ?")
             params.append(subdataset)
@@ -1031,7 +1032,7 @@ class Catalog:
                         now,
                     ),
                 )
-                lid = int(cur.lastrowid)
+                lid = int(cur.lastrowid or 0)
                 ids.append(lid)
                 db.execute(
                     "INSERT INTO label_edits(label_id, action, geometry_after, author, at)"
@@ -1079,7 +1080,8 @@ class Catalog:
             )
 
     def labels(self, *, scene_id: int | None = None, tile_id: int | None = None) -> list[Label]:
-        where, params = [], []
+        where: list[str] = []
+        params: list[Any] = []
         if scene_id is not None:
             where.append("scene_id = ?")
             params.append(scene_id)

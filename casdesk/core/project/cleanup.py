@@ -144,11 +144,11 @@ def mark_dead_runs(catalog: Catalog) -> list[int]:
         dead.append((r["id"], str(model) if model is not None and model.exists() else None))
     if dead:
         with catalog.transaction() as db:
-            for run_id, model in dead:
+            for run_id, model_file in dead:
                 db.execute(
                     "UPDATE runs SET status = 'interrupted', finished = COALESCE(finished, ?),"
                     " model_path = COALESCE(?, model_path) WHERE id = ? AND status = 'running'",
-                    (utc_now(), model, run_id),
+                    (utc_now(), model_file, run_id),
                 )
     return [d[0] for d in dead]
 

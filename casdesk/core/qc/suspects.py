@@ -158,7 +158,7 @@ def score_tile(prob: np.ndarray, valid: np.ndarray, label: np.ndarray, params: S
     union = np.count_nonzero(lab | pos)
     m_mass = float(conf[missed].sum())
     f_mass = float(conf[false].sum())
-    disagreement = min(1.0, (m_mass + f_mass) / max(union, params.min_region_px, 1))
+    disagreement = min(1.0, (m_mass + f_mass) / max(float(union), float(params.min_region_px), 1.0))
     iou0 = _iou(pos, lab)
     shifted, shift = iou0, (0, 0)
     if lab.any() and pos.any() and params.max_shift_px > 0:
@@ -224,7 +224,7 @@ def find_suspects(
     """
     token = cancel or CancelToken()
     own = not isinstance(project, Catalog)
-    catalog = Catalog.open(project) if own else project
+    catalog = project if isinstance(project, Catalog) else Catalog.open(project)
     try:
         models = prediction_models(catalog)
         if not models:

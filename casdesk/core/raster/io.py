@@ -193,7 +193,7 @@ def read_window(
     the nodata value, NaN for float data, else 0) and is invalid in the mask.
     """
     own = not isinstance(path_or_ds, rasterio.io.DatasetReader)
-    ds = open_raster(path_or_ds) if own else path_or_ds
+    ds = path_or_ds if isinstance(path_or_ds, rasterio.io.DatasetReader) else open_raster(path_or_ds)
     try:
         indexes = list(bands) if bands else list(range(1, ds.count + 1))
         if window is None:

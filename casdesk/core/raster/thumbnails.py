@@ -277,7 +277,7 @@ class TileView:
 
     def map_xy(self, col: float, row: float) -> tuple[float, float]:
         """Map coordinates of a window pixel position (pixel corner at integer values)."""
-        return self.transform * (col, row)  # type: ignore[return-value]
+        return self.transform * (col, row)
 
 
 def _read_mask(path: str | Path | None) -> np.ndarray | None:

@@ -85,10 +85,10 @@ class TileDelegate(QStyledItemDelegate):
         if data is None or index.row() >= self.model.rows.size:
             return
         r = int(self.model.rows[index.row()])
-        cell: QRect = option.rect  # type: ignore[attr-defined]
-        state = option.state  # type: ignore[attr-defined]
+        cell: QRect = option.rect
+        state = option.state
         selected = bool(state & QStyle.StateFlag.State_Selected)
-        palette = option.palette  # type: ignore[attr-defined]
+        palette = option.palette
         box = QRect(cell.x() + PAD, cell.y() + PAD, self.thumb_px, self.thumb_px)
         painter.save()
         if selected:

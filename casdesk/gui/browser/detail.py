@@ -111,7 +111,8 @@ class TileDetail(QWidget):
         self.title = QLabel("No tile")
         self.title.setWordWrap(True)
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton(text="\u2715")
+        close = QToolButton()
+        close.setText("\u2715")
         close.setToolTip("Close the detail view (Esc)")
         close.clicked.connect(self.close_requested)
         self.context = QCheckBox("Scene around")
@@ -172,9 +173,9 @@ class TileDetail(QWidget):
 
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
-        self.cursor = QLabel("Move the mouse over the image for coordinates")
-        self.cursor.setWordWrap(True)
-        self.cursor.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.cursor_label = QLabel("Move the mouse over the image for coordinates")
+        self.cursor_label.setWordWrap(True)
+        self.cursor_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
@@ -182,7 +183,7 @@ class TileDetail(QWidget):
         layout.addLayout(layers)
         layout.addWidget(self.plot, 1)
         layout.addWidget(self.legend)
-        layout.addWidget(self.cursor)
+        layout.addWidget(self.cursor_label)
         self._set_prediction_choices([])
         self.setMinimumWidth(MIN_WIDTH)  # fixed: the layout's wish must never widen the window
 
@@ -310,7 +311,7 @@ class TileDetail(QWidget):
 
     # ---- cursor
     def clear_cursor(self) -> None:
-        self.cursor.setText("Move the mouse over the image for coordinates")
+        self.cursor_label.setText("Move the mouse over the image for coordinates")
 
     @staticmethod
     def georeferenced(view: thumbnails.TileView) -> bool:
@@ -325,7 +326,7 @@ class TileDetail(QWidget):
         col, row = p.x(), p.y()
         rows, cols = data.view.valid.shape
         if not (0 <= row < rows and 0 <= col < cols):
-            self.cursor.setText("")
+            self.cursor_label.setText("")
             return
         r0, c0, _, _ = data.view.tile_box
         where = ""
@@ -334,7 +335,7 @@ class TileDetail(QWidget):
             where = f" \u2022 map x {x:.2f}, y {y:.2f}"
         values = data.view.data[:, int(row), int(col)]
         shown = ", ".join(f"{v:g}" for v in values[:6].tolist())
-        self.cursor.setText(
+        self.cursor_label.setText(
             f"tile pixel row {int(row) - r0}, col {int(col) - c0}{where}"
             f" \u2022 value [{shown}]"
             + ("" if data.view.valid[int(row), int(col)] else " (nodata)")

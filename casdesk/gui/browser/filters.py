@@ -170,9 +170,10 @@ class FilterPanel(QWidget):
         ]
         for name in list(self.ranges):
             if name not in wanted:
-                slider = self.ranges.pop(name)
-                self.ranges_layout.removeWidget(slider.parentWidget())
-                slider.parentWidget().deleteLater()
+                holder = self.ranges.pop(name).parentWidget()
+                if holder is not None:
+                    self.ranges_layout.removeWidget(holder)
+                    holder.deleteLater()
         created = 0
         for name in wanted:
             slider = self.ranges.get(name)
@@ -196,13 +197,13 @@ class FilterPanel(QWidget):
                 v.addWidget(slider)
                 self.ranges_layout.addWidget(holder)
                 self.ranges[name] = slider
-                slider.setRange(lo, hi)
+                slider.setRange(lo, hi)  # type: ignore[arg-type]  # superqt types it int; floats work
                 slider.setValue((lo, hi))
                 slider.valueChanged.connect(self._emit)
             else:
                 old_lo, old_hi = self._bounds.get(name, (lo, hi))
                 cur_lo, cur_hi = slider.value()
-                slider.setRange(lo, hi)
+                slider.setRange(lo, hi)  # type: ignore[arg-type]  # superqt types it int; floats work
                 full = math.isclose(cur_lo, old_lo) and math.isclose(cur_hi, old_hi)
                 slider.setValue((lo, hi) if full else (max(lo, cur_lo), min(hi, cur_hi)))
             self._bounds[name] = (lo, hi)

@@ -7,7 +7,7 @@ from PySide6.QtCore import QModelIndex, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent
 from PySide6.QtWidgets import QAbstractItemView, QListView, QWidget
 
-DECISION_KEYS = {Qt.Key.Key_A: "accept", Qt.Key.Key_R: "reject", Qt.Key.Key_C: "clear"}
+DECISION_KEYS: dict[int, str] = {Qt.Key.Key_A: "accept", Qt.Key.Key_R: "reject", Qt.Key.Key_C: "clear"}
 
 
 class TileGridView(QListView):

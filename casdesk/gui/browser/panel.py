@@ -173,7 +173,9 @@ class BrowserPanel(QWidget):
         self.sort_key.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.sort_key.addItems(list(ti.SORT_KEYS))
         self.sort_key.activated.connect(lambda _i: self._schedule_apply())
-        self.sort_desc = QToolButton(text="\u2193", checkable=True)
+        self.sort_desc = QToolButton()
+        self.sort_desc.setText("\u2193")
+        self.sort_desc.setCheckable(True)
         self.sort_desc.setToolTip("Descending order")
         self.sort_desc.toggled.connect(self._schedule_apply)
         self.size_slider = QSlider(Qt.Orientation.Horizontal)
@@ -381,7 +383,7 @@ class BrowserPanel(QWidget):
                 ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state, old.failed, old.rules, old.stale),
             )
         self.qc_loaded = False
-        self._decided_meanwhile: set[int] = set()
+        self._decided_meanwhile = set()
         path, ids = catalog.path, index.ids
         self._qc_call.submit(lambda: load_qc_for(path, ids))
         self._show_index(index)
@@ -479,7 +481,7 @@ class BrowserPanel(QWidget):
             ends = np.r_[view_rows[breaks], view_rows[-1]]
             for a, b in zip(starts.tolist(), ends.tolist(), strict=True):
                 selection.select(self.model.index(a), self.model.index(b))
-        cur_rows = self.model.view_rows_of_ids([current_id]) if current_id is not None else []
+        cur_rows = self.model.view_rows_of_ids([current_id]) if current_id is not None else np.zeros(0, np.int64)
         cur = int(cur_rows[0]) if len(cur_rows) else min(max(old_row, 0), n - 1)
         sm = self.grid.selectionModel()
         sm.setCurrentIndex(self.model.index(cur), QItemSelectionModel.SelectionFlag.NoUpdate)
@@ -518,7 +520,8 @@ class BrowserPanel(QWidget):
     # ---- selection and decisions
     def _selected_rows(self) -> np.ndarray:
         """View rows of the selection, from its ranges (no object per selected cell)."""
-        ranges = [(r.top(), r.bottom()) for r in self.grid.selectionModel().selection()]
+        selection = self.grid.selectionModel().selection()
+        ranges = [(r.top(), r.bottom()) for r in (selection.at(i) for i in range(selection.size()))]
         if not ranges:
             return np.zeros(0, np.int64)
         return np.unique(np.concatenate([np.arange(a, b + 1) for a, b in ranges]))
@@ -662,7 +665,9 @@ class BrowserPanel(QWidget):
     def _show_qc_in_detail(self, tile_id: int) -> None:
         """The detail title says the tile's QC state and which rule failed by how much."""
         index = self.index
-        rows = index.rows_of([tile_id]) if index is not None else np.zeros(0, np.int64)
+        if index is None:
+            return
+        rows = index.rows_of([tile_id])
         if not rows.size:
             return
         row = int(rows[0])
@@ -703,13 +708,7 @@ class BrowserPanel(QWidget):
         except CasdeskError as exc:
             show_error(self, "Cannot open the tile", str(exc))
             return None
-        preds = [
-            (str(r[0]), catalog.resolve(r[1]), r[2])
-            for r in catalog.query(
-                "SELECT model, mask_path, iou FROM predictions WHERE tile_id = ? ORDER BY created DESC",
-                (tile_id,),
-            )
-        ]
+        preds = [(p.model, p.mask_path, p.iou) for p in catalog.predictions.for_tile(tile_id)]
         offset = (tile.row_off, tile.col_off) if tile.row_off is not None and tile.col_off is not None else None
         return DetailRequest(
             tile.id, tile.name, tile.image_path, tile.mask_path, scene_path, offset, preds  # type: ignore[arg-type]
@@ -727,7 +726,7 @@ class BrowserPanel(QWidget):
         if self.detail.isVisible() and current.isValid() and self.grid.selectionModel().isSelected(current):
             self.open_detail(current)
 
-    def keyPressEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
         if event.key() == Qt.Key.Key_Escape and self.detail.isVisible():
             self.close_detail()
             return

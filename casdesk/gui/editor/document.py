@@ -94,7 +94,7 @@ class EditorDocument(QObject):
         self.shape_removed.emit(key)
         if self.store is not None and rec.label_id is not None:
             before = rec.saved_bounds
-            self._guard(lambda: self.store.delete(rec.label_id))  # type: ignore[union-attr]
+            self._guard(lambda: self.store.delete(rec.label_id))
             rec.label_id = None
             self._emit_tiles([before])
         return rec
@@ -135,7 +135,7 @@ class EditorDocument(QObject):
         rec = self.shapes[key]
         rec.name = name
         if self.store is not None and rec.label_id is not None:
-            self._guard(lambda: self.store.update(rec.label_id, name=name))  # type: ignore[union-attr]
+            self._guard(lambda: self.store.update(rec.label_id, name=name))
             self._emit_tiles([rec.saved_bounds])
         self.name_changed.emit(key)
 
@@ -149,10 +149,10 @@ class EditorDocument(QObject):
             return
         if rec.label_id is None:
             rec.label_id = self._guard(
-                lambda: self.store.create(geom, rec.name, rec.attributes)  # type: ignore[union-attr]
+                lambda: self.store.create(geom, rec.name, rec.attributes)
             )
         else:
-            self._guard(lambda: self.store.update(rec.label_id, geom, rec.name))  # type: ignore[union-attr]
+            self._guard(lambda: self.store.update(rec.label_id, geom, rec.name))
         rec.saved_bounds = geom.bounds
         self._emit_tiles([before, rec.saved_bounds])
 

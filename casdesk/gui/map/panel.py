@@ -265,7 +265,7 @@ class MapPanel(QWidget):
         else:
             self._dirty = True
 
-    def showEvent(self, event) -> None:  # noqa: ANN001, N802 - Qt override
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         if self._dirty:
             self.reload()

@@ -47,15 +47,15 @@ class CropDialog(QDialog):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.setWindowTitle("Crop scenes into tiles")
-        self.size = QSpinBox(minimum=16, maximum=4096, value=512, singleStep=64)
+        self.tile_size = QSpinBox(minimum=16, maximum=4096, value=512, singleStep=64)
         self.stride = QSpinBox(minimum=1, maximum=4096, value=512, singleStep=64)
         self.edge = QComboBox()
         self.edge.addItems(["shift", "pad", "drop"])
         self.edge.setToolTip("shift: last tile moved back to the edge (CAS); pad: nodata fill; drop: skip")
         paper = QPushButton("Paper settings (512, stride 256)")
-        paper.clicked.connect(lambda: (self.size.setValue(512), self.stride.setValue(256)))
+        paper.clicked.connect(self._paper_settings)
         form = QFormLayout(self)
-        form.addRow("Tile size (px)", self.size)
+        form.addRow("Tile size (px)", self.tile_size)
         form.addRow("Stride (px)", self.stride)
         form.addRow("Edge policy", self.edge)
         form.addRow(paper)
@@ -63,6 +63,10 @@ class CropDialog(QDialog):
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
+
+    def _paper_settings(self) -> None:
+        self.tile_size.setValue(512)
+        self.stride.setValue(256)
 
 
 class AddSceneDialog(QDialog):
@@ -224,7 +228,10 @@ class ProjectPanel(QWidget):
     def _on_sub_edited(self, item: QTableWidgetItem) -> None:
         if self._filling or self.context.catalog is None or item.column() not in EDITABLE:
             return
-        name = self.subdatasets.item(item.row(), 0).text()
+        first = self.subdatasets.item(item.row(), 0)
+        if first is None:
+            return
+        name = first.text()
         field = EDITABLE[item.column()]
         text = item.text().strip()
         try:
@@ -359,4 +366,4 @@ class ProjectPanel(QWidget):
     def crop_dialog(self) -> None:
         dialog = CropDialog(self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
-            self.crop(dialog.size.value(), dialog.stride.value(), dialog.edge.currentText())
+            self.crop(dialog.tile_size.value(), dialog.stride.value(), dialog.edge.currentText())

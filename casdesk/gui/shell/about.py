@@ -153,8 +153,11 @@ class AboutDialog(QDialog):
         self.table.resizeColumnToContents(0)
 
     def rows(self) -> list[tuple[str, str]]:
-        return [(self.table.item(i, 0).text(), self.table.item(i, 1).text())
-                for i in range(self.table.rowCount())]
+        def text(i: int, j: int) -> str:
+            item = self.table.item(i, j)
+            return "" if item is None else item.text()
+
+        return [(text(i, 0), text(i, 1)) for i in range(self.table.rowCount())]
 
     def text(self) -> str:
         return "\n".join(f"{name}: {value}" for name, value in self.rows())

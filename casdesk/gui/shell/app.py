@@ -9,6 +9,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import cast
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
         QGuiApplication.setHighDpiScaleFactorRoundingPolicy(
             Qt.HighDpiScaleFactorRoundingPolicy.PassThrough
         )
-    app = QApplication.instance() or QApplication(argv or sys.argv[:1])
+    app = cast(QApplication, QApplication.instance() or QApplication(argv or sys.argv[:1]))
     app.setApplicationName("casdesk")
     app.setOrganizationName("casdesk")
     app.setWindowIcon(app_icon())

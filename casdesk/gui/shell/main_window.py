@@ -126,9 +126,11 @@ class MainWindow(QMainWindow):
 
     def _build_menus(self) -> None:
         file_menu = self.menuBar().addMenu("&File")
-        new = QAction("&New project...", self, shortcut=QKeySequence.StandardKey.New)
+        new = QAction("&New project...", self)
+        new.setShortcut(QKeySequence.StandardKey.New)
         new.triggered.connect(self.new_project_dialog)
-        opn = QAction("&Open project...", self, shortcut=QKeySequence.StandardKey.Open)
+        opn = QAction("&Open project...", self)
+        opn.setShortcut(QKeySequence.StandardKey.Open)
         opn.triggered.connect(self.open_project_dialog)
         file_menu.addActions([new, opn])
         self.recent_menu = file_menu.addMenu("Open &recent")
@@ -328,7 +330,7 @@ class MainWindow(QMainWindow):
         value = self.settings.value("recent/projects", [])
         if isinstance(value, str):
             value = [value]
-        return [str(v) for v in value or []]
+        return [str(v) for v in value] if isinstance(value, list | tuple) else []
 
     def _refresh_recent(self) -> None:
         self.recent_menu.clear()

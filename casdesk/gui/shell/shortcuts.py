@@ -79,5 +79,8 @@ class ShortcutsDialog(QDialog):
         self.resize(720, 620)
 
     def rows(self) -> list[tuple[str, str, str]]:
-        return [tuple(self.table.item(i, j).text() for j in range(3))  # type: ignore[misc]
-                for i in range(self.table.rowCount())]
+        def text(i: int, j: int) -> str:
+            item = self.table.item(i, j)
+            return "" if item is None else item.text()
+
+        return [(text(i, 0), text(i, 1), text(i, 2)) for i in range(self.table.rowCount())]

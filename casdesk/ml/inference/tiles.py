@@ -142,7 +142,7 @@ def predict_tiles(
     """
     token = cancel or CancelToken()
     own = not isinstance(project, Catalog)
-    catalog = Catalog.open(project) if own else project
+    catalog = project if isinstance(project, Catalog) else Catalog.open(project)
     started = time.perf_counter()
     try:
         predictor = load_predictor(model_file, device)

@@ -176,7 +176,7 @@ def evaluate(
     from casdesk.core.errors import Cancelled
 
     own = not isinstance(project, Catalog)
-    catalog = Catalog.open(project) if own else project
+    catalog = project if isinstance(project, Catalog) else Catalog.open(project)
     try:
         dev = resolve_device(device)
         model, meta = load_model_file(model_file, dev)

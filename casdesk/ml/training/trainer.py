@@ -282,7 +282,7 @@ class _Data:
                             "make a split with a validation part (casdesk split)")
         if ckpt:
             self.norm = Normalization.from_dict(ckpt["normalization"])
-            self.size: tuple[int, int] = tuple(ckpt["tile_size"])  # type: ignore[assignment]
+            self.size: tuple[int, int] = tuple(ckpt["tile_size"])
         else:
             if cfg.normalization == "imagenet":
                 with open_raster(self.train_tiles[0].image_path) as ds:
