@@ -25,9 +25,6 @@ ALLOWLIST: dict[str, str] = {
     # modules (issue 14 item 2 / "QC one truth") while the stores were cut; a QcStore follows.
     "core/qc/rules.py": "QC tables (qc_metrics, qc_decisions, qc_presets, meta rules); module in flux",
     "core/dataset/tile_table.py": "bulk columnar read of tiles + QC for the browser; module in flux",
-    # Crops as transactions (scene_crops, crop_staging): the integrity engineer was editing
-    # this module (issue 13) while the stores were cut.
-    "core/dataset/tiling.py": "scene_crops / crop_staging / tile replacement of a crop; module in flux",
 }
 
 _SQL = re.compile(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import math
 import os
@@ -35,7 +34,7 @@ from casdesk.core.errors import OutputError, TilingError
 from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.io import mask_to_cas_label
 from casdesk.core.labels.masks import MaskLabel, render_mask
-from casdesk.core.project.catalog import Catalog, Scene, utc_now
+from casdesk.core.project.catalog import Catalog, Scene
 from casdesk.core.raster.io import open_raster, read_window
 
 log = logging.getLogger(__name__)
@@ -218,39 +217,30 @@ def _begin(catalog: Catalog, scene: Scene, params: CropParams, root: Path) -> di
     """
     key = (str(catalog.path), scene.id)
     stale_files: list[Path] = []
-    with catalog.transaction() as db:
-        row = db.execute("SELECT * FROM scene_crops WHERE scene_id = ?", (scene.id,)).fetchone()
-        if row is not None and row["state"] == "running" and _owner_alive(row["pid"], row["host"], key):
+    with catalog.transaction():
+        row = catalog.crops.lock(scene.id)
+        if row is not None and row.state == "running" and _owner_alive(row.pid, row.host, key):
             raise TilingError(
-                f"scene {scene.id} ({scene.name}) is being cropped by process {row['pid']} on "
-                f"{row['host']} since {row['started'][:19]}",
+                f"scene {scene.id} ({scene.name}) is being cropped by process {row.pid} on "
+                f"{row.host} since {row.started[:19]}",
                 catalog.path,
                 "wait for that crop to finish; one crop per scene at a time",
             )
-        staged = {
-            r["name"]: json.loads(r["row"])
-            for r in db.execute("SELECT name, row FROM crop_staging WHERE scene_id = ?", (scene.id,))
-        }
+        staged = catalog.crops.staged(scene.id)
         same = (
             row is not None
-            and row["state"] in ("running", "interrupted")
-            and json.loads(row["params"]) == params.to_dict()
-            and row["out_root"] == str(root)
+            and row.state in ("running", "interrupted")
+            and row.params == params.to_dict()
+            and row.out_root == str(root)
         )
         if not same and staged:
             current = {str(p) for t in catalog.tiles(scene_id=scene.id)
                        for p in (t.image_path, t.mask_path, t.label_path) if p is not None}
             stale_files = [Path(r[k]) for r in staged.values() for k in ("image_path", "mask_path", "label_path")
                            if r.get(k) and r[k] not in current]
-            db.execute("DELETE FROM crop_staging WHERE scene_id = ?", (scene.id,))
+            catalog.crops.clear_staged(scene.id)
             staged = {}
-        db.execute(
-            "INSERT INTO scene_crops(scene_id, state, params, out_root, pid, host, started, finished)"
-            " VALUES (?, 'running', ?, ?, ?, ?, ?, NULL) ON CONFLICT(scene_id) DO UPDATE SET"
-            " state = 'running', params = excluded.params, out_root = excluded.out_root,"
-            " pid = excluded.pid, host = excluded.host, started = excluded.started, finished = NULL",
-            (scene.id, json.dumps(params.to_dict()), str(root), os.getpid(), socket.gethostname(), utc_now()),
-        )
+        catalog.crops.start(scene.id, params.to_dict(), str(root))
     with _cropping_guard:
         _cropping.add(key)
     for f in stale_files:
@@ -260,21 +250,15 @@ def _begin(catalog: Catalog, scene: Scene, params: CropParams, root: Path) -> di
 
 
 def _stage(catalog: Catalog, scene_id: int, rows: Sequence[dict[str, Any]]) -> None:
-    with catalog.transaction() as db:
-        db.executemany(
-            "INSERT OR REPLACE INTO crop_staging(scene_id, name, row) VALUES (?, ?, ?)",
-            [(scene_id, r["name"], json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in r.items()}))
-             for r in rows],
-        )
+    catalog.crops.stage(scene_id, rows)
 
 
 def _release(catalog: Catalog, scene_id: int, state: str) -> None:
     with _cropping_guard:
         _cropping.discard((str(catalog.path), scene_id))
     if state == "interrupted":
-        with contextlib.suppress(Exception), catalog.transaction() as db:  # best effort: pid check covers it
-            db.execute("UPDATE scene_crops SET state = 'interrupted', pid = NULL WHERE scene_id = ?"
-                       " AND pid = ?", (scene_id, os.getpid()))
+        with contextlib.suppress(Exception):  # best effort: the pid check covers it
+            catalog.crops.mark_interrupted(scene_id)
 
 
 def _commit(catalog: Catalog, scene: Scene, params: CropParams, root: Path, dirs: dict[str, Path]) -> CropResult:
@@ -283,27 +267,18 @@ def _commit(catalog: Catalog, scene: Scene, params: CropParams, root: Path, dirs
     result = CropResult()
     result.warnings = []
     derived: list[Path | None] = []
-    with catalog.transaction() as db:
-        rows = [json.loads(r[0]) for r in db.execute(
-            "SELECT row FROM crop_staging WHERE scene_id = ? ORDER BY name", (scene.id,))]
+    with catalog.transaction():
+        rows = list(catalog.crops.staged(scene.id).values())
         new_names = {r["name"] for r in rows}
         old = catalog.tiles(scene_id=scene.id)
         gone = [t for t in old if t.name not in new_names or t.subdataset != rows[0]["subdataset"]]
         result.extend(sorted(catalog.add_tiles(rows)))  # before the delete: new tiles never reuse an old id
         if gone:
-            marks = ",".join("?" * len(gone))
-            ids = [t.id for t in gone]
-            result.dropped_decisions = int(db.execute(
-                f"SELECT COUNT(DISTINCT tile_id) FROM qc_decisions WHERE tile_id IN ({marks})", ids).fetchone()[0])
-            result.dropped_split_tiles = int(db.execute(
-                f"SELECT COUNT(*) FROM split_tiles WHERE tile_id IN ({marks})", ids).fetchone()[0])
-            derived = [catalog.resolve(p) for r in db.execute(
-                f"SELECT mask_path, prob_path FROM predictions WHERE tile_id IN ({marks})", ids) for p in r if p]
-            db.executemany("DELETE FROM tiles WHERE id = ?", [(i,) for i in ids])
+            dropped = catalog.crops.drop_tiles([t.id for t in gone])
+            result.dropped_decisions, result.dropped_split_tiles = dropped.decided, dropped.split_rows
+            derived.extend(dropped.derived)
         result.dropped_tiles = len(gone)
-        db.execute("DELETE FROM crop_staging WHERE scene_id = ?", (scene.id,))
-        db.execute("UPDATE scene_crops SET state = 'complete', pid = NULL, finished = ? WHERE scene_id = ?",
-                   (utc_now(), scene.id))
+        catalog.crops.complete(scene.id)
     keep = {r[k] for r in rows for k in ("image_path", "mask_path", "label_path") if r.get(k)}  # str(Path) form
     for p in derived:  # the old tiles' stored predictions went with their rows
         if p is not None:

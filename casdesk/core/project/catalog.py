@@ -27,6 +27,7 @@ from casdesk.core.errors import CatalogError
 
 if TYPE_CHECKING:
     from casdesk.core.project.stores import (
+        CropsStore,
         LabelRecords,
         MaskRecords,
         PredictionsStore,
@@ -673,6 +674,12 @@ class Catalog:
         from casdesk.core.project.stores import SuspectsStore
 
         return SuspectsStore(self)
+
+    @functools.cached_property
+    def crops(self) -> CropsStore:
+        from casdesk.core.project.stores import CropsStore
+
+        return CropsStore(self)
 
     # ---- paths
     def store_path(self, path: str | Path) -> str:

@@ -3,11 +3,12 @@ migrations (``casdesk.core.project.catalog``).
 
 A :class:`~casdesk.core.project.catalog.Catalog` exposes them as attributes
 (``catalog.runs``, ``catalog.predictions``, ``catalog.splits``, ``catalog.label_records``,
-``catalog.mask_records``, ``catalog.tile_rows``, ``catalog.qc``, ``catalog.suspects``); every method is typed and joins the
+``catalog.mask_records``, ``catalog.tile_rows``, ``catalog.qc``, ``catalog.suspects``, ``catalog.crops``); every method is typed and joins the
 caller's transaction when it runs inside ``with catalog.transaction():``.
 ``tests/core/test_store_boundary.py`` fails when SQL appears anywhere else.
 """
 
+from casdesk.core.project.stores.crops import CropLock, CropsStore, DroppedTiles
 from casdesk.core.project.stores.labels import LabelRecords, MaskRecords
 from casdesk.core.project.stores.predictions import PredictionRow, PredictionsStore, TilePrediction
 from casdesk.core.project.stores.qc import QcRecords, SuspectRow, SuspectsStore
@@ -16,6 +17,9 @@ from casdesk.core.project.stores.splits import SplitRow, SplitsStore
 from casdesk.core.project.stores.tiles import TileRows
 
 __all__ = [
+    "CropLock",
+    "CropsStore",
+    "DroppedTiles",
     "LabelRecords",
     "MaskRecords",
     "PredictionRow",
