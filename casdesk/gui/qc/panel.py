@@ -170,7 +170,7 @@ class QCPanel(QWidget):
         context.decisions_changed.connect(self._on_decisions_changed)
         events = getattr(context, "events", None)
         if events is not None:
-            events.masks_changed.connect(lambda change: self.mark_stale(getattr(change, "tile_ids", None)))
+            events.masks_changed.connect(self.on_masks_changed)
             events.tiles_added.connect(lambda _c: self._on_tiles_changed())
             events.tiles_removed.connect(lambda _c: self._on_tiles_changed())
             events.qc_rules_changed.connect(self._on_rules_announced)
@@ -518,6 +518,11 @@ class QCPanel(QWidget):
             self._load()
 
     # ---- staleness
+    def on_masks_changed(self, change: Any) -> None:
+        """A label edit rewrote some masks: their metrics (labelled fraction...) are stale
+        and recomputed in the background; the rules and the rest of the table stay."""
+        self.mark_stale(getattr(change, "tile_ids", None))
+
     def mark_stale(self, tile_ids: Any) -> None:
         """Tiles whose image or mask changed: shown as "metrics stale" and recomputed in
         the background, a few at a time."""
