@@ -66,3 +66,39 @@ def test_opening_a_file_that_is_not_a_project(qtbot, window, tmp_path: Path):
     bad.write_text("hello")
     assert not window.open_project(bad)
     assert window.context.catalog is None
+
+
+def test_same_file_again_asks_and_recrop_notes_are_shown(qtbot, window, tmp_path: Path, public_data: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """Adding a scene's file again asks first (No: nothing added; Yes: a second scene), and a
+    re-crop at another size says in the panel what it dropped."""
+    Catalog.create(tmp_path / "p").close()
+    window.open_project(tmp_path / "p.casdesk")
+    panel = window.panels["Project"]
+    panel.add_scene(public_data / "RGB.byte.tif")
+    _wait_idle(qtbot, panel)
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    asked: list[str] = []
+
+    def question(parent, title, text, *args):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", question)
+    assert panel.add_scene(public_data / "RGB.byte.tif") is None
+    assert len(window.context.catalog.scenes()) == 1 and "already scene" in asked[0]
+    panel.add_scene(public_data / "RGB.byte.tif")
+    _wait_idle(qtbot, panel)
+    assert len(window.context.catalog.scenes()) == 2 and len(asked) == 2
+
+    panel.crop(256, 256, "shift")
+    _wait_idle(qtbot, panel)
+    cat = window.context.catalog
+    tile = cat.tiles()[0]
+    with cat.transaction() as db:  # a manual decision on a tile the re-crop will replace
+        db.execute("INSERT INTO qc_decisions(tile_id, decision, author, decided) VALUES (?, 'reject', 'me', 'x')",
+                   (tile.id,))
+    panel.crop(384, 384, "shift")
+    _wait_idle(qtbot, panel)
+    assert panel.notes.isVisible(), "the re-crop's warnings are not shown"
+    assert "decision" in panel.notes.text()

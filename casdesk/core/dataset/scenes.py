@@ -88,7 +88,7 @@ def _label(poly: BaseGeometry, info: RasterInfo, name: str, source_file: str) ->
     }
 
 
-def _same_file_scenes(catalog: Catalog, path: Path) -> list:
+def same_file_scenes(catalog: Catalog, path: Path) -> list:
     """Scenes of the project that are this very file (same path, or the same inode
     through another path or a link)."""
     if not path.exists():
@@ -137,7 +137,7 @@ def add_scene(
     other scene's.
     """
     p = Path(path).absolute()
-    same = _same_file_scenes(catalog, p)
+    same = same_file_scenes(catalog, p)
     if same and not allow_duplicate:
         raise SceneError(
             f"this file is already scene {same[0].id} ({same[0].name}) of the project",

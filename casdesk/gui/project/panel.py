@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QMessageBox,
     QProgressBar,
     QPushButton,
     QSpinBox,
@@ -153,6 +154,11 @@ class ProjectPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.heading)
         layout.addLayout(actions)
+        self.crop_notes: list[str] = []
+        self.notes = QLabel()  # what the last crop replaced or dropped, until the next job
+        self.notes.setWordWrap(True)
+        self.notes.hide()
+        layout.addWidget(self.notes)
         layout.addWidget(QLabel("<b>Subdatasets</b> (double-click sensor, resolution, region or trigger to edit)"))
         layout.addWidget(self.subdatasets, 2)
         layout.addWidget(QLabel("<b>Scenes</b>"))
@@ -287,6 +293,9 @@ class ProjectPanel(QWidget):
         self.progress.hide()
         self.cancel_button.hide()
         self.runner = None
+        self.notes.setText("\n".join(self.crop_notes))
+        self.notes.setVisible(bool(self.crop_notes))
+        self.crop_notes = []
         self.context.tiles_changed.emit()
 
     def cancel(self) -> None:
@@ -299,7 +308,20 @@ class ProjectPanel(QWidget):
 
     # ---- actions
     def add_scene(self, scene: str | Path, **options: Any) -> JobRunner | None:
-        from casdesk.core.dataset.scenes import add_scene
+        from casdesk.core.dataset.scenes import add_scene, same_file_scenes
+
+        if self.context.catalog is not None and not options.get("allow_duplicate"):
+            same = same_file_scenes(self.context.catalog, Path(scene).absolute())
+            if same:
+                answer = QMessageBox.question(
+                    self, "Scene already in the project",
+                    f"{Path(scene).name} is already scene {same[0].id} ({same[0].name}) of this "
+                    "project.\n\nAdd it again as a separate scene (its tiles get their own names)?",
+                    QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+                    QMessageBox.StandardButton.No)
+                if answer != QMessageBox.StandardButton.Yes:
+                    return None
+                options["allow_duplicate"] = True
 
         def work(cat: Catalog, token: CancelToken) -> Job:
             from casdesk.core.jobs import Progress
@@ -330,8 +352,14 @@ class ProjectPanel(QWidget):
 
         def work(cat: Catalog, token: CancelToken) -> Job:
             ids: list[int] = []
+            notes: list[str] = []
             for scene in cat.scenes():
-                ids += yield from crop_scene(cat, scene.id, params, cancel=token)
+                result = yield from crop_scene(cat, scene.id, params, cancel=token)
+                ids += result
+                notes += [f"{scene.name}: {w}" for w in getattr(result, "warnings", [])]
+            for note in notes:  # e.g. decisions dropped by a re-crop at another size
+                self.context.status_message.emit(note)
+            self.crop_notes = notes
             return ids
 
         return self.start_job("Crop", work)
