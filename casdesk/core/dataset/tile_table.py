@@ -13,7 +13,6 @@ manual decisions on top), so the browser and the QC panel always agree.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from casdesk.core.errors import CasdeskError
-from casdesk.core.project.catalog import Catalog, utc_now
+from casdesk.core.project.catalog import Catalog
 from casdesk.core.qc import rules as qc
 
 SENSOR_NAMES = ("", "SAT", "UAV")
@@ -214,22 +213,9 @@ def set_decision(
     qc.set_decision(catalog, list(tile_ids), decision, note=note, author=author)
 
 
-_LATEST_DECISIONS = (
-    "SELECT d.tile_id, d.decision FROM qc_decisions d"
-    " JOIN (SELECT tile_id, MAX(id) AS id FROM qc_decisions {where} GROUP BY tile_id) m"
-    " ON m.id = d.id"
-)
-
-
 def _manual(catalog: Catalog, ids: np.ndarray, only: Sequence[int] | None = None) -> np.ndarray:
     """Latest manual decision per tile as int8 (1 accept, -1 reject, 0 none or clear)."""
-    if only is None:
-        rows = catalog.query(_LATEST_DECISIONS.format(where=""))
-    else:
-        rows = catalog.query(
-            _LATEST_DECISIONS.format(where=f"WHERE tile_id IN ({','.join('?' * len(only))})"),
-            list(only),
-        )
+    rows = catalog.qc.latest_decision_pairs(only)
     manual = np.zeros(ids.size, np.int8)
     if rows and ids.size:
         tid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -243,18 +229,11 @@ def _manual(catalog: Catalog, ids: np.ndarray, only: Sequence[int] | None = None
 
 
 # --------------------------------------------------------------------------- loading
-_TILES_SQL = (
-    "SELECT t.id, t.name, t.subdataset_id, COALESCE(s.sensor, d.sensor), t.scene_id, t.row_off,"
-    " t.col_off, t.width, t.height, t.image_path, t.mask_path, t.modified, t.label_pixels,"
-    " t.valid_pixels FROM tiles t JOIN subdatasets d ON d.id = t.subdataset_id"
-    " LEFT JOIN scenes s ON s.id = t.scene_id ORDER BY t.id"
-)
 
 
 def latest_split(catalog: Catalog) -> str | None:
     """Name of the newest split, the one shown by default."""
-    row = catalog.execute("SELECT name FROM splits ORDER BY id DESC LIMIT 1").fetchone()
-    return None if row is None else str(row[0])
+    return catalog.splits.latest_name()
 
 
 def load_index(catalog: Catalog, split: str | None = "latest", with_qc: bool = True) -> TileIndex:
@@ -265,7 +244,7 @@ def load_index(catalog: Catalog, split: str | None = "latest", with_qc: bool = T
     the browser shows the grid from that first (~0.15 s per 20k tiles instead of ~0.5 s).
     Run it off the GUI thread.
     """
-    rows = catalog.connection.execute(_TILES_SQL).fetchall()
+    rows = catalog.tile_rows.table_rows()
     n = len(rows)
     cols = list(zip(*rows, strict=True)) if n else [()] * 14
 
@@ -273,7 +252,7 @@ def load_index(catalog: Catalog, split: str | None = "latest", with_qc: bool = T
         return np.fromiter((-1 if v is None else v for v in values), dtype, n)
 
     ids = ints(cols[0])
-    subs = {int(r[0]): str(r[1]) for r in catalog.query("SELECT id, name FROM subdatasets")}
+    subs = catalog.tile_rows.subdataset_names()
     sub_ids = sorted(subs, key=lambda i: subs[i])
     code_of = np.full(max(subs, default=0) + 1, -1, np.int32)
     code_of[sub_ids] = np.arange(len(sub_ids), dtype=np.int32)
@@ -353,9 +332,7 @@ def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
 
 
 def _metrics(catalog: Catalog, ids: np.ndarray) -> dict[str, np.ndarray]:
-    rows = catalog.connection.execute(
-        "SELECT metric, tile_id, value FROM qc_metrics ORDER BY metric"
-    ).fetchall()
+    rows = catalog.qc.metric_rows_by_metric()
     out: dict[str, np.ndarray] = {}
     if not rows or ids.size == 0:
         return out
@@ -380,11 +357,7 @@ def set_split(catalog: Catalog, index: TileIndex, split: str | None) -> None:
     index.split_part = np.zeros(len(index), np.int8)
     if split is None or len(index) == 0:
         return
-    rows = catalog.query(
-        "SELECT st.tile_id, st.part FROM split_tiles st JOIN splits s ON s.id = st.split_id"
-        " WHERE s.name = ?",
-        (split,),
-    )
+    rows = catalog.splits.parts_by_name(split)
     if not rows:
         return
     tid = np.fromiter((r[0] for r in rows), np.int64, len(rows))
@@ -411,7 +384,7 @@ def refresh_decisions(catalog: Catalog, index: TileIndex, tile_ids: Sequence[int
 
 
 def split_names(catalog: Catalog) -> list[str]:
-    return [str(r[0]) for r in catalog.query("SELECT name FROM splits ORDER BY id")]
+    return catalog.splits.names()
 
 
 def assign_split(catalog: Catalog, split: str, tile_ids: Sequence[int], part: str) -> int:
@@ -423,22 +396,7 @@ def assign_split(catalog: Catalog, split: str, tile_ids: Sequence[int], part: st
         raise CasdeskError(f"unknown split part {part!r}", hint="use train, val or test")
     if not split.strip():
         raise CasdeskError("a split needs a name")
-    with catalog.transaction() as db:
-        row = db.execute("SELECT id FROM splits WHERE name = ?", (split,)).fetchone()
-        if row is None:
-            cur = db.execute(
-                "INSERT INTO splits(name, kind, params, created) VALUES (?, 'manual', ?, ?)",
-                (split, json.dumps({}), utc_now()),
-            )
-            sid = int(cur.lastrowid)
-        else:
-            sid = int(row[0])
-        db.executemany(
-            "INSERT INTO split_tiles(split_id, tile_id, part) VALUES (?, ?, ?)"
-            " ON CONFLICT(split_id, tile_id) DO UPDATE SET part = excluded.part",
-            [(sid, int(t), part) for t in tile_ids],
-        )
-    return sid
+    return catalog.splits.assign(split, tile_ids, part)
 
 
 # --------------------------------------------------------------------------- filtering

@@ -193,7 +193,7 @@ _ACTIVE_KEY = "qc.active_preset"
 
 def list_presets(catalog: Catalog) -> list[str]:
     """Preset names, the built-in paper preset first."""
-    names = [r[0] for r in catalog.query("SELECT name FROM qc_presets ORDER BY name")]
+    names = catalog.qc.preset_names()
     return [PAPER_PRESET, *[n for n in names if n != PAPER_PRESET]]
 
 
@@ -207,12 +207,7 @@ def save_preset(catalog: Catalog, name: str, rules: Sequence[Rule], activate: bo
             f"cannot save a preset named {name!r}", catalog.path, "pick another name; the paper preset is built in"
         )
     text = json.dumps([r.to_dict() for r in rules])
-    with catalog.transaction() as db:
-        db.execute(
-            "INSERT INTO qc_presets(name, rules, modified) VALUES (?, ?, ?)"
-            " ON CONFLICT(name) DO UPDATE SET rules = excluded.rules, modified = excluded.modified",
-            (name, text, utc_now()),
-        )
+    catalog.qc.put_preset(name, text)
     if activate:
         set_active_preset(catalog, name)
 
@@ -220,11 +215,11 @@ def save_preset(catalog: Catalog, name: str, rules: Sequence[Rule], activate: bo
 def load_preset(catalog: Catalog, name: str) -> list[Rule]:
     if name == PAPER_PRESET:
         return paper_defaults()
-    row = catalog.execute("SELECT rules FROM qc_presets WHERE name = ?", (name,)).fetchone()
-    if row is None:
+    text = catalog.qc.preset_text(name)
+    if text is None:
         raise QCError(f"no QC preset named {name!r}", catalog.path, f"presets: {', '.join(list_presets(catalog))}")
     try:
-        return [Rule.from_dict(d) for d in json.loads(row[0])]
+        return [Rule.from_dict(d) for d in json.loads(text)]
     except (ValueError, KeyError, TypeError) as exc:
         raise QCError(f"QC preset {name!r} is damaged ({exc})", catalog.path, "save it again") from exc
 
@@ -319,9 +314,7 @@ def measure_tile(tile: Tile, names: Sequence[str]) -> dict[str, float]:
 
 def _stale(catalog: Catalog, tiles: Sequence[Tile], names: Sequence[str]) -> list[tuple[Tile, list[str]]]:
     stored: dict[tuple[int, str], tuple[int, str]] = {}
-    for tid, metric, version, computed in catalog.query(
-        "SELECT tile_id, metric, version, computed FROM qc_metrics"
-    ):
+    for tid, metric, version, computed in catalog.qc.metric_stamps():
         stored[(tid, metric)] = (version, computed)
     todo = []
     for tile in tiles:
@@ -400,13 +393,7 @@ def compute_metrics(
         def flush() -> list[int]:
             nonlocal buffer, buffer_ids, last_flush
             if buffer:
-                with cat.transaction() as db:
-                    db.executemany(
-                        "INSERT INTO qc_metrics(tile_id, metric, version, value, computed)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(tile_id, metric) DO UPDATE SET"
-                        " version = excluded.version, value = excluded.value, computed = excluded.computed",
-                        buffer,
-                    )
+                cat.qc.put_metrics(buffer)
             flushed, buffer, buffer_ids = buffer_ids, [], []
             last_flush = time.monotonic()
             return flushed
@@ -565,32 +552,17 @@ class QCTable:
 
 def latest_decisions(catalog: Catalog) -> dict[int, dict[str, Any]]:
     """The latest decision row per tile (``clear`` rows are dropped: no manual decision)."""
-    rows = catalog.query(
-        "SELECT tile_id, decision, note, author, decided FROM qc_decisions"
-        " WHERE id IN (SELECT MAX(id) FROM qc_decisions GROUP BY tile_id)"
-    )
-    return {r[0]: dict(r) for r in rows if r[1] != "clear"}
-
-
-_STALE_SQL = (
-    "SELECT t.id FROM tiles t JOIN (SELECT tile_id, MIN(computed) AS c FROM qc_metrics GROUP BY tile_id) m"
-    " ON m.tile_id = t.id WHERE m.c < t.modified"
-)
-"""Tiles changed after their oldest metric was computed (ISO UTC strings compare in order)."""
+    return {int(r["tile_id"]): r for r in catalog.qc.latest_decisions() if r["decision"] != "clear"}
 
 
 def stale_tile_ids(catalog: Catalog) -> list[int]:
     """Tiles whose image or mask changed after their metrics were computed."""
-    return [int(r[0]) for r in catalog.query(_STALE_SQL)]
+    return catalog.qc.stale_tile_ids()
 
 
 def load_table(catalog: Catalog) -> QCTable:
     """Load every tile's metrics (current versions only) and manual decision into memory."""
-    rows = catalog.query(
-        "SELECT t.id, t.name, d.name, COALESCE(s.sensor, d.sensor, '') FROM tiles t"
-        " JOIN subdatasets d ON d.id = t.subdataset_id LEFT JOIN scenes s ON s.id = t.scene_id"
-        " ORDER BY t.id"
-    )
+    rows = catalog.tile_rows.qc_rows()
     n = len(rows)
     tile_ids = np.fromiter((r[0] for r in rows), np.int64, n)
     index = {int(t): i for i, t in enumerate(tile_ids)}
@@ -603,7 +575,7 @@ def load_table(catalog: Catalog) -> QCTable:
     metrics = {name: np.full(n, np.nan) for name in METRICS}
     computed = np.zeros(n, bool)
     versions = {name: m.version for name, m in METRICS.items()}
-    for tid, metric, version, value in catalog.query("SELECT tile_id, metric, version, value FROM qc_metrics"):
+    for tid, metric, version, value in catalog.qc.metric_values():
         i = index.get(tid)
         if i is None or versions.get(metric) != version:
             continue
@@ -611,7 +583,7 @@ def load_table(catalog: Catalog) -> QCTable:
         if value is not None:
             metrics[metric][i] = value
     stale = np.zeros(n, bool)
-    for (tid,) in catalog.query(_STALE_SQL):
+    for tid in catalog.qc.stale_tile_ids():
         i = index.get(tid)
         if i is not None:
             stale[i] = True
@@ -650,10 +622,7 @@ def update_table(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> N
     index = table._index or {}
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        marks = ",".join("?" * len(chunk))
-        for tid, metric, version, value in catalog.query(
-            f"SELECT tile_id, metric, version, value FROM qc_metrics WHERE tile_id IN ({marks})", chunk
-        ):
+        for tid, metric, version, value in catalog.qc.metric_values(chunk):
             i = index.get(tid)
             if i is None or versions.get(metric) != version:
                 continue
@@ -661,11 +630,8 @@ def update_table(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> N
             if metric in table.metrics:
                 table.metrics[metric][i] = math.nan if value is None else value
         table.manual[table.rows(chunk)] = 0
-        for tid, decision, note in catalog.query(
-            "SELECT tile_id, decision, note FROM qc_decisions WHERE id IN (SELECT MAX(id) FROM qc_decisions"
-            f" WHERE tile_id IN ({marks}) GROUP BY tile_id)",
-            chunk,
-        ):
+        for dec in catalog.qc.latest_decisions(chunk):
+            tid, decision, note = int(dec["tile_id"]), dec["decision"], dec["note"]
             i = index.get(tid)
             if i is None:
                 continue
@@ -786,19 +752,11 @@ def set_decision(
             author = None
     now = utc_now()
     rows = [(int(t), decision, note, author, now) for t in tile_ids]
-    with catalog.transaction() as db:
-        db.executemany(
-            "INSERT INTO qc_decisions(tile_id, decision, note, author, decided) VALUES (?, ?, ?, ?, ?)", rows
-        )
+    catalog.qc.add_decisions(rows)
 
 
 def decision_history(catalog: Catalog, tile_id: int) -> list[dict[str, Any]]:
-    return [
-        dict(r)
-        for r in catalog.query(
-            "SELECT decision, note, author, decided FROM qc_decisions WHERE tile_id = ? ORDER BY id", (tile_id,)
-        )
-    ]
+    return catalog.qc.decision_history(tile_id)
 
 
 def accepted_tile_ids(catalog: Catalog, rules: Sequence[Rule] | None = None) -> list[int]:
@@ -815,10 +773,7 @@ def kept_tile_ids(catalog: Catalog) -> set[int] | None:
     """Training's kept tiles under the project's working rules (what the QC panel shows as
     "kept"), or None when the project holds no QC information at all (QC never run: every
     tile counts)."""
-    has_qc = catalog.execute(
-        "SELECT EXISTS(SELECT 1 FROM qc_metrics) OR EXISTS(SELECT 1 FROM qc_decisions)"
-    ).fetchone()[0]
-    if not has_qc:
+    if not catalog.qc.has_results():
         return None
     return set(accepted_tile_ids(catalog))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from casdesk.core.project.stores._base import Store
@@ -61,6 +61,45 @@ class SplitsStore(Store):
             }
             out.append(SplitRow(int(r[0]), r[1], r[2], json.loads(r[3]), r[4], counts))
         return out
+
+    def latest_name(self) -> str | None:
+        """Name of the newest split."""
+        row = self._catalog.execute("SELECT name FROM splits ORDER BY id DESC LIMIT 1").fetchone()
+        return None if row is None else str(row[0])
+
+    def names(self) -> list[str]:
+        """Split names, oldest first."""
+        return [str(r[0]) for r in self._catalog.query("SELECT name FROM splits ORDER BY id")]
+
+    def parts_by_name(self, name: str) -> list[tuple[int, str]]:
+        """(tile id, part) of the split ``name`` (none if there is no such split)."""
+        rows = self._catalog.query(
+            "SELECT st.tile_id, st.part FROM split_tiles st JOIN splits s ON s.id = st.split_id"
+            " WHERE s.name = ?",
+            (name,),
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def assign(self, name: str, tile_ids: Sequence[int], part: str) -> int:
+        """Put tiles in ``part`` of split ``name`` (created with kind 'manual' if new); its id."""
+        from casdesk.core.project.catalog import utc_now  # the catalog imports this package
+
+        with self._catalog.transaction() as db:
+            row = db.execute("SELECT id FROM splits WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                cur = db.execute(
+                    "INSERT INTO splits(name, kind, params, created) VALUES (?, 'manual', ?, ?)",
+                    (name, json.dumps({}), utc_now()),
+                )
+                sid = int(cur.lastrowid or 0)
+            else:
+                sid = int(row[0])
+            db.executemany(
+                "INSERT INTO split_tiles(split_id, tile_id, part) VALUES (?, ?, ?)"
+                " ON CONFLICT(split_id, tile_id) DO UPDATE SET part = excluded.part",
+                [(sid, int(t), part) for t in tile_ids],
+            )
+        return sid
 
     def train_resolutions(self, split_id: int) -> list[float]:
         """The distinct ground resolutions (m) of the split's training tiles, sorted."""
