@@ -34,6 +34,17 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits.float(), dim=1)
 
 
+def _valid(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(P, C) logits, (P,) targets with ignored pixels set to 0, and the (P,) float weight
+    (1 valid, 0 ignored). Masked sums instead of boolean indexing: the result's shape does
+    not depend on the data, so a CUDA loss never waits for the host."""
+    c = logits.shape[1]
+    flat_logits = logits.permute(0, 2, 3, 1).reshape(-1, c)
+    flat_target = target.reshape(-1)
+    keep = flat_target != ignore_index
+    return flat_logits, torch.where(keep, flat_target, torch.zeros_like(flat_target)), keep.to(torch.float32)
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
               smooth: float = 1.0) -> torch.Tensor:
     """1 - soft Dice over the batch's valid pixels.
@@ -42,9 +53,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IG
     C classes the Dice is averaged over classes. ``smooth`` (pixels) keeps tiles without
     landslides from giving a zero division and a huge gradient.
     """
-    lg, tg = _flat(logits, target, ignore_index)
-    probs = _probabilities(lg)
-    onehot = F.one_hot(tg, probs.shape[1]).to(probs.dtype)
+    lg, tg, w = _valid(logits, target, ignore_index)
+    probs = _probabilities(lg) * w[:, None]
+    onehot = F.one_hot(tg.long(), probs.shape[1]).to(probs.dtype) * w[:, None]
     classes = [1] if logits.shape[1] == 1 else list(range(probs.shape[1]))
     p, t = probs[:, classes], onehot[:, classes]
     inter = (p * t).sum(0)
@@ -53,13 +64,14 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IG
 
 
 def bce_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
-    """Binary cross-entropy with logits (C=1) or cross-entropy (C>=2) over valid pixels."""
-    lg, tg = _flat(logits, target, ignore_index)
-    if tg.numel() == 0:
-        return logits.sum() * 0.0
+    """Binary cross-entropy with logits (C=1) or cross-entropy (C>=2) over valid pixels
+    (0 when there is none); masked sums, no host sync."""
+    lg, tg, w = _valid(logits, target, ignore_index)
     if logits.shape[1] == 1:
-        return F.binary_cross_entropy_with_logits(lg[:, 0].float(), tg.float())
-    return F.cross_entropy(lg.float(), tg)
+        per_pixel = F.binary_cross_entropy_with_logits(lg[:, 0].float(), tg.float(), reduction="none")
+    else:
+        per_pixel = F.cross_entropy(lg.float(), tg.long(), reduction="none")
+    return (per_pixel * w).sum() / w.sum().clamp_min(1.0)
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = IGNORE_INDEX,
@@ -68,16 +80,14 @@ def focal_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int = I
 
     ``alpha`` weighs the landslide class (background gets 1 - alpha); None disables it.
     """
-    lg, tg = _flat(logits, target, ignore_index)
-    if tg.numel() == 0:
-        return logits.sum() * 0.0
+    lg, tg, w = _valid(logits, target, ignore_index)
     probs = _probabilities(lg).clamp_min(1e-7)
-    pt = probs.gather(1, tg[:, None])[:, 0]
+    pt = probs.gather(1, tg.long()[:, None])[:, 0]
     loss = -((1 - pt) ** gamma) * pt.log()
     if alpha is not None:
         weight = torch.where(tg == 1, alpha, 1 - alpha).to(loss.dtype)
         loss = loss * weight
-    return loss.mean()
+    return (loss * w).sum() / w.sum().clamp_min(1.0)
 
 
 def _lovasz_grad(sorted_truth: torch.Tensor) -> torch.Tensor:
