@@ -204,7 +204,7 @@ def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None,
             _write(sub / "mask" / f"{name}.tif", mask[None], profile)
             how.add(linker.written())
         has_mask = True
-    if label_linked:
+    if label_linked and tile.label_path is not None:  # (label_linked implies it)
         how.add(linker.place(tile.label_path, sub / "label" / f"{name}.tif"))
         has_label = True
     elif mask is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ BATCH = 500
 # on the region name in the folder name; the sensor comes from the folder name when it
 # says SAT or UAV. Prefills only: the user edits them in the project (`update_subdataset`).
 CAS_REGIONS: dict[str, dict[str, str]] = {
-    "moxitaidi": {"region": "Moxitaidi, Sichuan, China", "trigger": "rainfall"},
+    "moxitaidi": {"region": "Moxitaidi, Luding, Sichuan, China", "trigger": "earthquake (2022)"},
     "longxihe": {"region": "Longxihe, Sichuan, China", "trigger": "rainfall"},
     "luding": {"region": "Luding, Sichuan, China", "trigger": "earthquake (2022)"},
     "jiuzhaigou": {"region": "Jiuzhaigou, Sichuan, China", "trigger": "earthquake (2017)"},
@@ -295,7 +295,7 @@ def import_labelme(
                 "width": shape[1], "height": shape[0], "label_pixels": int((mask == 1).sum()),
                 "valid_pixels": shape[0] * shape[1], "_labelme": (doc, json_path, labels)}
 
-    def job() -> Iterator[Progress]:
+    def job() -> Job:
         count = yield from _import_rows(catalog, work, row, cancel, after=_store_labelme_shapes)
         if not count and skipped:
             first, why = skipped[0]
@@ -373,7 +373,7 @@ def _import_rows(
     build: RowBuilder,
     cancel: CancelToken | None,
     after: Callable[[Catalog, list[dict[str, Any]], list[int]], None] | None = None,
-) -> Iterator[Progress]:
+) -> Job:
     """Build and store the tiles of ``work``; returns an :class:`ImportCount`. A file that
     cannot be read (a damaged image, a mask of another size) is skipped and listed in
     ``.skipped``; the import fails only when no file at all could be imported."""

@@ -80,7 +80,9 @@ class PlannedRun:
         return f"{self.split_kind}-70-30-{sensors}-{qc}" + (f"-s{seed}" if seed else "")
 
     def paper_metrics(self) -> dict[str, float] | None:
-        source = {"table5": paper.TABLE5, "table6": paper.TABLE6, "table7": paper.TABLE7}.get(self.table or "")
+        tables: dict[str, dict[Any, dict[str, float]]] = {
+            "table5": paper.TABLE5, "table6": paper.TABLE6, "table7": paper.TABLE7}
+        source = tables.get(self.table or "")
         return None if source is None else source.get(self.paper_key)
 
 

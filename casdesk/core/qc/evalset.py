@@ -17,11 +17,15 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from casdesk.core.raster.io import open_raster, read_window
+
+if TYPE_CHECKING:
+    from casdesk.core.qc.rules import Rule
 
 SOURCE_DIRS = ("cas_tiles", "hokkaido_png/images")
 """Folders (under the shared public data folder) holding released tiles."""
@@ -156,7 +160,7 @@ def add_geometric_seam(
     )
     LAST_SIDE[:] = [side]
     direction = rng.uniform(0, 2 * math.pi)
-    m = np.float32([[1, 0, px * math.cos(direction)], [0, 1, px * math.sin(direction)]])
+    m = np.array([[1, 0, px * math.cos(direction)], [0, 1, px * math.sin(direction)]], np.float32)
     hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
     moved = cv2.warpAffine(
         hwc, m, (cols, rows), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT
@@ -394,7 +398,7 @@ def measure_cases(
 
 
 def summarise(
-    cases: Sequence[Case], values: Sequence[dict[str, float]], rules: Sequence[object]
+    cases: Sequence[Case], values: Sequence[dict[str, float]], rules: Sequence[Rule]
 ) -> dict[str, dict[str, float]]:
     """Accuracy per detector at ``rules`` (Rule objects: metric, op, threshold, margin).
 

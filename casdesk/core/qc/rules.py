@@ -370,7 +370,7 @@ def compute_metrics(
     (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
     """
     own = not isinstance(catalog, Catalog)
-    cat = Catalog.open(catalog) if own else catalog
+    cat = catalog if isinstance(catalog, Catalog) else Catalog.open(catalog)
     try:
         names = list(metrics) if metrics else list(METRICS)
         unknown = [n for n in names if n not in METRICS]
