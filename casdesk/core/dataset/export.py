@@ -25,6 +25,7 @@ import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import rasterio
@@ -234,7 +235,7 @@ def _export_tile(tile: Tile, root: Path, linker: _Linker | None = None,
     }
 
 
-def _profile(ds: rasterio.io.DatasetReader, count: int) -> dict:
+def _profile(ds: rasterio.io.DatasetReader, count: int) -> dict[str, Any]:
     return {
         "driver": "GTiff",
         "width": ds.width,
@@ -257,7 +258,7 @@ def _place_as_tiff(src: Path, dst: Path, linker: _Linker) -> str:
     return linker.written()
 
 
-def _write(path: Path, data: np.ndarray, profile: dict) -> None:
+def _write(path: Path, data: np.ndarray, profile: dict[str, Any]) -> None:
     import warnings
 
     from rasterio.errors import NotGeoreferencedWarning

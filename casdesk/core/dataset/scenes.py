@@ -17,7 +17,7 @@ from casdesk.core.labels.io import (
     read_label_raster,
     read_vector_labels,
 )
-from casdesk.core.project.catalog import Catalog, is_project_file
+from casdesk.core.project.catalog import Catalog, Scene, is_project_file
 from casdesk.core.raster.io import RasterInfo, check_scene
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def _label(poly: BaseGeometry, info: RasterInfo, name: str, source_file: str) ->
     }
 
 
-def same_file_scenes(catalog: Catalog, path: Path) -> list:
+def same_file_scenes(catalog: Catalog, path: Path) -> list[Scene]:
     """Scenes of the project that are this very file (same path, or the same inode
     through another path or a link)."""
     if not path.exists():

@@ -173,7 +173,7 @@ class _SceneReader:
             ds.close()
 
 
-class CropResult(list):
+class CropResult(list[int]):
     """The tile ids of a crop (a list, as before) with what the crop replaced.
 
     ``dropped_tiles``: old tiles whose window no longer exists (removed with their files);

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -159,7 +160,7 @@ def valid_mask(
     image); floating-point pixels with a NaN in any band are invalid. Never the per-band
     masks: an alpha band's own mask is "all valid" and would make every pixel valid.
     """
-    kwargs: dict = {"window": window, "boundless": False}
+    kwargs: dict[str, Any] = {"window": window, "boundless": False}
     if out_shape is not None:
         kwargs["out_shape"] = out_shape
     valid = ds.dataset_mask(**kwargs) > 0
