@@ -79,7 +79,7 @@ def test_import_cas_layout_with_label_only_and_fullwidth_names(project: Catalog,
 def test_subdataset_metadata_from_names():
     assert subdataset_metadata("jiuzzhaigou_0.2m_UVA")["resolution_m"] == 0.2
     assert subdataset_metadata("Longxihe（SAT）")["sensor"] == "SAT"
-    assert subdataset_metadata("Moxitaidi UAV")["trigger"] == "rainfall"
+    assert subdataset_metadata("Moxitaidi UAV")["trigger"] == "earthquake (2022)"  # Luding, Table 4
     assert subdataset_metadata("my own data") == {}
 
 
