@@ -286,7 +286,8 @@ def test_predict_this_tile_then_accept_as_polygons(qtbot, panel, scene_project, 
     assert canvas.has_overlay() and panel.accept_action.isEnabled()
     assert canvas.overlay.pixmap().width() == 256
     assert "100.0 %" in panel.status.text()  # all of the tile above the threshold
-    panel.accept_action.trigger()
+    panel.accept_action.trigger()  # in a worker: the GUI thread never waits on it
+    qtbot.waitUntil(lambda: not panel.predict_busy() and len(canvas.doc.shapes) == 1, timeout=10_000)
     labels = [lab for lab in scene_labels(path, sid) if lab.source == "predicted"]
     assert len(labels) == 1
     geom = shapely.from_wkt(labels[0].geometry_px)
@@ -298,6 +299,7 @@ def test_predict_this_tile_then_accept_as_polygons(qtbot, panel, scene_project, 
     panel.predict_action.trigger()
     qtbot.waitUntil(lambda: panel._prediction is not None and not panel.predict_busy(), timeout=30_000)
     panel.accept_action.trigger()
+    qtbot.waitUntil(lambda: not panel.predict_busy() and "replacing 1" in panel.status.text(), timeout=10_000)
     assert len([lab for lab in scene_labels(path, sid) if lab.source == "predicted"]) == 1
     assert "replacing 1" in panel.status.text()
     qtbot.waitUntil(panel.regen_idle, timeout=10_000)

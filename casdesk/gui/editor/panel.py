@@ -604,19 +604,33 @@ class EditorPanel(QWidget):
 
     def accept_prediction(self) -> None:
         """The shown prediction -> editable labels (casdesk.core.labels.from_prediction, as
-        `casdesk labels from-prediction`); the tile is reloaded with them."""
+        `casdesk labels from-prediction`), in a worker (polygonising and storing a tile takes
+        tens of milliseconds); the tile is then reloaded with them."""
         pred, cat = self._prediction, self.context.catalog
-        if pred is None or cat is None or self.target != pred.target:
+        if pred is None or cat is None or self.target != pred.target or self.predict_busy():
             return
-        from casdesk.core.labels.from_prediction import accept_probability
+        project, target, name = cat.path, pred.target, self.canvas.current_label
 
-        try:
-            report = accept_probability(cat, pred.target, pred.prob, pred.threshold, pred.valid,
-                                        name=self.canvas.current_label)
-        except CasdeskError as exc:
-            show_error(self, "Prediction not accepted", str(exc))
-            return
-        self._open(pred.target.kind if pred.target.tile_id is None else "tile", pred.target.tile_id or 0)
+        def job(_token: CancelToken) -> Job:
+            yield Progress(0, 1, "accepting the prediction")
+            from casdesk.core.labels.from_prediction import accept_probability
+            from casdesk.core.project.catalog import Catalog
+
+            with Catalog.open(project) as own:
+                return accept_probability(own, target, pred.prob, pred.threshold, pred.valid, name=name)
+
+        runner = JobRunner(job, self, name="accept-prediction")
+        runner.finished.connect(lambda report: self._on_accepted(target, report))
+        runner.failed.connect(lambda m, d: show_error(self, "Prediction not accepted", m, d))
+        runner.done.connect(self._update_loop_actions)
+        self._predict_runner = runner
+        self.status.setText("Accepting the prediction...")
+        runner.start()
+        self._update_loop_actions()
+
+    def _on_accepted(self, target: EditTarget, report: Any) -> None:
+        if self.target == target:
+            self._open(target.kind if target.tile_id is None else "tile", target.tile_id or 0)
         self._on_saved(report.tiles)
         replaced = f", replacing {report.removed} earlier predicted" if report.removed else ""
         self._update_status(f"Accepted {report.added} predicted polygon(s){replaced}: edit them like any shape.")
