@@ -33,6 +33,7 @@ from typing import Any
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.evaluation import paper
+from casdesk.core.evaluation.runs import PAPER_COLUMNS
 from casdesk.core.project.catalog import Catalog, Tile, utc_now
 
 PAPER_MODELS = ("fcn", "unet", "deeplabv3plus", "mffenet")
@@ -314,15 +315,7 @@ def run_settings(run: PlannedRun, split: str) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- report
-COLUMNS: tuple[tuple[str, str], ...] = (
-    ("precision", "Precision"),
-    ("recall", "Recall"),
-    ("iou", "IoU"),
-    ("f1_mean", "F1 (class mean, paper)"),
-    ("f1_landslide", "F1 (landslide)"),
-    ("miou", "mIoU"),
-    ("accuracy", "OA"),
-)
+COLUMNS = PAPER_COLUMNS  # the paper's metric order, both F1s named (one list for every table)
 TABLE_TITLES = {
     "table5": "Table 5: the four models on UAV, SAT and UAV+SAT (random 7:3 split per subdataset)",
     "table6": "Table 6: DeepLabV3+ on QC-kept vs all SAT tiles",
