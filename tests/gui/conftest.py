@@ -14,7 +14,7 @@ from PySide6.QtCore import QSettings
 def _browser_fixtures():
     """The browser tests' project builder and tile writers (one writer for both folders;
     loaded by path: the tests run with ``--import-mode=importlib``)."""
-    path = Path(__file__).resolve().parents[1] / "browser" / "conftest.py"
+    path = Path(__file__).resolve().parent / "browser" / "conftest.py"
     name = "_casdesk_browser_fixtures"
     if name in sys.modules:
         return sys.modules[name]

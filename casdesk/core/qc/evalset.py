@@ -8,7 +8,7 @@ beside a saturated scar or a black shadow), synthetic clouds (fractal-noise opac
 edges, 20-100 % cover), and traps that must stay clean (a straight road across the tile, a
 field with straight edges, a river, a bright scar, a dark shadow). Everything is seeded:
 the same sources give the same cases. ``benchmarks/bench_qc_accuracy.py`` and
-``tests/qc/test_accuracy.py`` use it; ``docs/qc.md`` reports the numbers.
+``tests/core/qc/test_accuracy.py`` use it; ``docs/qc.md`` reports the numbers.
 """
 
 from __future__ import annotations

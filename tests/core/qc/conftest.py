@@ -13,7 +13,7 @@ from rasterio.transform import from_origin
 from casdesk.core.project.catalog import Catalog
 from casdesk.core.raster.io import open_raster
 
-PUBLIC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
+PUBLIC = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public"
 CAS_TILES = PUBLIC / "cas_tiles"
 
 

@@ -15,7 +15,7 @@ import pytest
 from casdesk.core.qc import evalset
 from casdesk.core.qc.rules import PAPER_DEFAULTS
 
-PUBLIC = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
+PUBLIC = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public"
 
 
 def sources(limit: int | None = None) -> list[Path]:

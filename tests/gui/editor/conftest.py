@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "public"
+SHARED = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "public"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from torch import nn
 
 from casdesk.ml.inference.scene import Predictor
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public"
+SHARED = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public"
 
 
 @pytest.fixture(autouse=True)

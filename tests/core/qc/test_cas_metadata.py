@@ -14,7 +14,7 @@ from casdesk.core.dataset.importers import import_cas, subdataset_metadata
 from casdesk.core.jobs import run_job
 from casdesk.core.project.catalog import Catalog
 
-CAS_TILES = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "public" / "cas_tiles"
+CAS_TILES = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public" / "cas_tiles"
 
 # folder names as released (full-width parentheses), and spacing / bracket variants
 RELEASED = {
