@@ -223,7 +223,10 @@ class EditorPanel(QWidget):
         self._regen: JobRunner | None = None
         self._regen_timer = QTimer(self, singleShot=True, interval=REGEN_DELAY_MS)
         self._regen_timer.timeout.connect(self._start_regen)
-        context.project_opened.connect(lambda _p: self.refresh())
+        # the list of 20,000 tiles is built when the tab is first shown, not while the
+        # project opens behind another tab (about 0.2-0.5 s of GUI thread at 20k tiles)
+        self._targets_stale = False
+        context.project_opened.connect(lambda _p: self._on_project_opened())
         context.project_opened.connect(lambda _p: self.model_chooser.refresh(self.context.catalog))
         context.project_closed.connect(lambda: self.model_chooser.refresh(None))
         context.project_closed.connect(self._on_closed)
@@ -343,7 +346,37 @@ class EditorPanel(QWidget):
             self.canvas.current_label = text.strip()
 
     # ---- targets
+    def _on_project_opened(self) -> None:
+        """A project was opened: list its scenes and tiles now if the tab is on screen,
+        else when it is first shown (masks an interrupted edit left stale are resumed now)."""
+        if self.isVisible():
+            self.refresh()
+            return
+        self._targets_stale = True
+        self.targets.reset([])
+        self._resume_pending_masks()
+
+    def ensure_targets(self) -> None:
+        """Build the scene/tile list if the project was opened while the tab was hidden."""
+        if self._targets_stale:
+            self.refresh()
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._targets_stale:
+            QTimer.singleShot(0, self.ensure_targets)  # after the tab is painted
+
+    def _resume_pending_masks(self) -> None:
+        cat = self.context.catalog
+        if cat is None:
+            return
+        stale = pending_tiles(cat)  # masks an interrupted edit or import left stale: finish them
+        if stale and not cat.readonly:
+            self._regen_pending.update(stale)
+            self._regen_timer.start(0)
+
     def refresh(self) -> None:
+        self._targets_stale = False
         cat = self.context.catalog
         if cat is None:
             self.targets.reset([])
@@ -361,14 +394,13 @@ class EditorPanel(QWidget):
             for r in tiles
         ]
         self.targets.reset(rows)
-        stale = pending_tiles(cat)  # masks an interrupted edit or import left stale: finish them
-        if stale and not cat.readonly:
-            self._regen_pending.update(stale)
-            self._regen_timer.start(0)
+        self._resume_pending_masks()
         if self.target is None and rows:  # show something at once: the first scene or tile
             self.open_target(rows[0].kind, rows[0].id)
 
     def _refresh_if_needed(self) -> None:
+        if self._targets_stale:
+            return  # built when the tab is shown
         if self.context.catalog is not None and len(self.targets.rows) != len(self.context.catalog.scenes()) + self.context.catalog.tile_count():
             self.refresh()
 
@@ -379,10 +411,12 @@ class EditorPanel(QWidget):
         self.target = None
         self._prediction = None
         self._update_loop_actions()
+        self._targets_stale = False
         self.targets.reset([])
 
     def open_target(self, kind: str, target_id: int) -> None:
         """Show a scene or a tile (also selects it in the list)."""
+        self.ensure_targets()
         for row in range(self.proxy.rowCount()):
             idx = self.proxy.index(row, 0)
             r = idx.data(Qt.ItemDataRole.UserRole)
