@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
+from casdesk.core.labels.store import mark_pending, pending_tiles
 from casdesk.core.project.catalog import Catalog, utc_now
 from casdesk.core.qc import rules as qc
 from casdesk.gui.editor.panel import EditorPanel
@@ -21,20 +22,25 @@ from casdesk.gui.shell.context import ProjectContext
 N_TILES = 3000
 
 
-@pytest.fixture(scope="module")
-def many_tiles(tmp_path_factory) -> Path:
-    """N_TILES tiles sharing one small image, with stored QC metrics (about 1 s)."""
-    folder = tmp_path_factory.mktemp("many")
+def _tiles(folder: Path, n: int) -> Catalog:
     image = folder / "img.tif"
     with rasterio.open(image, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8") as dst:
         dst.write(np.full((3, 16, 16), 90, np.uint8))
     cat = Catalog.create(folder / "many")
-    ids = cat.add_tiles(
+    cat.add_tiles(
         [
             {"name": f"t{i:05d}", "subdataset": ("A", "B")[i % 2], "image_path": image, "width": 16, "height": 16}
-            for i in range(N_TILES)
+            for i in range(n)
         ]
     )
+    return cat
+
+
+@pytest.fixture(scope="module")
+def many_tiles(tmp_path_factory) -> Path:
+    """N_TILES tiles sharing one small image, with stored QC metrics (about 1 s)."""
+    cat = _tiles(tmp_path_factory.mktemp("many"), N_TILES)
+    ids = [t.id for t in cat.tiles()]
     rng = np.random.default_rng(0)
     now = utc_now()  # after the tiles were added: the metrics are fresh
     rows = [
@@ -104,6 +110,25 @@ def test_open_target_on_a_hidden_label_tab_builds_the_list(qtbot, many_tiles) ->
         assert len(panel.targets.rows) == N_TILES
         current = panel.target_view.currentIndex().data(0x0100)
         assert (current.kind, current.id) == ("tile", tid)
+    finally:
+        panel.shutdown()
+        context.close()
+
+
+def test_stale_masks_are_finished_at_open_with_the_label_tab_hidden(qtbot, tmp_path) -> None:
+    cat = _tiles(tmp_path, 3)
+    tid = cat.tiles()[1].id
+    with cat.transaction():
+        mark_pending(cat, [tid])  # as if a crash left this tile's mask stale
+    path = cat.path
+    cat.close()
+    context = ProjectContext()
+    panel = EditorPanel(context)
+    qtbot.addWidget(panel)
+    try:
+        context.open(path)
+        assert panel.targets.rows == []  # hidden: no list yet, but the repair starts now
+        qtbot.waitUntil(lambda: pending_tiles(context.catalog) == [] and panel.regen_idle(), timeout=10_000)
     finally:
         panel.shutdown()
         context.close()

@@ -54,6 +54,7 @@ from casdesk.core.labels.store import (
     scene_target,
     tile_target,
 )
+from casdesk.core.project.catalog import Catalog
 from casdesk.core.project.events import LabelsChanged, MasksChanged, id_tuple
 from casdesk.gui.editor.canvas import EditorCanvas
 from casdesk.gui.editor.commands import Rename
@@ -226,6 +227,7 @@ class EditorPanel(QWidget):
         # the list of 20,000 tiles is built when the tab is first shown, not while the
         # project opens behind another tab (about 0.2-0.5 s of GUI thread at 20k tiles)
         self._targets_stale = False
+        self._pending_runner: JobRunner | None = None
         context.project_opened.connect(lambda _p: self._on_project_opened())
         context.project_opened.connect(lambda _p: self.model_chooser.refresh(self.context.catalog))
         context.project_closed.connect(lambda: self.model_chooser.refresh(None))
@@ -354,7 +356,19 @@ class EditorPanel(QWidget):
             return
         self._targets_stale = True
         self.targets.reset([])
-        self._resume_pending_masks()
+        cat = self.context.catalog
+        if cat is None or cat.readonly:
+            return
+        path = cat.path
+
+        def find_pending(_token: CancelToken) -> Job:  # on the worker's own connection
+            with Catalog.open(path, readonly=True) as own:
+                return pending_tiles(own)
+            yield  # a job is a generator
+
+        self._pending_runner = JobRunner(find_pending, self, name="editor-pending")
+        self._pending_runner.finished.connect(lambda ids: self._resume_pending_masks(path, ids))
+        self._pending_runner.start()
 
     def ensure_targets(self) -> None:
         """Build the scene/tile list if the project was opened while the tab was hidden."""
@@ -366,11 +380,12 @@ class EditorPanel(QWidget):
         if self._targets_stale:
             QTimer.singleShot(0, self.ensure_targets)  # after the tab is painted
 
-    def _resume_pending_masks(self) -> None:
+    def _resume_pending_masks(self, path: Any = None, found: list[int] | None = None) -> None:
         cat = self.context.catalog
-        if cat is None:
+        if cat is None or (path is not None and cat.path != path):
             return
-        stale = pending_tiles(cat)  # masks an interrupted edit or import left stale: finish them
+        # masks an interrupted edit or import left stale: finish them
+        stale = pending_tiles(cat) if found is None else found
         if stale and not cat.readonly:
             self._regen_pending.update(stale)
             self._regen_timer.start(0)
@@ -794,6 +809,8 @@ class EditorPanel(QWidget):
 
     # ---- lifecycle
     def shutdown(self) -> None:
+        if self._pending_runner is not None:
+            self._pending_runner.shutdown()
         if self._predict_runner is not None:
             self._predict_runner.shutdown()
         self.canvas.shutdown()
