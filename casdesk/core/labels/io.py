@@ -316,7 +316,7 @@ def write_vector_labels(
     polygons: Sequence[BaseGeometry],
     path: str | Path,
     crs_wkt: str | None,
-    attributes: Mapping[str, Sequence[Any]] | None = None,
+    attributes: Mapping[str, Sequence[Any] | np.ndarray[Any, Any]] | None = None,
     driver: str | None = None,
 ) -> Path:
     """Write polygons (in ``crs_wkt`` coordinates) to a vector file, atomically.

@@ -326,7 +326,8 @@ def _rotations(size: int, angles: int) -> tuple[int, list[np.ndarray]]:
     c = (size - 1) / 2
     mats = []
     for a in range(angles):
-        m = cv2.getRotationMatrix2D((c, c), 180.0 * a / angles, 1.0)
+        # float64 already (asarray copies nothing); cv2's stubs type the matrix with integer dtypes too
+        m = np.asarray(cv2.getRotationMatrix2D((c, c), 180.0 * a / angles, 1.0), dtype=np.float64)
         m[:, 2] += (out - size) / 2
         mats.append(m)
     return out, mats
@@ -438,11 +439,12 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
             nrm = -nrm
         u = (corners - centre) @ t
         u0, length = float(u.min()), int(u.max() - u.min())
-        m = np.float32(
+        m = np.array(
             [
                 [t[0], nrm[0], centre[0] + u0 * t[0] - half * nrm[0]],
                 [t[1], nrm[1], centre[1] + u0 * t[1] - half * nrm[1]],
-            ]
+            ],
+            dtype=np.float32,
         )
         strip = cv2.warpAffine(src, m, (length, 2 * half + 1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
         cols_ok = np.flatnonzero((strip[..., 3] == 255).all(axis=0))

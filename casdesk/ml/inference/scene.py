@@ -27,7 +27,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -687,6 +687,10 @@ def _predict_strips_local(predictor: Predictor, reader: _StripReader, grid: _Gri
             blender.finish(strip, r0, grid.step(k))
 
 
+# what each process sends process 0 per strip: index, valid mask, scene rows, windows, probabilities
+_StripPayload = tuple[int, np.ndarray, tuple[int, int], list[int], np.ndarray]
+
+
 def _predict_strips_distributed(predictor: Predictor, reader: _StripReader, grid: _Grid,
                                 blender: _Blender | None, token: CancelToken, name: str,
                                 ctx: DistContext) -> Generator[Progress, None, None]:
@@ -696,7 +700,7 @@ def _predict_strips_distributed(predictor: Predictor, reader: _StripReader, grid
     done = 0
     for start in range(0, len(rows), ctx.world_size):
         k = start + ctx.rank
-        payload = None
+        payload: _StripPayload | None = None
         if k < len(rows):
             strip = reader.read(rows[k])
             todo = grid.todo(strip)
@@ -707,7 +711,8 @@ def _predict_strips_distributed(predictor: Predictor, reader: _StripReader, grid
         gathered = ctx.gather_object(payload)
         if blender is None or gathered is None:
             continue
-        for item in sorted((g for g in gathered if g is not None), key=lambda g: g[0]):
+        payloads = cast(list[_StripPayload | None], gathered)  # what the processes sent above
+        for item in sorted((g for g in payloads if g is not None), key=lambda g: g[0]):
             k, valid, strip_rows, todo, probs = item
             blender.skipped += len(grid.cols) - len(todo)
             blender.add(todo, probs)
@@ -810,5 +815,6 @@ def predict_scenes(
         ctx.barrier()  # every output exists when any process returns
         if not ctx.is_main or gathered is None:
             return []
-        results = {k: v for part in gathered for k, v in (part or {}).items()}
+        parts = cast(list[dict[int, PredictionResult] | None], gathered)  # every process's results
+        results = {k: v for part in parts for k, v in (part or {}).items()}
     return [results[i] for i in sorted(results)]

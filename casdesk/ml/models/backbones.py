@@ -123,7 +123,8 @@ class VGG16Encoder(nn.Module):
         for m in self.features.modules():
             if isinstance(m, nn.Conv2d):  # torchvision's VGG initialisation
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:  # always there: make_layers builds biased convolutions
+                    nn.init.zeros_(m.bias)
         self.set_in_channels(in_channels)
 
     def set_in_channels(self, in_channels: int) -> None:

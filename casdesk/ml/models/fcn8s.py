@@ -62,7 +62,8 @@ class FCN8s(nn.Module):
         self.score_pool3 = nn.Conv2d(256, classes, 1)
         for score in (self.score_pool4, self.score_pool3):
             nn.init.zeros_(score.weight)
-            nn.init.zeros_(score.bias)
+            if score.bias is not None:  # always there: the score layers are biased
+                nn.init.zeros_(score.bias)
         self.up2_a = _upsampler(classes, 2)
         self.up2_b = _upsampler(classes, 2)
         self.up8 = _upsampler(classes, 8)

@@ -171,9 +171,10 @@ class DenseGatedDecoder(nn.Module):
         super().__init__()
         f1, f2, f3 = encoder_channels
         pyramid = (aspp_channels, f3, f2, f1)
-        self.levels = nn.ModuleList(GatedLevel(pyramid, i + 1, w) for i, w in enumerate(widths))
+        levels = [GatedLevel(pyramid, i + 1, w) for i, w in enumerate(widths)]
+        self.levels = nn.ModuleList(levels)
         fused = []
-        for i, level in enumerate(self.levels):
+        for i, level in enumerate(levels):
             cin = level.out_channels + DENSE_CHANNELS * i + aspp_channels
             fused.append(conv_bn_relu(cin, DENSE_CHANNELS, 3))
         self.fuse = nn.ModuleList(fused)

@@ -241,7 +241,8 @@ def _smp_imagenet(spec: ModelSpec, encoder: str, in_channels: int, classes: int)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    return model.module if isinstance(getattr(model, "module", None), nn.Module) else model
+    inner = getattr(model, "module", None)
+    return inner if isinstance(inner, nn.Module) else model
 
 
 def encoder_of(model: nn.Module) -> nn.Module:
@@ -257,12 +258,13 @@ def set_in_channels(model: nn.Module, in_channels: int) -> None:
     if in_channels == 3:
         return
     enc = encoder_of(model)
-    if not hasattr(enc, "set_in_channels"):
+    adapt = getattr(enc, "set_in_channels", None)
+    if not callable(adapt):
         raise ModelError(f"cannot adapt {type(enc).__name__} to {in_channels} bands")
-    if "pretrained" in inspect.signature(enc.set_in_channels).parameters:
-        enc.set_in_channels(in_channels, pretrained=True)
+    if "pretrained" in inspect.signature(adapt).parameters:
+        adapt(in_channels, pretrained=True)
     else:
-        enc.set_in_channels(in_channels)
+        adapt(in_channels)
 
 
 def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:

@@ -65,6 +65,7 @@ def torchvision_file(encoder: str) -> str | None:
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """A state dict from a ``.pth``/``.pt``/``.safetensors`` file, wrapper prefixes removed."""
+    state: object
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file

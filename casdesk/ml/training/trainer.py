@@ -322,7 +322,7 @@ class _Data:
         return rest
 
     def train_loader(self, epoch: int, start_sample: int, batch_size: int) -> Any:
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[int] = DistributedSampler(
             self.train_set, num_replicas=self.ctx.world_size, rank=self.ctx.rank,
             shuffle=True, seed=self.cfg.seed, drop_last=False,
         )
@@ -377,7 +377,8 @@ class _Net:
             else:
                 self.notes.append("SyncBatchNorm needs GPUs: CPU processes keep per-process BatchNorm")
         self.aspp_rates = _aspp_rates(model)
-        self.bare: nn.Module = model.to(device, memory_format=self.memory)
+        # torch's stubs give Module.to no overload with both a device and memory_format (it takes them)
+        self.bare: nn.Module = model.to(device, memory_format=self.memory)  # type: ignore[call-overload]
         self.model: nn.Module = self.bare
         if ctx.enabled:
             ids = [device.index] if device.type == "cuda" else None
@@ -456,7 +457,7 @@ class _Trainer:
         self.cancel = cancel
         self.ckpt = ckpt
         self.own_catalog = not isinstance(project, Catalog)
-        self.catalog = Catalog.open(project) if self.own_catalog else project  # type: ignore[arg-type]
+        self.catalog = project if isinstance(project, Catalog) else Catalog.open(project)
         self.book = _RunBook(self.catalog, ctx)
         self.data: _Data | None = None
         self._saved_flags = _determinism_flags()
@@ -978,11 +979,13 @@ def _param_groups(model: nn.Module, head_lr_mult: float, lr: float) -> list[dict
 def _encoder_parameters(model: nn.Module) -> Iterable[nn.Parameter]:
     """The encoder's parameters: ``head_parameters()`` (everything else is encoder),
     ``encoder_modules()``, or the ``encoder`` attribute (smp models, MFFENet)."""
-    if hasattr(model, "head_parameters"):
-        head = {id(p) for p in model.head_parameters()}
+    head_parameters = getattr(model, "head_parameters", None)
+    if callable(head_parameters):
+        head = {id(p) for p in head_parameters()}
         return [p for p in model.parameters() if id(p) not in head]
-    if hasattr(model, "encoder_modules"):
-        return [p for m in model.encoder_modules() for p in m.parameters()]
+    encoder_modules = getattr(model, "encoder_modules", None)
+    if callable(encoder_modules):
+        return [p for m in encoder_modules() for p in m.parameters()]
     encoder = getattr(model, "encoder", None)
     return list(encoder.parameters()) if isinstance(encoder, nn.Module) else []
 
