@@ -156,7 +156,7 @@ def test_the_shapes_list_holds_the_open_tile_and_the_scene_around_it_is_dimmed(q
     assert len(canvas.doc.shapes) == 1
     assert len(canvas.context_items) == 1  # the neighbour is drawn (dimmed), the far one is not
     [ctx] = canvas.context_items
-    assert ctx.pen().color().alpha() < 255 and ctx.zValue() < min(i.zValue() for i in canvas.items.values())
+    assert ctx.pen().color().alpha() < 255 and ctx.zValue() < min(i.zValue() for i in canvas.shape_items.values())
     assert canvas.shape_at(QPointF(290, 30)) is None  # context shapes take no clicks
     assert "1 shape" in panel.status.text() and "dimmed" in panel.status.text()
     # the scene itself lists every shape, with nothing dimmed

@@ -111,7 +111,7 @@ class EditorCanvas(QGraphicsView):
         self.doc = EditorDocument(None, self)
         self._connections: list[Any] = []
         self._auto_fit = False
-        self.items: dict[int, ShapeItem] = {}
+        self.shape_items: dict[int, ShapeItem] = {}
         self._selected: list[int] = []
         self.current_label = "landslide"
         self.brush_radius = 8.0  # view pixels
@@ -144,9 +144,9 @@ class EditorCanvas(QGraphicsView):
         """Show a (loaded) document over an image of ``image_rect`` (view pixels)."""
         self.tool.cancel()
         self.undo_stack.clear()
-        for item in self.items.values():
+        for item in self.shape_items.values():
             self.scene().removeItem(item)
-        self.items.clear()
+        self.shape_items.clear()
         self._selected = []
         for conn in self._connections:
             QObject.disconnect(conn)
@@ -175,21 +175,21 @@ class EditorCanvas(QGraphicsView):
         item.setZValue(10)
         item.setVisible(self.shapes_visible)
         self.scene().addItem(item)
-        self.items[key] = item
+        self.shape_items[key] = item
         self._mark_snap_dirty()
 
     def _on_vertex_moved(self, key: int, ref: ge.VertexRef) -> None:
-        item = self.items.get(key)
+        item = self.shape_items.get(key)
         if item is not None:
             item.move_vertex(ref)
 
     def _on_name(self, key: int) -> None:
-        item = self.items.get(key)
+        item = self.shape_items.get(key)
         if item is not None:
             item.set_name(self.doc.shapes[key].name)
 
     def _on_removed(self, key: int) -> None:
-        item = self.items.pop(key, None)
+        item = self.shape_items.pop(key, None)
         if item is not None:
             self.scene().removeItem(item)
         if key in self._selected:
@@ -197,7 +197,7 @@ class EditorCanvas(QGraphicsView):
         self._mark_snap_dirty()
 
     def _on_geometry(self, key: int) -> None:
-        item = self.items.get(key)
+        item = self.shape_items.get(key)
         if item is not None:
             item.rebuild(self.doc.shapes[key].parts)
         self._mark_snap_dirty()
@@ -249,12 +249,12 @@ class EditorCanvas(QGraphicsView):
         return list(self._selected)
 
     def select(self, keys: list[int]) -> None:
-        keys = [k for k in keys if k in self.items]
+        keys = [k for k in keys if k in self.shape_items]
         for k in set(self._selected) - set(keys):
-            if k in self.items:
-                self.items[k].set_selected(False)
+            if k in self.shape_items:
+                self.shape_items[k].set_selected(False)
         for k in keys:
-            self.items[k].set_selected(True)
+            self.shape_items[k].set_selected(True)
         self._selected = keys
         self.selection_changed.emit(list(keys))
 
@@ -480,7 +480,7 @@ class EditorCanvas(QGraphicsView):
 
     def set_shapes_visible(self, visible: bool) -> None:
         self.shapes_visible = visible
-        for item in [*self.items.values(), *self.context_items]:
+        for item in [*self.shape_items.values(), *self.context_items]:
             item.setVisible(visible)
 
     # ---- Qt events
@@ -531,7 +531,7 @@ class EditorCanvas(QGraphicsView):
             "undo": self.undo_stack.undo,
             "redo": self.undo_stack.redo,
             "escape": lambda: self.select([]),
-            "select_all": lambda: self.select(list(self.items)),
+            "select_all": lambda: self.select(list(self.shape_items)),
         }
         self.tool.cancel()
         simple[action]()

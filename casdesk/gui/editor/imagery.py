@@ -152,10 +152,10 @@ class ImageLayer(QObject):
                 w, h = min(span, self.width - x0), min(span, self.height - y0)
                 out = (max(1, h // level), max(1, w // level)) if level > 1 else None
                 self._pending.add(key)
-                self._submit(key, Window(x0, y0, w, h), out)
+                self._submit(key, self.path, Window(x0, y0, w, h), out)
 
-    def _submit(self, key: tuple, window: Window, out: tuple[int, int] | None) -> None:
-        path, limits, emitter = self.path, self.limits, self._emitter
+    def _submit(self, key: tuple, path: Path, window: Window, out: tuple[int, int] | None) -> None:
+        limits, emitter = self.limits, self._emitter
         self.pool.start(lambda: _read_task(key, path, window, out, limits, emitter))
 
     def _on_done(self, payload: tuple) -> None:

@@ -42,7 +42,7 @@ def parts_path(parts: ge.Parts) -> tuple[QPainterPath, dict[tuple[int, int], int
                 continue
             starts[(i, j)] = n
             poly = QPolygonF([QPointF(float(x), float(y)) for x, y in ring])
-            poly.append(poly[0])
+            poly.append(poly.first())
             path.addPolygon(poly)
             n += len(ring) + 1
     return path, starts
@@ -80,7 +80,7 @@ class ShapeItem(QGraphicsPathItem):
 
     def rebuild(self, parts: ge.Parts) -> None:
         self.parts = parts
-        self._handles: dict[tuple[int, int], QPolygonF] = {}
+        self._handles = {}
         path, self._starts = parts_path(parts)
         self.prepareGeometryChange()
         self._bounds = path.controlPointRect()
@@ -96,7 +96,7 @@ class ShapeItem(QGraphicsPathItem):
         x, y = float(ring[ref.index, 0]), float(ring[ref.index, 1])
         cached = self._handles.get((ref.part, ref.ring))
         if cached is not None:
-            cached[ref.index] = QPointF(x, y)
+            cached[ref.index] = QPointF(x, y)  # type: ignore[index]  # PySide6's stubs: QPolygonF (a QList) has no __setitem__
         path = self.path()
         path.setElementPositionAt(start + ref.index, x, y)
         if ref.index == 0:

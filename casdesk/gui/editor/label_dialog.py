@@ -25,7 +25,7 @@ MAX_HISTORY = 50
 
 def label_history(settings: QSettings) -> list[str]:
     value = settings.value(HISTORY_KEY, [])
-    names = [value] if isinstance(value, str) else [str(v) for v in value or []]
+    names = [value] if isinstance(value, str) else [str(v) for v in value] if isinstance(value, (list, tuple)) else []
     return [DEFAULT_LABEL, *[n for n in names if n != DEFAULT_LABEL]]
 
 
@@ -58,7 +58,7 @@ class LabelDialog(QDialog):
         for n in names:
             QListWidgetItem(colour_icon(label_colour(n)), n, self.list)
         self.list.itemClicked.connect(lambda it: self.edit.setText(it.text()))
-        self.list.itemDoubleClicked.connect(lambda it: (self.edit.setText(it.text()), self.accept()))
+        self.list.itemDoubleClicked.connect(self._choose)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -69,6 +69,11 @@ class LabelDialog(QDialog):
 
     def name(self) -> str:
         return self.edit.text().strip()
+
+    def _choose(self, item: QListWidgetItem) -> None:
+        """A double-clicked name is taken at once."""
+        self.edit.setText(item.text())
+        self.accept()
 
     def accept(self) -> None:
         if not self.name():

@@ -249,7 +249,7 @@ class EditTool(Tool):
             key, ref = hit
             ring = self.canvas.doc.shapes[key].parts[ref.part][ref.ring]
             self.drag_vertex = (key, ref, (float(ring[ref.index, 0]), float(ring[ref.index, 1])))
-            self.canvas.items[key].fast = True
+            self.canvas.shape_items[key].fast = True
             return
         if alt and not shift:
             for key in self.canvas.selected_keys():
@@ -258,18 +258,18 @@ class EditTool(Tool):
                     ref, at = edge
                     self.canvas.push(cmd.InsertVertex(self.canvas.doc, key, ref, at))
                     return
-        key = self.canvas.shape_at(pos)
+        shape = self.canvas.shape_at(pos)
         ctrl = bool(mods & Qt.KeyboardModifier.ControlModifier)
-        if key is None:
+        if shape is None:
             if not ctrl:
                 self.canvas.select([])
             return
         if ctrl:
-            sel = set(self.canvas.selected_keys()) ^ {key}
+            sel = set(self.canvas.selected_keys()) ^ {shape}
             self.canvas.select(sorted(sel))
             return
-        if key not in self.canvas.selected_keys():
-            self.canvas.select([key])
+        if shape not in self.canvas.selected_keys():
+            self.canvas.select([shape])
         self.drag_shapes = (self.canvas.selected_keys(), pos)
 
     def move(self, pos: QPointF, event: QMouseEvent) -> None:
@@ -283,21 +283,21 @@ class EditTool(Tool):
             keys, start = self.drag_shapes
             d = pos - start
             for k in keys:
-                self.canvas.items[k].setPos(d)
+                self.canvas.shape_items[k].setPos(d)
             return
         hit = self._vertex_at(xy)
         if hit != self.hover:
             self._set_hover(hit)
 
     def _end_fast(self, key: int) -> None:
-        item = self.canvas.items.get(key)
+        item = self.canvas.shape_items.get(key)
         if item is not None:
             item.fast = False
             item.update()
 
     def _set_hover(self, hit: tuple[int, ge.VertexRef] | None) -> None:
         for k in {h[0] for h in (self.hover, hit) if h is not None}:
-            item = self.canvas.items.get(k)
+            item = self.canvas.shape_items.get(k)
             if item is not None:
                 item.hover_vertex = hit[1] if hit is not None and hit[0] == k else None
                 item.update()
@@ -318,7 +318,7 @@ class EditTool(Tool):
             self.drag_shapes = None
             d = pos - start
             for k in keys:
-                self.canvas.items[k].setPos(0, 0)
+                self.canvas.shape_items[k].setPos(0, 0)
             if abs(d.x()) > 0 or abs(d.y()) > 0:
                 self.canvas.push(cmd.Translate(self.canvas.doc, keys, d.x(), d.y()))
 
@@ -329,7 +329,7 @@ class EditTool(Tool):
             self._set_hover(None)
             self.canvas.remove_vertex(key, ref)
             return True
-        steps = {
+        steps: dict[int, tuple[int, int]] = {  # event.key() is a plain int
             Qt.Key.Key_Left: (-1, 0),
             Qt.Key.Key_Right: (1, 0),
             Qt.Key.Key_Up: (0, -1),
@@ -349,8 +349,8 @@ class EditTool(Tool):
             self._end_fast(key)
         if self.drag_shapes is not None:
             for k in self.drag_shapes[0]:
-                if k in self.canvas.items:
-                    self.canvas.items[k].setPos(0, 0)
+                if k in self.canvas.shape_items:
+                    self.canvas.shape_items[k].setPos(0, 0)
         self.drag_vertex = self.drag_shapes = None
         self._set_hover(None)
 

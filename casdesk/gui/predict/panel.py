@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSpinBox,
     QSplitter,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -69,7 +70,7 @@ class PredictPanel(QWidget):
         self.context = context
         self.runners: dict[str, JobRunner] = {}
         self._pending: dict[str, tuple[Callable[[CancelToken], Job], Callable[[Any], None],
-                                       Callable[[str, str], None]]] = {}
+                                       Callable[[str, str], object]]] = {}
         self.model_info: jobs.ModelInfo | None = None
         self.results: list[Any] = []
         self.last_error: str = ""
@@ -226,7 +227,7 @@ class PredictPanel(QWidget):
 
     # ---- runners
     def _start(self, name: str, factory: Callable[[CancelToken], Job], on_finished: Callable[[Any], None],
-               on_failed: Callable[[str, str], None], on_progress: Callable[[Any], None] | None = None) -> None:
+               on_failed: Callable[[str, str], object], on_progress: Callable[[Any], None] | None = None) -> None:
         """Start a named job; if one of that name still runs, run the newest request after it
         (model-file reads and estimates cannot be interrupted, and are short)."""
         if self._closed:
@@ -548,7 +549,9 @@ class PredictPanel(QWidget):
         editor = getattr(window, "panels", {}).get("Label")
         if editor is not None:
             editor.open_target("scene", scene_id)
-            window.tabs.setCurrentWidget(editor)
+            tabs = getattr(window, "tabs", None)  # the main window's QTabWidget
+            if isinstance(tabs, QTabWidget):
+                tabs.setCurrentWidget(editor)
 
     # ---- project
     def refresh_splits(self) -> None:

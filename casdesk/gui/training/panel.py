@@ -472,7 +472,7 @@ class TrainingPanel(QWidget):
         self._update_buttons()
 
     def pause(self) -> None:
-        if self.busy and self.current is not None:
+        if self.busy and self.current is not None and self.runner is not None:  # busy: runner is set
             self.paused_run_dir = self.last_run_dir
             self.paused_item = self.current
             self.runner.cancel()
@@ -522,7 +522,7 @@ class TrainingPanel(QWidget):
 
     def selected_run_ids(self) -> list[int]:
         rows = sorted({i.row() for i in self.runs.selectedIndexes()})
-        return [int(self.runs.item(r, 0).text()) for r in rows]
+        return [int(it.text()) for r in rows if (it := self.runs.item(r, 0)) is not None]
 
     def _on_runs_selected(self) -> None:
         if self.busy or self.context.catalog is None:

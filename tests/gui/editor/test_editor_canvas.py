@@ -179,7 +179,7 @@ def test_rectangle_copy_paste_duplicate_toggle(qtbot, panel, editor_project) -> 
     QTest.keyClick(canvas, Qt.Key.Key_D, Qt.KeyboardModifier.ControlModifier)
     assert len(stored(editor_project.path, editor_project.scene_id)) == 3
     QTest.keyClick(canvas, Qt.Key.Key_T)
-    assert not any(i.isVisible() for i in canvas.items.values())
+    assert not any(i.isVisible() for i in canvas.shape_items.values())
     QTest.keyClick(canvas, Qt.Key.Key_T)
     # nudging merges into one undo step
     before = canvas.undo_stack.count()
