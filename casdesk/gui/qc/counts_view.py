@@ -47,8 +47,7 @@ class CountsView(QTableWidget):
         rows = [("Total", counts["total"]), *counts["subdatasets"].items()]
         self.setRowCount(len(rows))
         for r, (name, c) in enumerate(rows):
-            self._set(r, 0, name, bold=r == 0)
-            self.item(r, 0).setToolTip(name)
+            self._set(r, 0, name, bold=r == 0).setToolTip(name)
             for col, (key, _) in enumerate(COLUMNS, start=1):
                 self._set(r, col, str(c[key]), bold=r == 0, right=True)
 
@@ -56,11 +55,12 @@ class CountsView(QTableWidget):
         """The number shown for a subdataset ("Total" for the sum) and a count key."""
         col = 1 + [k for k, _ in COLUMNS].index(key)
         for r in range(self.rowCount()):
-            if self.item(r, 0).text() == subdataset:
-                return int(self.item(r, col).text())
+            head, cell = self.item(r, 0), self.item(r, col)
+            if head is not None and cell is not None and head.text() == subdataset:
+                return int(cell.text())
         raise KeyError(subdataset)
 
-    def _set(self, row: int, col: int, text: str, bold: bool = False, right: bool = False) -> None:
+    def _set(self, row: int, col: int, text: str, bold: bool = False, right: bool = False) -> QTableWidgetItem:
         item = self.item(row, col)
         if item is None:
             item = QTableWidgetItem()
@@ -71,3 +71,4 @@ class CountsView(QTableWidget):
         item.setFont(font)
         if right:
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return item

@@ -70,7 +70,7 @@ class ReviewDialog(QDialog):
         self.setWindowTitle("Review flagged tiles")
         self.panel = panel
         self.queue = [int(t) for t in tile_ids]
-        self.pos = 0
+        self.index = 0
         self._decide = decide
         self.undo_stack: list[tuple[int, str, str | None]] = []
         self.image = QLabel(alignment=Qt.AlignmentFlag.AlignCenter)
@@ -109,12 +109,12 @@ class ReviewDialog(QDialog):
             ("Right", self.next),
             ("Left", self.previous),
         ):
-            QShortcut(QKeySequence(key), self, activated=slot)
+            QShortcut(QKeySequence(key), self).activated.connect(slot)
         self.show_current()
 
     @property
     def current(self) -> int | None:
-        return self.queue[self.pos] if 0 <= self.pos < len(self.queue) else None
+        return self.queue[self.index] if 0 <= self.index < len(self.queue) else None
 
     def show_current(self) -> None:
         tid = self.current
@@ -142,7 +142,7 @@ class ReviewDialog(QDialog):
         except CasdeskError as exc:
             self.image.setText(str(exc))
         lines = [
-            f"<b>{tile.subdataset} / {tile.name}</b> ({self.pos + 1} of {len(self.queue)})",
+            f"<b>{tile.subdataset} / {tile.name}</b> ({self.index + 1} of {len(self.queue)})",
             f"State: <b>{STATE_NAMES[int(states[row])]}</b>",
         ]
         suspect = self.suspects.get(tid)
@@ -167,13 +167,13 @@ class ReviewDialog(QDialog):
 
     # ---- navigation
     def next(self) -> None:
-        if self.pos < len(self.queue) - 1:
-            self.pos += 1
+        if self.index < len(self.queue) - 1:
+            self.index += 1
             self.show_current()
 
     def previous(self) -> None:
-        if self.pos > 0:
-            self.pos -= 1
+        if self.index > 0:
+            self.index -= 1
             self.show_current()
 
     # ---- decisions
@@ -189,8 +189,8 @@ class ReviewDialog(QDialog):
         before, before_note = self._previous_decision(tid)
         self.undo_stack.append((tid, before, before_note))
         self._decide([tid], decision, note)
-        if advance and self.pos < len(self.queue) - 1:
-            self.pos += 1
+        if advance and self.index < len(self.queue) - 1:
+            self.index += 1
         self.show_current()
 
     def accept_tile(self) -> None:
@@ -219,7 +219,7 @@ class ReviewDialog(QDialog):
         tid, decision, note = self.undo_stack.pop()
         self._decide([tid], decision, note)
         if tid in self.queue:
-            self.pos = self.queue.index(tid)
+            self.index = self.queue.index(tid)
         self.show_current()
 
 
