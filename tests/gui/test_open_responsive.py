@@ -71,7 +71,9 @@ def test_qc_table_arrives_from_a_worker_after_open(qtbot, many_tiles, monkeypatc
         # open returned without the table: the panel shows its loading state
         assert panel.table is None
         assert panel.heading.text().startswith("Loading")
+        assert not panel.progress.isHidden() and panel.progress.maximum() == 0  # a busy bar
         qtbot.waitUntil(lambda: panel.table is not None, timeout=20_000)
+        assert panel.progress.isHidden()
         assert threads and threads[0] != threading.get_ident()  # read off the GUI thread
         assert panel.heading.text().startswith(f"{N_TILES} tiles:")
         assert panel.counts["total"]["tiles"] == N_TILES
@@ -84,12 +86,16 @@ def test_label_list_is_built_when_the_tab_is_first_shown(qtbot, many_tiles) -> N
     context = ProjectContext()
     panel = EditorPanel(context)
     qtbot.addWidget(panel)
+    refreshed: list[object] = []
+    real_refresh = panel.model_chooser.refresh
+    panel.model_chooser.refresh = lambda cat: (refreshed.append(cat), real_refresh(cat))  # type: ignore[method-assign]
     try:
         context.open(many_tiles)  # the Label tab is hidden: no 3,000-row list yet
-        assert panel.targets.rows == []
+        assert panel.targets.rows == [] and refreshed == []
         panel.resize(900, 600)
         panel.show()
         qtbot.waitUntil(lambda: len(panel.targets.rows) == N_TILES, timeout=10_000)
+        assert refreshed == [context.catalog]  # the model box follows the project on show
         assert panel.target is not None  # the first entry is shown, as before
         names = {r.text for r in panel.targets.rows}
         assert "tile  t00007" in names

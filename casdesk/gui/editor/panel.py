@@ -228,8 +228,7 @@ class EditorPanel(QWidget):
         # project opens behind another tab (about 0.2-0.5 s of GUI thread at 20k tiles)
         self._targets_stale = False
         self._pending_runner: JobRunner | None = None
-        context.project_opened.connect(lambda _p: self._on_project_opened())
-        context.project_opened.connect(lambda _p: self.model_chooser.refresh(self.context.catalog))
+        context.project_opened.connect(lambda _p: self._on_project_opened())  # and the model box
         context.project_closed.connect(lambda: self.model_chooser.refresh(None))
         context.project_closed.connect(self._on_closed)
         context.tiles_changed.connect(self._refresh_if_needed)
@@ -353,6 +352,7 @@ class EditorPanel(QWidget):
         else when it is first shown (masks an interrupted edit left stale are resumed now)."""
         if self.isVisible():
             self.refresh()
+            self.model_chooser.refresh(self.context.catalog)
             return
         self._targets_stale = True
         self.targets.reset([])
@@ -371,9 +371,11 @@ class EditorPanel(QWidget):
         self._pending_runner.start()
 
     def ensure_targets(self) -> None:
-        """Build the scene/tile list if the project was opened while the tab was hidden."""
+        """Build the scene/tile list (and the model box) if the project was opened while
+        the tab was hidden."""
         if self._targets_stale:
             self.refresh()
+            self.model_chooser.refresh(self.context.catalog)
 
     def showEvent(self, event: Any) -> None:  # noqa: N802
         super().showEvent(event)

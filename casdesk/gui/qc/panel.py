@@ -81,7 +81,7 @@ class QCPanel(QWidget):
         self._load_seq = self._loaded_seq = 0
         self._load_call = LatestCall(self)
         self._load_call.finished.connect(self._on_loaded)
-        self._load_call.failed.connect(lambda msg: self.heading.setText(f"Cannot load QC metrics: {msg}"))
+        self._load_call.failed.connect(self._on_load_failed)
 
         self.heading = QLabel("No project open.")
         self.compute_button = QPushButton("Compute metrics")
@@ -188,6 +188,7 @@ class QCPanel(QWidget):
         self._set_enabled(catalog is not None)
         if catalog is None:
             self._load_call.cancel()
+            self._end_loading()
             self._loaded_seq = self._load_seq
             self.table = None
             self._loaded_path = None
@@ -208,9 +209,26 @@ class QCPanel(QWidget):
         path = catalog.path
         self._load_seq += 1
         self._load_call.submit(lambda: load_table_for(path))
+        if not self._computing():  # a busy bar while the table is read (the compute bar wins)
+            self.progress.setRange(0, 0)
+            self.progress.setFormat("loading QC table...")
+            self.progress.show()
+
+    def _computing(self) -> bool:
+        return self.runner is not None and self.runner.is_running()
+
+    def _end_loading(self) -> None:
+        if not self._computing():
+            self.progress.hide()
+            self.progress.setFormat("%v / %m tiles")
+
+    def _on_load_failed(self, msg: str) -> None:
+        self._end_loading()
+        self.heading.setText(f"Cannot load QC metrics: {msg}")
 
     def _on_loaded(self, result: Any) -> None:
         self._loaded_seq = self._load_seq
+        self._end_loading()
         table, rules = result
         catalog = self.context.catalog
         if catalog is None or catalog.path != self._loaded_path:
@@ -487,6 +505,7 @@ class QCPanel(QWidget):
         self.runner.done.connect(self._on_job_done)
         self.compute_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
+        self.progress.setFormat("%v / %m tiles")
         self.progress.setRange(0, 0)
         self.progress.show()
         self.runner.start()
