@@ -114,3 +114,4 @@ def test_an_oom_in_the_middle_of_a_ddp_epoch_stops_every_process(make_project: A
     assert proc.returncode != 0
     assert "CUDA out of memory on process 1 during a DDP step" in proc.stderr
     assert "the processes cannot continue together" in proc.stderr
+    assert "--batch-size 0" not in proc.stderr  # at batch size 1 the hint does not say "halve"

@@ -783,8 +783,10 @@ class _Trainer:
                     raise TrainingError(
                         f"CUDA out of memory on process {self.ctx.rank} during a DDP step at batch size "
                         f"{self.batch_size}; the processes cannot continue together",
-                        hint=f"restart with --batch-size {max(1, self.batch_size // 2)} "
-                        f"(--resume {self.run_dir} keeps the last epoch)",
+                        hint=(f"restart with --batch-size {self.batch_size // 2}" if self.batch_size > 1
+                              else "at batch size 1 only a smaller model or tile size, or a GPU with more "
+                              "memory, can help")
+                        + f" (--resume {self.run_dir} keeps the last epoch)",
                     ) from exc
                 yield self._halve_batch()
                 yield from self._check_small_batches()
