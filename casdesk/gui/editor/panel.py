@@ -189,7 +189,7 @@ class EditorPanel(QWidget):
         self.shape_list = QListWidget()
         self.shape_list.setSelectionMode(QListWidget.SelectionMode.ExtendedSelection)
         self.shape_list.itemSelectionChanged.connect(self._on_shape_list_selection)
-        self.status = QLabel("Open a project, then pick a scene or tile.")
+        self.status: QLabel = QLabel("Open a project, then pick a scene or tile.")
         self.status.setWordWrap(True)
 
         self.toolbar = self._build_toolbar()
@@ -283,7 +283,8 @@ class EditorPanel(QWidget):
         self.wand_spin.valueChanged.connect(lambda v: setattr(self.canvas, "wand_tolerance", float(v)))
         bar.addWidget(QLabel(" tolerance "))
         bar.addWidget(self.wand_spin)
-        self.snap_box = QCheckBox("snap", checked=True)
+        self.snap_box = QCheckBox("snap")
+        self.snap_box.setChecked(True)
         self.snap_box.setToolTip("Snap new vertices to nearby vertices of other shapes")
         self.snap_box.toggled.connect(lambda on: setattr(self.canvas, "snapping", on))
         bar.addWidget(self.snap_box)
@@ -294,7 +295,7 @@ class EditorPanel(QWidget):
         bar = QToolBar()
         self.ask_label_action = QAction("Ask label", self, checkable=True)
         self.ask_label_action.setToolTip("Ask for a label name each time a shape is closed (as LabelMe)")
-        self.ask_label_action.setChecked(self.settings.value(ASK_LABEL_KEY, False, type=bool))
+        self.ask_label_action.setChecked(bool(self.settings.value(ASK_LABEL_KEY, False, type=bool)))
         self.ask_label_action.toggled.connect(lambda on: self.settings.setValue(ASK_LABEL_KEY, on))
         bar.addAction(self.ask_label_action)
         bar.addSeparator()
@@ -715,7 +716,9 @@ class EditorPanel(QWidget):
         ids, title = self.training_sample()
         name = trainer.train_on_tiles(ids, title)
         if name is not None:
-            window.tabs.setCurrentWidget(trainer)
+            tabs = getattr(window, "tabs", None)  # the main window's tab widget
+            if tabs is not None:
+                tabs.setCurrentWidget(trainer)
             self.context.status_message.emit(f"training on {len(ids)} tiles of {title} (split {name})")
         return name
 

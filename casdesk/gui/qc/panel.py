@@ -127,7 +127,7 @@ class QCPanel(QWidget):
         self.rules_box = QWidget()
         self.rules_layout = QVBoxLayout(self.rules_box)
         self.rules_layout.setContentsMargins(6, 6, 6, 6)
-        scroll = self.scroll = QScrollArea()
+        scroll = self.rules_scroll = QScrollArea()  # not self.scroll: QWidget.scroll() is a method
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.rules_box)
         scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
@@ -315,8 +315,8 @@ class QCPanel(QWidget):
                 self.editors[rule.metric] = ed
                 self.rules_layout.addWidget(ed)
             self.rules_layout.addStretch(1)
-            bar = self.scroll.verticalScrollBar().sizeHint().width()
-            self.scroll.setMinimumWidth(self.rules_box.minimumSizeHint().width() + bar + 4)
+            bar = self.rules_scroll.verticalScrollBar().sizeHint().width()
+            self.rules_scroll.setMinimumWidth(self.rules_box.minimumSizeHint().width() + bar + 4)
         self._update_histograms()
 
     def _update_histograms(self) -> None:
