@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PySide6.QtCore import QSettings
@@ -42,18 +45,39 @@ def project_path(tmp_path: Path) -> Path:
     return tmp_path / "browse.casdesk"
 
 
-@pytest.fixture()
-def window(qtbot, tmp_path: Path, project_path: Path):
-    """The main window with ``project_path`` open and Browse's tile table loaded."""
+@contextmanager
+def main_window(qtbot, tmp_path: Path, project: Path) -> Iterator[Any]:
+    """The one way tests build the app: a real :class:`MainWindow` (1400 x 900, private
+    settings) with ``project`` open; every panel's workers are stopped afterwards."""
     from casdesk.gui.shell.main_window import MainWindow
 
     w = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
     qtbot.addWidget(w)
     w.resize(1400, 900)
     w.show()
-    assert w.open_project(project_path)
-    browser = w.panels["Browse"]
-    w.tabs.setCurrentWidget(browser)
-    qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=10_000)
-    yield w
-    w.close()
+    assert w.open_project(project)
+    try:
+        yield w
+    finally:
+        for panel in w.panels.values():
+            shutdown = getattr(panel, "shutdown", None)
+            if shutdown is not None:
+                shutdown()
+        w.close()
+
+
+@pytest.fixture()
+def window(qtbot, tmp_path: Path, project_path: Path):
+    """The main window with ``project_path`` open and Browse's tile table loaded."""
+    with main_window(qtbot, tmp_path, project_path) as w:
+        browser = w.panels["Browse"]
+        w.tabs.setCurrentWidget(browser)
+        qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=10_000)
+        yield w
+
+
+@pytest.fixture()
+def tiny_window(qtbot, tmp_path: Path, tiny_project: Path):
+    """The main window with the tiny training project (``tiny_project``) open."""
+    with main_window(qtbot, tmp_path, tiny_project) as w:
+        yield w

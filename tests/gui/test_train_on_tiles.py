@@ -4,10 +4,7 @@ queues a short run in the Train tab."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-from PySide6.QtCore import QSettings
 
 from casdesk.core.dataset.splits import load_split
 from casdesk.core.project.catalog import Catalog
@@ -15,18 +12,9 @@ from casdesk.gui.training.panel import QUICK_EPOCHS
 
 
 @pytest.fixture()
-def window(qtbot, tmp_path: Path, tiny_project: Path):
-    from casdesk.gui.shell.main_window import MainWindow
-
-    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    assert win.open_project(tiny_project)
-    yield win
-    for panel in win.panels.values():
-        shutdown = getattr(panel, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-    win.close()
+def window(tiny_window):
+    """The main window with the tiny training project open (tests/gui/conftest.py)."""
+    return tiny_window
 
 
 def test_train_on_these_tiles_from_the_editor(qtbot, window, tiny_project) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QSettings
 
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.predict.models import (
@@ -22,18 +21,9 @@ from casdesk.gui.training.plots import EPOCH_AXIS, STEP_AXIS, TrainingPlots
 
 
 @pytest.fixture()
-def window(qtbot, tmp_path: Path, tiny_project: Path):
-    from casdesk.gui.shell.main_window import MainWindow
-
-    win = MainWindow(settings=QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat))
-    qtbot.addWidget(win)
-    assert win.open_project(tiny_project)
-    yield win
-    for panel in win.panels.values():
-        shutdown = getattr(panel, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-    win.close()
+def window(tiny_window):
+    """The main window with the tiny training project open (tests/gui/conftest.py)."""
+    return tiny_window
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from PySide6.QtCore import QSettings
 
 
 @pytest.fixture(autouse=True)
@@ -58,17 +57,6 @@ def bad_model(tmp_path: Path) -> Path:
 
 
 @pytest.fixture()
-def window(qtbot, tmp_path: Path, tiny_project: Path):
-    """The main window with the tiny project open; every panel's workers are stopped after."""
-    from casdesk.gui.shell.main_window import MainWindow
-
-    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-    win = MainWindow(settings=settings)
-    qtbot.addWidget(win)
-    assert win.open_project(tiny_project)
-    yield win
-    for panel in win.panels.values():
-        shutdown = getattr(panel, "shutdown", None)
-        if shutdown is not None:
-            shutdown()
-    win.close()
+def window(tiny_window):
+    """The main window with the tiny training project open (tests/gui/conftest.py)."""
+    return tiny_window
