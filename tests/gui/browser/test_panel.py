@@ -34,11 +34,13 @@ def test_counts_match_catalog(browser, browser_project):
 
 
 def qtbot_wait(panel) -> None:
-    """Filter changes apply on the next event-loop turn."""
-    from PySide6.QtWidgets import QApplication
+    """Filter changes are applied by the panel's own debounce timer on a later event-loop
+    turn: wait for that timer to fire (the test never calls ``apply_filter`` itself, so a
+    broken debounce fails here)."""
+    from pytestqt.qtbot import QtBot
 
-    QApplication.processEvents()
-    panel.apply_filter()
+    assert panel._apply_timer.isActive(), "a filter change did not schedule the debounced apply"
+    QtBot(panel).waitUntil(lambda: not panel._apply_timer.isActive(), timeout=5_000)
 
 
 def test_filters_combine(browser, browser_project):
@@ -75,7 +77,7 @@ def test_filters_combine(browser, browser_project):
 def test_sort_by_metric(browser):
     browser.sort_key.setCurrentText("seam_score")
     browser.sort_desc.setChecked(True)
-    browser.apply_filter()
+    qtbot_wait(browser)
     values = browser.index.metrics["seam_score"][browser.model.rows]
     finite = values[~np.isnan(values)]
     assert finite[0] == np.nanmax(values) and (np.diff(finite) <= 0).all()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from casdesk.core.evaluation.runs import list_runs, run_epochs
-from casdesk.gui.training.preview import COLOURS, confusion_overlay
+from casdesk.gui.training.preview import ALPHA, COLOURS, confusion_overlay
 
 
 def test_a_short_run_fills_the_confusion_table_and_shows_previews(qtbot, window):
@@ -39,4 +39,8 @@ def test_confusion_overlay_colours_each_outcome():
     truth = np.array([[True, False, True, False]])
     out = confusion_overlay(rgb, pred, truth, np.ones((1, 4), bool))
     assert out[0, 0, 1] > out[0, 0, 0] and out[0, 1, 0] > out[0, 1, 1] and out[0, 2, 2] > out[0, 2, 0]
-    assert tuple(out[0, 3, :3]) == (0, 0, 0) and COLOURS["tp"][1] > 0
+    assert tuple(out[0, 3, :3]) == (0, 0, 0)  # true negative: the image is untouched
+    # each outcome is the image blended with its own palette colour (one palette for every view)
+    for col, key in enumerate(("tp", "fp", "fn")):
+        expected = np.round(ALPHA * np.asarray(COLOURS[key], np.float32)).astype(int)
+        assert np.abs(out[0, col, :3].astype(int) - expected).max() <= 1, key

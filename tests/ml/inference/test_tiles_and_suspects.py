@@ -151,4 +151,7 @@ def test_cli_predict_tiles_and_suspects(tmp_path, tools, model_file, capsys):
     assert summary["tiles"] == 4 and summary["model"] == "tiny"
     assert main(["suspects", str(project), "--top", "3", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert isinstance(out, list) and len(out) <= 3
+    assert isinstance(out, list) and len(out) <= 3  # --top 3 caps the queue
+    with Catalog.open(project, readonly=True) as cat:
+        assert len(stored_suspects(cat)) == 4  # the CLI scored every predicted tile ...
+        assert suspect_queue(cat) == [row["tile_id"] for row in out]  # ... and printed the queue it stored
