@@ -36,6 +36,9 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
     app.setOrganizationName("casdesk")
     app.setWindowIcon(app_icon())
     hook = install_exception_hook()  # before the window: panel construction errors count too
+    from casdesk.gui.kit.gc_guard import GuiThreadGarbageCollector
+
+    collector = GuiThreadGarbageCollector(app)  # Qt objects are never destroyed on a worker thread
     window = MainWindow()
     hook.parent_widget = window
     log.info("casdesk GUI started (log file %s)", logsetup.log_file())
@@ -45,6 +48,7 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
     try:
         return app.exec()
     finally:
+        collector.stop()
         hook.uninstall()
 
 
