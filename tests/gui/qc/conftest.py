@@ -7,6 +7,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _core_qc_fixtures():  # type: ignore[no-untyped-def]
     path = Path(__file__).resolve().parents[2] / "core" / "qc" / "conftest.py"
@@ -23,3 +25,16 @@ _fixtures = _core_qc_fixtures()
 make_project = _fixtures.make_project
 synthetic_rgb = _fixtures.synthetic_rgb
 real_tile = _fixtures.real_tile
+
+
+def fill_strip_specs(n: int, seed: int) -> list[dict]:
+    """``n`` tiles (96 px) with a white strip along the left edge covering 0 to 80 % of the
+    tile (fill fractions spread evenly), sparse masks, alternating subdatasets A/B, UAV."""
+    rng = np.random.default_rng(seed)
+    specs = []
+    for i, frac in enumerate(np.linspace(0.0, 0.8, n)):
+        img = synthetic_rgb(96, i)
+        img[:, :, : int(96 * frac)] = 255
+        mask = (rng.random((96, 96)) < 0.05).astype(np.uint8)
+        specs.append({"subdataset": "A" if i % 2 else "B", "image": img, "mask": mask, "sensor": "UAV"})
+    return specs

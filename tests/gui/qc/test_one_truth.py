@@ -20,23 +20,12 @@ from casdesk.gui.qc.panel import QCPanel
 from casdesk.gui.shell.context import ProjectContext
 from casdesk.ml.training.data import accepted_tile_ids as training_kept
 
-from .conftest import synthetic_rgb
-
-
-def _fill_tile(frac: float, seed: int) -> np.ndarray:
-    img = synthetic_rgb(96, seed)
-    img[:, :, : int(96 * frac)] = 255  # a straight white strip along the left edge
-    return img
+from .conftest import fill_strip_specs
 
 
 @pytest.fixture
 def views(qtbot, make_project):
-    rng = np.random.default_rng(1)
-    specs = []
-    for i, frac in enumerate(np.linspace(0.0, 0.8, 16)):
-        mask = (rng.random((96, 96)) < 0.05).astype(np.uint8)
-        specs.append({"subdataset": "A" if i % 2 else "B", "image": _fill_tile(frac, i), "mask": mask, "sensor": "UAV"})
-    catalog = make_project(specs)
+    catalog = make_project(fill_strip_specs(16, seed=1))
     run_job(qc.compute_metrics(catalog))
     path = catalog.path
     catalog.close()
