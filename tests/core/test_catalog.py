@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from casdesk.core.errors import CatalogError
-from casdesk.core.project import catalog as catalog_module
+from casdesk.core.project import schema as schema_module
 from casdesk.core.project.catalog import SCHEMA_VERSION, Catalog
 
 
@@ -110,9 +110,9 @@ def test_older_schema_is_migrated(tmp_path: Path, monkeypatch):
     def migration_next(db):
         db.executescript("ALTER TABLE tiles ADD COLUMN extra TEXT; CREATE TABLE added (x INTEGER);")
 
-    migrations = [*catalog_module.MIGRATIONS, migration_next]
-    monkeypatch.setattr(catalog_module, "MIGRATIONS", migrations)
-    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", len(migrations))
+    migrations = [*schema_module.MIGRATIONS, migration_next]
+    monkeypatch.setattr(schema_module, "MIGRATIONS", migrations)
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", len(migrations))
     cat = Catalog.open(tmp_path / "p.casdesk")
     assert cat.schema_version == len(migrations)
     assert cat.query("SELECT name, extra FROM tiles")[0]["name"] == "t1"

@@ -25,7 +25,7 @@ from casdesk.core.dataset.synthetic import make_scene
 from casdesk.core.dataset.tiling import CropParams, crop_scene
 from casdesk.core.errors import CasdeskError, OutputError
 from casdesk.core.jobs import run_job
-from casdesk.core.project import catalog as catalog_module
+from casdesk.core.project import schema as schema_module
 from casdesk.core.project.catalog import Catalog
 
 from .conftest import CliResult, assert_project_sound
@@ -151,9 +151,9 @@ def test_older_schema_project_is_migrated_by_the_cli(tmp_path: Path, monkeypatch
     cat.add_tiles([{"name": f"t{i}", "subdataset": "A", "image_path": f"/x/t{i}.tif", "width": 512,
                     "height": 512} for i in range(5)])
     cat.close()
-    migrations = [*catalog_module.MIGRATIONS, lambda db: db.executescript("CREATE TABLE extra (x INTEGER);")]
-    monkeypatch.setattr(catalog_module, "MIGRATIONS", migrations)
-    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", len(migrations))
+    migrations = [*schema_module.MIGRATIONS, lambda db: db.executescript("CREATE TABLE extra (x INTEGER);")]
+    monkeypatch.setattr(schema_module, "MIGRATIONS", migrations)
+    monkeypatch.setattr(schema_module, "SCHEMA_VERSION", len(migrations))
     # a read-only command reads the older project as it is, without touching it
     before = project.read_bytes()
     result = cli("info", project, "--json")

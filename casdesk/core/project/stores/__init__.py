@@ -1,5 +1,5 @@
 """One small store per concept: the only SQL outside the catalog's connection, schema and
-migrations (``casdesk.core.project.catalog``).
+migrations (``casdesk.core.project.connection``, ``.schema``, ``.catalog``).
 
 A :class:`~casdesk.core.project.catalog.Catalog` exposes them as attributes
 (``catalog.runs``, ``catalog.predictions``, ``catalog.splits``, ``catalog.label_records``,
