@@ -232,10 +232,10 @@ def test_gaussian_blur_keeps_constants_and_identity_at_sigma_zero() -> None:
 
 def test_head_lr_mult_gives_the_decoder_its_own_group(make_project: Any) -> None:
     from casdesk.ml.models.registry import create_model
-    from casdesk.ml.training.trainer import _optimizer
+    from casdesk.ml.training.net import build_optimizer
 
     model = create_model("smp:Unet", "tu-resnet10t", 3, 1)
-    opt = _optimizer(TrainConfig(head_lr_mult=10.0, lr=0.01), model)
+    opt = build_optimizer(TrainConfig(head_lr_mult=10.0, lr=0.01), model)
     enc, head = opt.param_groups
     assert enc["lr"] == pytest.approx(0.01) and head["lr"] == pytest.approx(0.1)
     assert len(enc["params"]) == len(list(model.encoder.parameters()))
