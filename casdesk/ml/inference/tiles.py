@@ -38,7 +38,7 @@ from casdesk.core.jobs import CancelToken, Progress
 from casdesk.core.project.catalog import Catalog, Tile, utc_now
 from casdesk.core.raster.io import open_raster
 from casdesk.core.raster.outputs import PROB_NODATA, encode_probability
-from casdesk.ml.inference.scene import PredictionError, Predictor, infer_windows, load_predictor
+from casdesk.ml.inference.predictor import PredictionError, Predictor, infer_windows, load_predictor
 from casdesk.ml.training.data import SIZE_MULTIPLE, read_tile
 
 log = logging.getLogger(__name__)
