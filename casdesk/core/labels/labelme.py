@@ -11,144 +11,70 @@ Masks follow LabelMe's own ``shape_to_mask``/``shapes_to_label``, drawn with PIL
 ``ImageDraw`` exactly as LabelMe does: a polygon is filled *including its outline*; lines and
 line strips are 10 px wide, points discs of radius 5; a ``mask`` shape pastes its PNG at its
 first point; later shapes paint over earlier ones.
+
+The module is split by responsibility: the model and constants
+(:mod:`~casdesk.core.labels.labelme_model`), reading and writing (here), the mask rule and
+area outlines (:mod:`~casdesk.core.labels.labelme_shapes`), the image
+(:mod:`~casdesk.core.labels.labelme_images`). Every name is importable from this module.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import json
 import math
 import os
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from casdesk.core.errors import LabelError
+from casdesk.core.labels.labelme_images import (
+    embedded_image_bytes,
+    encode_image_data,
+    find_image_file,
+    image_candidates,
+    image_suffix,
+    load_labelme_image,
+)
+from casdesk.core.labels.labelme_model import (
+    BACKGROUND_LABELS,
+    DEFAULT_VERSION,
+    DOC_KEYS,
+    IGNORE_LABELS,
+    IGNORE_VALUE,
+    LINE_WIDTH_PX,
+    MAX_COORD,
+    MAX_IMAGE_SIDE,
+    ORIENTED_TYPES,
+    POINT_RADIUS_PX,
+    RESERVED_LABELS,
+    SHAPE_KEYS,
+    SHAPE_TYPES,
+    LabelMeDocument,
+    LabelMeError,
+    LabelMeShape,
+)
+from casdesk.core.labels.labelme_shapes import (
+    burn_value,
+    decode_mask_png,
+    draw_shape,
+    iter_area_shapes,
+    labelme_mask,
+    polygon_shape,
+    shape_mask,
+    shape_polygon_points,
+)
 
-SHAPE_TYPES = ("polygon", "rectangle", "circle", "line", "point", "linestrip", "points", "mask")
-# Labels LabelMe reserves: never landslide when no label names are given.
-RESERVED_LABELS = frozenset({"_background_", "__ignore__"})
-LINE_WIDTH_PX = 10  # LabelMe draws lines and line strips this wide in masks
-POINT_RADIUS_PX = 5  # ... and points as discs of this radius
-MAX_IMAGE_SIDE = 1_000_000  # a larger imageWidth/imageHeight is a broken file, not an image
-MAX_COORD = 1e7  # coordinates are clipped to this for drawing (pixels)
-ORIENTED_TYPES = ("oriented_rectangle", "rotation")  # other tools' 4-point rectangles: polygons
-IGNORE_LABELS = frozenset({"__ignore__", "nodata"})  # paint 255 (ignore), as labelme2voc does
-BACKGROUND_LABELS = frozenset({"_background_", "background"})  # paint 0
-IGNORE_VALUE = 255
-
-_SHAPE_KEYS = ("label", "points", "group_id", "description", "shape_type", "flags", "mask")
-_DOC_KEYS = ("version", "flags", "shapes", "imagePath", "imageData", "imageHeight", "imageWidth")
-DEFAULT_VERSION = "5.4.1"
-# What a key that is missing from a file reads as; such a key is written back only if changed.
-_ABSENT: dict[str, Any] = {
-    "group_id": None,
-    "description": None,
-    "mask": None,
-    "flags": {},
-    "shape_type": "polygon",
-    "version": DEFAULT_VERSION,
-    "imagePath": None,
-    "imageData": None,
-    "imageHeight": None,
-    "imageWidth": None,
-}
-
-
-class LabelMeError(LabelError):
-    """A LabelMe JSON file cannot be read, written or rasterized; names the file and why."""
-
-
-# --------------------------------------------------------------------------- model
-@dataclass
-class LabelMeShape:
-    """One LabelMe shape. ``points`` are [x, y] pixel coordinates (floats).
-
-    ``keys`` is the order of the keys in the file (None for a new shape: LabelMe 5.x order);
-    ``extra`` holds keys casdesk does not know, written back unchanged.
-    """
-
-    label: str
-    points: list[list[float]]
-    shape_type: str = "polygon"
-    group_id: int | None = None
-    flags: dict[str, Any] | None = field(default_factory=dict)
-    description: str | None = ""
-    mask: str | None = None  # base64 PNG of the bounding box (shape_type "mask")
-    extra: dict[str, Any] = field(default_factory=dict)
-    keys: tuple[str, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        known = {
-            "label": self.label,
-            "points": [list(p) for p in self.points],
-            "group_id": self.group_id,
-            "description": self.description,
-            "shape_type": self.shape_type,
-            "flags": self.flags,
-            "mask": self.mask,
-        }
-        order = self.keys if self.keys is not None else _SHAPE_KEYS
-        return _ordered(order, known, self.extra)
-
-
-@dataclass
-class LabelMeDocument:
-    """A whole LabelMe file. ``imageData`` is None or the base64 text of the image file."""
-
-    shapes: list[LabelMeShape] = field(default_factory=list)
-    imagePath: str | None = None  # noqa: N815 - LabelMe's key names, kept for clarity
-    imageData: str | None = None  # noqa: N815
-    imageHeight: int | None = None  # noqa: N815
-    imageWidth: int | None = None  # noqa: N815
-    version: str = DEFAULT_VERSION
-    flags: dict[str, Any] | None = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-    keys: tuple[str, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        known = {
-            "version": self.version,
-            "flags": self.flags,
-            "shapes": [s.to_json() for s in self.shapes],
-            "imagePath": self.imagePath,
-            "imageData": self.imageData,
-            "imageHeight": self.imageHeight,
-            "imageWidth": self.imageWidth,
-        }
-        order = self.keys if self.keys is not None else _DOC_KEYS
-        return _ordered(order, known, self.extra)
-
-    @property
-    def image_shape(self) -> tuple[int, int] | None:
-        """(rows, cols) as the file states it, or None when it does not."""
-        if self.imageHeight is None or self.imageWidth is None:
-            return None
-        return int(self.imageHeight), int(self.imageWidth)
-
-
-def _ordered(
-    order: tuple[str, ...], known: dict[str, Any], extra: dict[str, Any]
-) -> dict[str, Any]:
-    """Keys in file order; known keys that were absent are only written when set."""
-    out: dict[str, Any] = {}
-    for key in order:
-        if key in known:
-            out[key] = known[key]
-        elif key in extra:
-            out[key] = extra[key]
-    for key, value in known.items():  # set after reading a file that had no such key
-        if key not in out and value != _ABSENT.get(key):
-            out[key] = value
-    for key, value in extra.items():
-        out.setdefault(key, value)
-    return out
+__all__ = [  # the names importers use from here; most live in the modules above
+    "BACKGROUND_LABELS", "DEFAULT_VERSION", "IGNORE_LABELS", "IGNORE_VALUE", "LINE_WIDTH_PX",
+    "MAX_COORD", "MAX_IMAGE_SIDE", "ORIENTED_TYPES", "POINT_RADIUS_PX", "RESERVED_LABELS",
+    "SHAPE_TYPES", "LabelMeDocument", "LabelMeError", "LabelMeShape", "atomic_write_bytes",
+    "burn_value", "decode_mask_png", "draw_shape", "embedded_image_bytes", "encode_image_data",
+    "find_image_file", "image_candidates", "image_suffix", "iter_area_shapes", "labelme_mask",
+    "load_labelme_image", "parse_labelme", "polygon_shape", "read_labelme", "shape_mask",
+    "shape_polygon_points", "write_labelme",
+]
 
 
 # --------------------------------------------------------------------------- reading
@@ -211,7 +137,7 @@ def parse_labelme(data: Any, path: str | Path | None = None) -> LabelMeDocument:
         imageWidth=sizes["imageWidth"],
         version=version,
         flags=flags,
-        extra={k: v for k, v in data.items() if k not in _DOC_KEYS},
+        extra={k: v for k, v in data.items() if k not in DOC_KEYS},
         keys=tuple(data),
     )
 
@@ -269,7 +195,7 @@ def _parse_shape(raw: Any, index: int, path: str | Path | None) -> LabelMeShape:
         flags=flags,
         description=description,
         mask=mask,
-        extra={k: v for k, v in raw.items() if k not in _SHAPE_KEYS},
+        extra={k: v for k, v in raw.items() if k not in SHAPE_KEYS},
         keys=tuple(raw),
     )
 
@@ -332,345 +258,3 @@ def _file_mode(path: Path) -> int:
         mask = os.umask(0)
         os.umask(mask)
         return 0o666 & ~mask
-
-
-# --------------------------------------------------------------------------- masks
-def burn_value(label: str, label_names: Collection[str] | None = None) -> int:
-    """What a shape labelled ``label`` paints into a mask (LabelMe's ``shapes_to_label``
-    with one class): 255 (ignore) for ``__ignore__``/``nodata``, 0 for ``_background_``/
-    ``background`` and, when ``label_names`` is given, for every label not in it; else 1."""
-    low = (label or "").lower()
-    if low in IGNORE_LABELS:
-        return IGNORE_VALUE
-    if low in BACKGROUND_LABELS:
-        return 0
-    if label_names is not None:
-        return 1 if label in label_names else 0
-    return 1
-
-
-def _xy(points: Any, offset: tuple[float, float]) -> list[tuple[float, float]]:
-    dx, dy = offset
-    pts = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), -MAX_COORD, MAX_COORD)
-    return [(float(x) - dx, float(y) - dy) for x, y in pts]
-
-
-def draw_shape(
-    shape_type: str | None,
-    points: Any,
-    size: tuple[int, int],
-    *,
-    mask_b64: str | None = None,
-    offset: tuple[float, float] = (0.0, 0.0),
-    line_width: int = LINE_WIDTH_PX,
-    point_size: int = POINT_RADIUS_PX,
-) -> np.ndarray:
-    """Boolean (rows, cols) pixels one shape covers, drawn exactly as LabelMe's
-    ``shape_to_mask`` draws it (PIL ``ImageDraw``, outline included), in a window whose
-    top-left pixel corner is ``offset`` = (x, y) in the points' coordinates."""
-    from PIL import Image, ImageDraw
-
-    rows, cols = size
-    kind = shape_type or "polygon"
-    if kind == "mask":
-        canvas = np.zeros((rows, cols), dtype=bool)
-        _paste_mask(canvas, points, mask_b64, offset)
-        return canvas
-    img = Image.new("L", (cols, rows), 0)
-    draw = ImageDraw.Draw(img)
-    xy = _xy(points, offset)
-    if kind == "circle" and len(xy) == 2:
-        (cx, cy), (px, py) = xy
-        d = math.hypot(cx - px, cy - py)
-        draw.ellipse([cx - d, cy - d, cx + d, cy + d], outline=1, fill=1)
-    elif kind == "rectangle" and len(xy) == 2:
-        (x0, y0), (x1, y1) = xy
-        draw.rectangle([min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)], outline=1, fill=1)
-    elif kind in ("line", "linestrip"):
-        if xy:
-            draw.line(xy=xy, fill=1, width=line_width)
-    elif kind in ("point", "points"):
-        for cx, cy in xy:
-            r = point_size
-            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=1, fill=1)
-    elif len(xy) > 2:  # polygon, oriented rectangle and any other type: LabelMe's polygon
-        draw.polygon(xy=xy, outline=1, fill=1)
-    elif len(xy) == 2:
-        draw.line(xy=xy, fill=1, width=1)
-    elif len(xy) == 1:
-        draw.point(xy, fill=1)
-    return np.asarray(img, dtype=bool)
-
-
-def shape_mask(
-    shape: LabelMeShape,
-    size: tuple[int, int],
-    offset: tuple[float, float] = (0.0, 0.0),
-    line_width: int = LINE_WIDTH_PX,
-    point_size: int = POINT_RADIUS_PX,
-) -> np.ndarray:
-    """Boolean (rows, cols) pixels a single shape covers, by LabelMe's rule."""
-    if shape.shape_type not in SHAPE_TYPES and shape.shape_type not in ORIENTED_TYPES:
-        raise LabelMeError(
-            f"shape type {shape.shape_type!r} cannot be rasterized",
-            None,
-            f"known types: {', '.join(SHAPE_TYPES)}",
-        )
-    return draw_shape(
-        shape.shape_type,
-        shape.points,
-        size,
-        mask_b64=shape.mask,
-        offset=offset,
-        line_width=line_width,
-        point_size=point_size,
-    )
-
-
-def decode_mask_png(mask_b64: str | None, label: str = "") -> np.ndarray:
-    """The boolean array of a ``mask`` shape's base64 PNG (LabelMe's ``img_b64_to_arr``)."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        png = base64.b64decode(mask_b64 or "", validate=False)
-        with Image.open(io.BytesIO(png)) as im:
-            arr = np.asarray(im)
-    except (binascii.Error, ValueError, OSError, UnidentifiedImageError) as exc:
-        raise LabelMeError(f"mask shape {label!r}: 'mask' is not a base64 PNG image ({exc})") from exc
-    if arr.ndim == 3:
-        arr = arr[..., 0]
-    return arr.astype(bool)
-
-
-def _paste_mask(
-    canvas: np.ndarray, points: Any, mask_b64: str | None, offset: tuple[float, float]
-) -> None:
-    """``mask[y1:y2+1, x1:x2+1] = shape['mask']`` as LabelMe's ``shapes_to_label`` does."""
-    img = decode_mask_png(mask_b64)
-    pts = np.clip(np.asarray(points, dtype=np.float64).reshape(-1, 2), -MAX_COORD, MAX_COORD)
-    x0, y0 = (int(v) for v in pts[0].astype(int))
-    x0 -= int(offset[0])
-    y0 -= int(offset[1])
-    rows, cols = canvas.shape
-    h, w = img.shape
-    r0, c0 = max(0, y0), max(0, x0)
-    r1, c1 = min(rows, y0 + h), min(cols, x0 + w)
-    if r0 < r1 and c0 < c1:
-        canvas[r0:r1, c0:c1] = img[r0 - y0 : r1 - y0, c0 - x0 : c1 - x0]
-
-
-def labelme_mask(
-    doc: LabelMeDocument,
-    label_names: Collection[str] | None = None,
-    shape: tuple[int, int] | None = None,
-) -> np.ndarray:
-    """uint8 (rows, cols) landslide mask by LabelMe's own rule (0, 1, 255 = ignore).
-
-    Shapes are painted in file order with :func:`burn_value`: a shape whose label is in
-    ``label_names`` paints 1, any other shape paints 0 (so a later non-landslide shape cuts
-    an earlier landslide); ``__ignore__`` paints 255. ``label_names`` None means every label
-    is landslide except ``_background_``. ``shape`` overrides the file's image size.
-    """
-    size = shape or doc.image_shape
-    if size is None:
-        raise LabelMeError(
-            "the file does not state the image size (imageHeight/imageWidth)",
-            doc.imagePath,
-            "pass the image shape",
-        )
-    out = np.zeros(size, dtype=np.uint8)
-    for s in doc.shapes:
-        out[shape_mask(s, size)] = burn_value(s.label, label_names)
-    return out
-
-
-# --------------------------------------------------------------------------- images
-def load_labelme_image(doc: LabelMeDocument, json_path: str | Path) -> np.ndarray:
-    """(rows, cols, 3) uint8 RGB image: the embedded ``imageData``, else ``imagePath``
-    resolved relative to the JSON file's folder (Windows backslashes accepted)."""
-    import cv2
-
-    jp = Path(json_path)
-    embedded = embedded_image_bytes(doc, jp)
-    if embedded is not None:
-        raw = embedded
-        source: Path = jp
-    else:
-        if not doc.imagePath:
-            raise LabelMeError("the file has neither imageData nor imagePath", jp)
-        source = _find_image(doc.imagePath, jp)
-        try:
-            raw = source.read_bytes()
-        except OSError as exc:
-            raise LabelMeError(f"image cannot be read ({exc.strerror or exc})", source) from exc
-    img = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_UNCHANGED) if raw else None
-    if img is None:
-        img = _read_with_rasterio(raw, source)
-    if img.ndim == 2:
-        img = np.repeat(img[:, :, None], 3, axis=2)
-    elif img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
-    elif img.shape[2] == 3:
-        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    else:
-        img = np.repeat(img[:, :, :1], 3, axis=2)
-    if img.dtype != np.uint8:
-        img = _stretch_to_uint8(img)
-    return np.ascontiguousarray(img)
-
-
-def image_candidates(image_path: str, json_path: Path) -> list[Path]:
-    """Where LabelMe looks for ``imagePath``: relative to the JSON file's folder (Windows
-    backslashes read as separators), then absolute; then the image's file name beside the
-    JSON (a folder moved as a whole)."""
-    norm = image_path.replace("\\", "/")
-    out: list[Path] = []
-    for c in (norm, image_path):
-        p = Path(c)
-        out.append(p if p.is_absolute() else json_path.parent / p)
-        if len(c) > 2 and c[1] == ":":  # a Windows drive path read on another system
-            out.append(json_path.parent / Path(norm).name)
-    out.append(json_path.parent / Path(norm).name)
-    return list(dict.fromkeys(out))
-
-
-def _find_image(image_path: str, json_path: Path) -> Path:
-    for p in image_candidates(image_path, json_path):
-        if p.is_file() and p.resolve() != json_path.resolve():
-            return p
-    raise LabelMeError(
-        f"the image {image_path!r} it points to is not found",
-        json_path,
-        "put the image beside the JSON file, or embed it (imageData)",
-    )
-
-
-def find_image_file(doc: LabelMeDocument, json_path: str | Path) -> Path | None:
-    """The image file of a LabelMe document (``imagePath`` resolved as LabelMe does, then a
-    same-named image beside the JSON), or None when there is no such file (an embedded
-    image, or an ``imagePath`` pointing at the JSON file itself)."""
-    jp = Path(json_path)
-    if doc.imagePath:
-        try:
-            return _find_image(doc.imagePath, jp)
-        except LabelMeError:
-            pass
-    for suffix in (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".JPG", ".PNG"):
-        candidate = jp.with_suffix(suffix)
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def embedded_image_bytes(doc: LabelMeDocument, json_path: str | Path | None = None) -> bytes | None:
-    """The decoded ``imageData`` (the image file's bytes), or None when there is none."""
-    if not doc.imageData:
-        return None
-    try:
-        raw = base64.b64decode(doc.imageData, validate=False)
-    except (binascii.Error, ValueError) as exc:
-        raise LabelMeError(f"'imageData' is not base64 ({exc})", json_path) from exc
-    if not raw:
-        raise LabelMeError("'imageData' is empty", json_path)
-    return raw
-
-
-def image_suffix(raw: bytes) -> str:
-    """File suffix for image bytes (by their signature); ``.png`` when unknown."""
-    signatures = {b"\x89PNG": ".png", b"\xff\xd8": ".jpg", b"II*\x00": ".tif", b"MM\x00*": ".tif", b"BM": ".bmp"}
-    for sig, ext in signatures.items():
-        if raw.startswith(sig):
-            return ext
-    return ".png"
-
-
-def _read_with_rasterio(raw: bytes, source: Path) -> np.ndarray:
-    """Fallback for images OpenCV cannot decode (e.g. multi-band GeoTIFF)."""
-    from rasterio.errors import RasterioIOError
-    from rasterio.io import MemoryFile
-
-    try:
-        with MemoryFile(raw) as mem, mem.open() as ds:
-            data = ds.read(list(range(1, min(3, ds.count) + 1)))
-    except (RasterioIOError, ValueError) as exc:
-        raise LabelMeError("the image cannot be decoded", source) from exc
-    rgb = np.moveaxis(data, 0, -1)
-    return rgb[:, :, ::-1] if rgb.shape[2] == 3 else rgb  # BGR, as cv2 gives
-
-
-def _stretch_to_uint8(img: np.ndarray) -> np.ndarray:
-    f = img.astype(np.float64)
-    lo, hi = np.nanpercentile(f, [2, 98])
-    return np.clip((f - lo) / max(hi - lo, 1e-9) * 255, 0, 255).astype(np.uint8)
-
-
-def encode_image_data(rgb: np.ndarray, ext: str = ".png") -> str:
-    """Base64 text of an RGB image encoded as LabelMe embeds it (``imageData``)."""
-    import cv2
-
-    ok, buf = cv2.imencode(ext, cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise LabelMeError(f"the image cannot be encoded as {ext}")
-    return base64.b64encode(buf.tobytes()).decode("ascii")
-
-
-# --------------------------------------------------------------------------- geometry
-def shape_polygon_points(
-    shape: LabelMeShape, circle_segments: int = 64
-) -> list[tuple[float, float]] | None:
-    """The outline of an area shape as (x, y) pixel-corner coordinates, or None for lines
-    and points (which are not areas). Rectangles become 4 corners, circles ``circle_segments``
-    vertices."""
-    pts = shape.points
-    if shape.shape_type == "polygon":
-        return [(float(x), float(y)) for x, y in pts] if len(pts) >= 3 else None
-    if shape.shape_type == "rectangle":
-        (x0, y0), (x1, y1) = pts
-        return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-    if shape.shape_type == "circle":
-        (cx, cy), (px, py) = pts
-        r = math.hypot(cx - px, cy - py)
-        if r <= 0:
-            return None
-        return [
-            (
-                cx + r * math.cos(2 * math.pi * k / circle_segments),
-                cy + r * math.sin(2 * math.pi * k / circle_segments),
-            )
-            for k in range(circle_segments)
-        ]
-    return None
-
-
-def iter_area_shapes(
-    doc: LabelMeDocument,
-) -> Iterator[tuple[LabelMeShape, list[tuple[float, float]]]]:
-    """Shapes that enclose an area (polygon, rectangle, circle) with their outlines."""
-    for s in doc.shapes:
-        ring = shape_polygon_points(s)
-        if ring is not None:
-            yield s, ring
-
-
-def polygon_shape(
-    label: str,
-    ring: list[tuple[float, float]],
-    *,
-    group_id: int | None = None,
-    flags: Mapping[str, Any] | None = None,
-    description: str = "",
-) -> LabelMeShape:
-    """A new LabelMe 5.x polygon shape from one ring (no closing vertex repeated)."""
-    pts = [[float(x), float(y)] for x, y in ring]
-    if len(pts) > 1 and pts[0] == pts[-1]:
-        pts.pop()
-    return LabelMeShape(
-        label=label,
-        points=pts,
-        shape_type="polygon",
-        group_id=group_id,
-        flags=dict(flags or {}),
-        description=description,
-    )
