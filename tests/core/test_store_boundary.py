@@ -4,6 +4,11 @@ Everything under ``casdesk/core/project/`` (the catalog: connection, schema, mig
 one store per concept in ``stores/``) may import ``sqlite3`` and hold SQL; nothing else may.
 The scan reads the code with :mod:`ast`, so SQL in comments or docstrings that merely mention
 a table does not count, while SQL split over implicit concatenations or f-strings does.
+
+Nor may code elsewhere in casdesk run SQL through the catalog's raw entry points
+(``catalog.execute``, ``catalog.query``, ``catalog.connection``, the connection that
+``catalog.transaction()`` yields): outside the store, ``with catalog.transaction():`` is a
+unit of work that makes several store calls atomic, never a way to the connection.
 """
 
 from __future__ import annotations
@@ -80,6 +85,50 @@ def sql_uses(source: str) -> list[str]:
     return found
 
 
+# The catalog's raw SQL entry points (casdesk.core.project.connection.ProjectConnection) and
+# what a sqlite3 connection or cursor offers: calling or reading them outside the store
+# means running SQL there.
+_RAW_CALLS = frozenset({"execute", "executemany", "executescript", "query"})
+_RAW_ATTRIBUTES = frozenset({"connection", "_db"})
+
+
+def _is_spatial_query(call: ast.Call) -> bool:
+    """``tree.query(geometry, predicate=...)``: a shapely STRtree lookup, not SQL."""
+    receiver = call.func.value if isinstance(call.func, ast.Attribute) else None
+    name = (receiver.id if isinstance(receiver, ast.Name)
+            else receiver.attr if isinstance(receiver, ast.Attribute) else "")
+    return name.lower().endswith("tree") or any(k.arg == "predicate" for k in call.keywords)
+
+
+def raw_sql_uses(source: str) -> list[str]:
+    """Where ``source`` reaches the catalog's raw SQL entry points, as ``line: what``."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            name = node.func.attr
+            if name in _RAW_CALLS and not (name == "query" and _is_spatial_query(node)):
+                found.append(f"{node.lineno}: .{name}(...)")
+        elif isinstance(node, ast.Attribute) and node.attr in _RAW_ATTRIBUTES:
+            found.append(f"{node.lineno}: .{node.attr}")
+        elif isinstance(node, ast.With | ast.AsyncWith):
+            for item in node.items:
+                call = item.context_expr
+                if (item.optional_vars is not None and isinstance(call, ast.Call)
+                        and isinstance(call.func, ast.Attribute) and call.func.attr == "transaction"):
+                    found.append(f"{node.lineno}: with .transaction() as ... (the raw connection)")
+    return found
+
+
+def _modules_outside_the_store() -> list[tuple[str, str]]:
+    out = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        if not rel.startswith(STORE):
+            out.append((rel, path.read_text(encoding="utf-8")))
+    return out
+
+
 @functools.cache
 def _scan() -> dict[str, list[str]]:
     out = {}
@@ -100,6 +149,16 @@ def test_no_sql_outside_the_project_store() -> None:
     leaks = {m: u for m, u in _scan().items() if m not in ALLOWLIST}
     assert not leaks, "SQL outside casdesk/core/project/ (add a store method instead):\n" + "\n".join(
         f"  casdesk/{m}:{u}" for m, uses in leaks.items() for u in uses
+    )
+
+
+def test_no_raw_sql_calls_outside_the_project_store() -> None:
+    """``Catalog.execute/query/connection`` and ``transaction() as db`` are the store's own."""
+    leaks = {m: u for m, text in _modules_outside_the_store() if (u := raw_sql_uses(text))}
+    assert not leaks, (
+        "raw SQL through the catalog outside casdesk/core/project/ (add a store method instead;"
+        " `with catalog.transaction():` without `as` groups store calls):\n"
+        + "\n".join(f"  casdesk/{m}:{u}" for m, uses in leaks.items() for u in uses)
     )
 
 
@@ -137,3 +196,33 @@ def test_scanner_finds_sql(source: str) -> None:
 )
 def test_scanner_ignores_prose(source: str) -> None:
     assert not sql_uses(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        'rows = catalog.query("PRAGMA table_info(tiles)")\n',
+        "n = self.catalog.execute(sql, params).fetchone()\n",
+        "cat.connection.commit()\n",
+        "db = catalog._db\n",
+        "with catalog.transaction() as db:\n    pass\n",
+        "with open(p) as f, cat.transaction() as db:\n    pass\n",
+        "catalog.connection.executemany(sql, rows)\n",
+    ],
+)
+def test_raw_sql_scanner_finds_raw_calls(source: str) -> None:
+    assert raw_sql_uses(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "with catalog.transaction():\n    catalog.runs.finish(1)\n",
+        'hits = tree.query(box, predicate="intersects")\n',
+        "hits = self._tree.query(box)\n",
+        "rows = catalog.tile_rows.overlapping(1, 0, 0, 9, 9)\n",
+        "self.signal.connect(slot)\n",
+    ],
+)
+def test_raw_sql_scanner_ignores_store_calls(source: str) -> None:
+    assert not raw_sql_uses(source)
