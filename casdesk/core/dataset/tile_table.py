@@ -72,6 +72,7 @@ class TileIndex:
     """True where a tile's image or mask changed after its metrics were computed."""
     _name_rank: np.ndarray | None = field(default=None, repr=False)
     _names_lower: np.ndarray | None = field(default=None, repr=False)
+    _name_shared: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(self.ids.size)
@@ -97,6 +98,21 @@ class TileIndex:
             rank[order] = np.arange(order.size)
             self._name_rank = rank
         return self._name_rank
+
+    def name_shared(self) -> np.ndarray:
+        """True for every tile whose name another tile also has (computed once from the name
+        order; the browser warms it in its loading worker)."""
+        if self._name_shared is None:
+            n = len(self)
+            shared = np.zeros(n, bool)
+            if n >= 2:
+                order = np.argsort(self.name_rank())
+                ordered = self.names[order]
+                same = ordered[1:] == ordered[:-1]
+                shared[order[1:][same]] = True
+                shared[order[:-1][same]] = True
+            self._name_shared = shared
+        return self._name_shared
 
     def names_lower(self) -> np.ndarray:
         if self._names_lower is None:

@@ -65,6 +65,7 @@ def load_index_for(path: Path, split: str | None) -> ti.TileIndex:
         index = ti.load_index(catalog, split, with_qc=False)
     index.name_rank()
     index.names_lower()
+    index.name_shared()
     return index
 
 

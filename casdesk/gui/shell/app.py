@@ -39,12 +39,15 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
     from casdesk.gui.kit.gc_guard import GuiThreadGarbageCollector
 
     collector = GuiThreadGarbageCollector(app)  # Qt objects are never destroyed on a worker thread
+    from casdesk.gui.kit.gil import favour_gui_thread
+
+    favour_gui_thread()  # Qt's calls into Python wait less for the GIL while workers run Python
     window = MainWindow()
     hook.parent_widget = window
     log.info("casdesk GUI started (log file %s)", logsetup.log_file())
     window.show()
     if project is not None:
-        window.open_project(project)
+        window.start_open_project(project)  # the window shows at once; the project follows
     try:
         return app.exec()
     finally:
