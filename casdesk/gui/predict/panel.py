@@ -81,7 +81,7 @@ class PredictPanel(QWidget):
         self._build()
         self._update_buttons()
         context.project_opened.connect(lambda _p: self.refresh_splits())
-        context.project_opened.connect(lambda _p: self.refresh_models())
+        context.project_opened.connect(lambda _p: self._refresh_models_if_shown())
         context.project_closed.connect(self.refresh_models)
         context.project_closed.connect(self.refresh_splits)
         context.tiles_changed.connect(self.refresh_splits)
@@ -327,6 +327,12 @@ class PredictPanel(QWidget):
         """The project's runs (newest first); the current choice is kept when it still exists."""
         self.model_chooser.refresh(self.context.catalog)
 
+    def _refresh_models_if_shown(self) -> None:
+        """A project opened: list its runs now if the tab is on screen; else :meth:`showEvent`
+        lists them (checking each run's model file) when it is next shown."""
+        if self.isVisible():
+            self.refresh_models()
+
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
         super().showEvent(event)
         self.refresh_models()  # a run may have finished in the Train tab meanwhile
@@ -560,10 +566,8 @@ class PredictPanel(QWidget):
         self.split.addItem("(all tiles)", None)
         catalog = self.context.catalog
         if catalog is not None:
-            from casdesk.core.dataset.splits import list_splits
-
-            for s in list_splits(catalog):
-                self.split.addItem(s["name"], s["name"])
+            for name in catalog.splits.names():  # no tile counts: cheap at 20k tiles
+                self.split.addItem(name, name)
         index = self.split.findData(current)
         self.split.setCurrentIndex(max(index, 0))
         self._update_buttons()

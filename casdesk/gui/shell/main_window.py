@@ -74,6 +74,8 @@ class MainWindow(QMainWindow):
         self.context.status_message.connect(lambda m: self.statusBar().showMessage(m, 5000))
         self.context.tile_requested.connect(self.show_tile)
         self.context.train_requested.connect(self.train_on_split)
+        self.context.opening.connect(self._on_opening)
+        self.context.open_failed.connect(self._on_open_failed)
 
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -250,6 +252,10 @@ class MainWindow(QMainWindow):
 
     # ---- projects
     def open_project(self, path: str | Path) -> bool:
+        """Open a project and return once it is open (scripts and tests); False when it
+        could not be (after a dialog saying why). The window's own ways to open a project
+        (menu, recent list, drop, command line) use :meth:`start_open_project`, which does
+        not block the window while the database is checked."""
         try:
             try:
                 self.context.open(path)
@@ -261,6 +267,32 @@ class MainWindow(QMainWindow):
             show_error(self, "Cannot open project", str(exc))
             return False
         return True
+
+    def start_open_project(self, path: str | Path) -> bool:
+        """Open a project without blocking the window: the database is opened and checked in
+        a thread (:meth:`ProjectContext.open_in_background`), the tabs load it in theirs.
+        False when refused at once (the user declined to open a locked project read-only,
+        or the lock could not be taken); a failure found later is shown in a dialog."""
+        try:
+            try:
+                self.context.open_in_background(path)
+            except ProjectLockedError as exc:
+                if not self._ask_readonly(exc.holder):
+                    return False
+                self.context.open_in_background(path, readonly=True)
+        except CasdeskError as exc:
+            show_error(self, "Cannot open project", str(exc))
+            return False
+        return True
+
+    def _on_opening(self, path: Path) -> None:
+        self.load_label.setText(f"Opening {path.name}\u2026")
+        self.load_bar.show()
+
+    def _on_open_failed(self, _path: Path, message: str) -> None:
+        self.load_label.setText("")
+        self.load_bar.hide()
+        show_error(self, "Cannot open project", message)
 
     def _ask_readonly(self, holder: LockInfo | None) -> bool:
         """Another casdesk holds the project: open it read-only (True) or cancel (False).
@@ -291,7 +323,7 @@ class MainWindow(QMainWindow):
         start = last_folder(self.settings, "project")
         path, _ = QFileDialog.getOpenFileName(self, "Open project", start, "casdesk project (*.casdesk)")
         if path:
-            self.open_project(path)
+            self.start_open_project(path)
 
     def _on_project_opened(self, path: Path) -> None:
         suffix = " (read-only)" if self.context.readonly else ""
@@ -336,7 +368,7 @@ class MainWindow(QMainWindow):
         self.recent_menu.clear()
         for p in self._recent():
             act = self.recent_menu.addAction(p)
-            act.triggered.connect(lambda _=False, p=p: self.open_project(p))
+            act.triggered.connect(lambda _=False, p=p: self.start_open_project(p))
         self.recent_menu.setEnabled(bool(self._recent()))
 
     # ---- misc
@@ -358,7 +390,7 @@ class MainWindow(QMainWindow):
         for url in event.mimeData().urls():
             path = Path(url.toLocalFile())
             if path.suffix == ".casdesk":
-                self.open_project(path)
+                self.start_open_project(path)
                 return
             handler = getattr(self.panels.get("Project"), "import_path", None)
             if handler is not None:

@@ -71,6 +71,11 @@ class SplitsStore(Store):
         """Split names, oldest first."""
         return [str(r[0]) for r in self._catalog.query("SELECT name FROM splits ORDER BY id")]
 
+    def names_and_kinds(self) -> list[tuple[str, str]]:
+        """(name, kind) of every split, oldest first: what a split chooser lists, without
+        :meth:`list_all`'s tile counts (a scan of the split's tiles: ~10 ms at 20k)."""
+        return [(str(r[0]), str(r[1])) for r in self._catalog.query("SELECT name, kind FROM splits ORDER BY id")]
+
     def parts_by_name(self, name: str) -> list[tuple[int, str]]:
         """(tile id, part) of the split ``name`` (none if there is no such split)."""
         rows = self._catalog.query(
