@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
+
+from tests.support.tiles import square_tile, write_raster
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -76,13 +77,6 @@ def project(tmp_path: Path):
     cat.close()
 
 
-def write_tile(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2],
-                       count=data.shape[0], dtype=data.dtype.name) as dst:
-        dst.write(data)
-
-
 @pytest.fixture()
 def tiny_project(tmp_path: Path) -> Path:
     """A tiny training project: 16 tiles of 64x64 in two subdatasets (UAV, SAT), bright
@@ -94,14 +88,10 @@ def tiny_project(tmp_path: Path) -> Path:
     rows = []
     for i in range(16):
         sub = "uav" if i % 2 else "sat"
-        img = rng.integers(30, 90, size=(3, 64, 64), dtype=np.uint8)
-        mask = np.zeros((64, 64), np.uint8)
-        r, c = rng.integers(4, 36, size=2)
-        mask[r:r + 20, c:c + 20] = 1
-        img[:, mask == 1] = 200
+        img, mask = square_tile(rng, 64, square=20, corners=(4, 36))
         ip, mp = tmp_path / "t" / sub / "img" / f"{i}.tif", tmp_path / "t" / sub / "mask" / f"{i}.tif"
-        write_tile(ip, img)
-        write_tile(mp, mask[None])
+        write_raster(ip, img)
+        write_raster(mp, mask)
         rows.append({"name": f"t{i}", "subdataset": sub, "image_path": ip, "mask_path": mp, "width": 64,
                      "height": 64, "label_pixels": int(mask.sum()), "valid_pixels": 64 * 64})
     cat.add_tiles(rows)

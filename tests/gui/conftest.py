@@ -15,8 +15,8 @@ from PySide6.QtCore import QSettings
 
 
 def _browser_fixtures():
-    """The browser tests' project builder and tile writers (one writer for both folders;
-    loaded by path: the tests run with ``--import-mode=importlib``)."""
+    """The browser tests' project builder (one builder for both folders; loaded by path:
+    the tests run with ``--import-mode=importlib``). Rasters: ``tests.support.tiles``."""
     path = Path(__file__).resolve().parent / "browser" / "conftest.py"
     name = "_casdesk_browser_fixtures"
     if name in sys.modules:
@@ -30,12 +30,6 @@ def _browser_fixtures():
 
 browser_fixtures = _browser_fixtures()
 build_project = browser_fixtures.build_project
-
-
-@pytest.fixture()
-def tiles():
-    """``tiles.write_tile(path, data)`` (georeferenced GeoTIFF), ``tiles.make_mask(seed)``."""
-    return browser_fixtures
 
 
 @pytest.fixture()

@@ -11,6 +11,7 @@ from PySide6.QtCore import QPointF, Qt
 
 from casdesk.core.project import events as ev
 from casdesk.core.project.catalog import Catalog
+from tests.support.tiles import UTM18_HALF_M, blob_mask, write_raster
 
 
 def test_detail_view_keeps_the_window_size_and_the_tile_in_view(qtbot, window):
@@ -50,15 +51,11 @@ def test_search_hiding_the_shown_tile_keeps_the_pane_and_clears_the_readout(qtbo
     assert "row 5" not in browser.detail.cursor_label.text()
 
 
-def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path, tiles):
+def test_no_map_coordinates_without_georeference(qtbot, tmp_path: Path):
     from casdesk.gui.browser.detail import DetailRequest, TileDetail
 
-    plain = tmp_path / "plain.tif"
-    import rasterio
-
-    with rasterio.open(plain, "w", driver="GTiff", width=32, height=32, count=3, dtype="uint8") as ds:
-        ds.write(np.full((3, 32, 32), 90, np.uint8))
-    geo = tiles.write_tile(tmp_path / "geo.tif", np.full((3, 64, 64), 90, np.uint8))
+    plain = write_raster(tmp_path / "plain.tif", np.full((3, 32, 32), 90, np.uint8))
+    geo = write_raster(tmp_path / "geo.tif", np.full((3, 64, 64), 90, np.uint8), UTM18_HALF_M)
     detail = TileDetail()
     qtbot.addWidget(detail)
     detail.resize(500, 500)
@@ -86,12 +83,12 @@ def test_split_assigned_in_browse_appears_in_train(qtbot, window):
     assert browser.split_combo.currentText() == "fresh" and browser.reloads == 0
 
 
-def test_mask_change_updates_rows_without_a_reload(qtbot, window, project_path: Path, tiles):
+def test_mask_change_updates_rows_without_a_reload(qtbot, window, project_path: Path):
     browser = window.panels["Browse"]
     tid = browser.model.tile_id(0)
     row = int(browser.index.rows_of([tid])[0])
     old_modified = str(browser.index.modified[row])
-    new_mask = tiles.write_tile(project_path.parent / "newmask.tif", tiles.make_mask(5))
+    new_mask = write_raster(project_path.parent / "newmask.tif", blob_mask(5), UTM18_HALF_M)
     window.context.catalog.touch_tile(tid, mask_path=new_mask, label_pixels=123)
     window.context.events.announce(ev.MasksChanged((tid,)))
     assert browser.reloads == 0 and not browser.is_loading()
@@ -126,11 +123,11 @@ def test_events_carry_ids_and_decisions_reach_old_listeners(qtbot, window):
     assert ev.id_tuple([3, 1, 3]) == (1, 3) and ev.id_tuple(None) == ()
 
 
-def test_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_path: Path, tiles):
+def test_equal_names_in_two_subdatasets_are_told_apart(qtbot, tmp_path: Path):
     from casdesk.core.dataset import tile_table as ti
     from casdesk.gui.browser.model import TileListModel, name_collisions
 
-    img = tiles.write_tile(tmp_path / "i.tif", np.zeros((3, 8, 8), np.uint8))
+    img = write_raster(tmp_path / "i.tif", np.zeros((3, 8, 8), np.uint8), UTM18_HALF_M)
     cat = Catalog.create(tmp_path / "dup.casdesk")
     rows = [{"name": n, "subdataset": s, "image_path": img, "width": 8, "height": 8}
             for n, s in (("a1", "Tiburon Peninsula 2021"), ("a1", "Tiburon Peninsula 2010"), ("b2", "Tiburon Peninsula 2010"))]

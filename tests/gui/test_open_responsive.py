@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 
 from casdesk.core.labels.store import mark_pending, pending_tiles
 from casdesk.core.project.catalog import Catalog, utc_now
@@ -18,14 +17,13 @@ from casdesk.gui.editor.panel import EditorPanel
 from casdesk.gui.qc import panel as qc_panel
 from casdesk.gui.qc.panel import QCPanel
 from casdesk.gui.shell.context import ProjectContext
+from tests.support.tiles import write_raster
 
 N_TILES = 3000
 
 
 def _tiles(folder: Path, n: int) -> Catalog:
-    image = folder / "img.tif"
-    with rasterio.open(image, "w", driver="GTiff", width=16, height=16, count=3, dtype="uint8") as dst:
-        dst.write(np.full((3, 16, 16), 90, np.uint8))
+    image = write_raster(folder / "img.tif", np.full((3, 16, 16), 90, np.uint8))
     cat = Catalog.create(folder / "many")
     cat.add_tiles(
         [

@@ -15,15 +15,7 @@ from casdesk.cli import main
 from casdesk.core.evaluation import experiments as ex
 from casdesk.core.evaluation.paper import CAS_SUBDATASETS, MOXITAIDI, match_cas_subdataset
 from casdesk.core.project.catalog import Catalog
-
-
-def write_tile(path: Path, data: np.ndarray) -> None:
-    import rasterio
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2],
-                       count=data.shape[0], dtype=data.dtype.name) as dst:
-        dst.write(data)
+from tests.support.tiles import square_tile, write_raster
 
 pytestmark = pytest.mark.filterwarnings("ignore", category=NotGeoreferencedWarning)
 
@@ -41,14 +33,9 @@ def build_cas_project(folder: Path, per_sub: int = 4, size: int = 32) -> Path:
     for sub in CAS_SUBDATASETS:
         name = sub.folder_names[0]
         for i in range(per_sub):
-            img = rng.integers(30, 90, size=(3, size, size), dtype=np.uint8)
-            mask = np.zeros((size, size), np.uint8)
-            r, c = rng.integers(2, size // 2, size=2)
-            mask[r:r + size // 3, c:c + size // 3] = 1
-            img[:, mask == 1] = 200
-            ip, mp = folder / "t" / name / "img" / f"{i}.tif", folder / "t" / name / "mask" / f"{i}.tif"
-            write_tile(ip, img)
-            write_tile(mp, mask[None])
+            img, mask = square_tile(rng, size, square=size // 3, corners=(2, size // 2))
+            ip = write_raster(folder / "t" / name / "img" / f"{i}.tif", img)
+            mp = write_raster(folder / "t" / name / "mask" / f"{i}.tif", mask)
             rows.append({"name": f"{sub.tile_prefix or 'tile'}_{i}", "subdataset": name, "image_path": ip,
                          "mask_path": mp, "width": size, "height": size, "label_pixels": int(mask.sum()),
                          "valid_pixels": size * size})

@@ -27,18 +27,12 @@ from casdesk.core.errors import CasdeskError, OutputError
 from casdesk.core.jobs import run_job
 from casdesk.core.project import schema as schema_module
 from casdesk.core.project.catalog import Catalog
+from tests.support.tiles import write_raster
 
 from .conftest import CliResult, assert_project_sound
 
 # released CAS tiles and LabelMe images carry no georeferencing; that is expected here
 pytestmark = pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
-
-
-def _tif(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=array.shape[2], height=array.shape[1],
-                       count=array.shape[0], dtype=array.dtype) as ds:
-        ds.write(array)
 
 
 def test_cas_folder_with_mixed_tile_sizes_keeps_each_size(project: Catalog, tmp_path: Path) -> None:
@@ -47,24 +41,24 @@ def test_cas_folder_with_mixed_tile_sizes_keeps_each_size(project: Catalog, tmp_
     folder would help nobody). Each mask is checked against its own image's size."""
     sub = tmp_path / "ds" / "Mixed_SAT_3m"
     for name, size in (("big", 512), ("small", 256)):
-        _tif(sub / "img" / f"{name}.tif", np.full((3, size, size), 90, np.uint8))
+        write_raster(sub / "img" / f"{name}.tif", np.full((3, size, size), 90, np.uint8))
         mask = np.zeros((1, size, size), np.uint8)
         mask[0, : size // 4] = 1
-        _tif(sub / "mask" / f"{name}.tif", mask)
+        write_raster(sub / "mask" / f"{name}.tif", mask)
     assert run_job(import_cas(project, tmp_path / "ds")) == 2
     sizes = {t.name: (t.width, t.height, t.label_pixels) for t in project.tiles()}
     assert sizes == {"big": (512, 512, 512 * 128), "small": (256, 256, 256 * 64)}
 
     # a mask that does not match its image is skipped and listed, naming the mask (the
     # folder's other tiles are imported: issue 13, batch imports keep going)
-    _tif(sub / "mask" / "small.tif", np.zeros((1, 512, 512), np.uint8))
+    write_raster(sub / "mask" / "small.tif", np.zeros((1, 512, 512), np.uint8))
     again = run_job(import_cas(project, tmp_path / "ds"))
     assert again == 1 and len(again.skipped) == 1
     path, reason = again.skipped[0]
     assert path == str(sub / "img" / "small.tif")
     assert "mask is 512x512 but its image is 256x256" in reason and str(sub / "mask" / "small.tif") in reason
     # only bad files: refused as a whole, naming the first
-    _tif(sub / "mask" / "big.tif", np.zeros((1, 64, 64), np.uint8))
+    write_raster(sub / "mask" / "big.tif", np.zeros((1, 64, 64), np.uint8))
     with pytest.raises(CasdeskError, match="no file could be imported .2 skipped.; big.tif: .*mask is 64x64"):
         run_job(import_cas(project, tmp_path / "ds"))
 

@@ -19,6 +19,7 @@ from rasterio.enums import Resampling
 
 from casdesk.core.project.catalog import Catalog
 from casdesk.core.raster.outputs import StripWriter, output_profile
+from tests.support.tiles import UTM33_2M, noise_scene, write_raster
 
 from .cog import cog_errors
 from .conftest import CliResult
@@ -72,21 +73,13 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _scene(path: Path, size: int, seed: int) -> Path:
-    image = np.random.default_rng(seed).integers(30, 200, (3, size, size)).astype(np.uint8)
-    with rasterio.open(path, "w", driver="GTiff", width=size, height=size, count=3, dtype="uint8",
-                       crs="EPSG:32633", transform=UTM, nodata=0) as ds:
-        ds.write(image)
-    return path
-
-
 def test_folder_predict_keeps_going_after_a_bad_scene(tmp_path: Path, tiny_model: Path,
                                                       cli: Callable[..., CliResult]) -> None:
     folder = tmp_path / "scenes"
     folder.mkdir()
-    _scene(folder / "a.tif", 300, 0)  # > one 256-pixel block: one overview level
+    write_raster(folder / "a.tif", noise_scene(300, 0), UTM33_2M, nodata=0)  # > one 256-pixel block: one overview level
     (folder / "b.tif").write_text("not a raster: a failed download\n")
-    _scene(folder / "c.tif", 64, 2)
+    write_raster(folder / "c.tif", noise_scene(64, 2), UTM33_2M, nodata=0)
     out = tmp_path / "out"
     result = cli("predict", tiny_model, folder, "--out", out, "--overlap", "0", "--vector", "none",
                  "--device", "cpu")

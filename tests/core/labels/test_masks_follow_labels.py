@@ -28,20 +28,7 @@ from casdesk.core.labels.store import (
     tile_target,
 )
 from casdesk.core.project.catalog import Catalog
-
-
-def write(path: Path, data: np.ndarray, nodata=None) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2], count=data.shape[0],
-                       dtype=data.dtype.name, nodata=nodata, transform=Affine(2, 0, 500000, 0, -2, 4000000),
-                       crs="EPSG:32633") as dst:
-        dst.write(data)
-    return path
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read(1)
+from tests.support.tiles import UTM33_2M, read_band, write_raster
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -63,10 +50,10 @@ def cas(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
     rgb = np.random.default_rng(1).integers(0, 255, (3, 96, 96), dtype=np.uint8)
     mask = circles()
     mask[:, :8] = 255  # unsurveyed ground
-    write(root / "img" / "t1.tif", rgb)
-    write(root / "mask" / "t1.tif", mask[None], nodata=255)
+    write_raster(root / "img" / "t1.tif", rgb, UTM33_2M)
+    write_raster(root / "mask" / "t1.tif", mask, UTM33_2M, nodata=255)
     lab = np.where(mask == 1, 0, 255).astype(np.uint8)
-    write(root / "label" / "t1.tif", np.stack([lab] * 3))
+    write_raster(root / "label" / "t1.tif", np.stack([lab] * 3), UTM33_2M)
     with Catalog.create(tmp_path / "p") as cat:
         run_job(import_cas(cat, root.parent))
         return cat.path, root.parent, mask
@@ -104,7 +91,7 @@ def test_draw_then_delete_on_an_imported_tile_restores_its_mask(cas) -> None:
         run_job(regenerate_masks(cat, pending_tiles(cat)))
         assert pending_tiles(cat) == []
         t = cat.tile(tid)
-        now = read(t.mask_path)
+        now = read_band(t.mask_path)
         changed = now != mask
         assert changed.any() and now[changed].tolist() == [1] * int(changed.sum())
         ys, xs = np.nonzero(changed)
@@ -113,7 +100,7 @@ def test_draw_then_delete_on_an_imported_tile_restores_its_mask(cas) -> None:
         store.delete(lid)
         run_job(regenerate_masks(cat, pending_tiles(cat)))
         t = cat.tile(tid)
-        np.testing.assert_array_equal(read(t.mask_path), mask)
+        np.testing.assert_array_equal(read_band(t.mask_path), mask)
         assert t.label_pixels == int((mask == 1).sum())
     assert digest(root) == before
 
@@ -121,8 +108,8 @@ def test_draw_then_delete_on_an_imported_tile_restores_its_mask(cas) -> None:
 def test_pairs_import_keeps_the_mask_as_base(tmp_path: Path) -> None:
     folder = tmp_path / "pairs"
     m = circles()
-    write(folder / "images" / "a.tif", np.zeros((3, 96, 96), np.uint8) + 80)
-    write(folder / "masks" / "a.tif", (m * 255)[None])  # 0/255 convention
+    write_raster(folder / "images" / "a.tif", np.zeros((3, 96, 96), np.uint8) + 80, UTM33_2M)
+    write_raster(folder / "masks" / "a.tif", m * 255, UTM33_2M)  # 0/255 convention
     with Catalog.create(tmp_path / "p") as cat:
         run_job(import_pairs(cat, folder))
         t = cat.tiles()[0]
@@ -166,7 +153,7 @@ def test_repeated_labels_import_replaces_and_honours_the_filter(tmp_path: Path, 
         with Catalog.open(proj, readonly=True) as cat:
             labels = cat.labels(scene_id=sid)
             assert len(labels) == 2 and {lab.name for lab in labels} == {"landslide"}
-            masks = {t.id: read(t.mask_path) for t in cat.tiles()}
+            masks = {t.id: read_band(t.mask_path) for t in cat.tiles()}
             assert sum(int((m == 1).sum()) for m in masks.values()) > 0
     assert main(["labels", "regenerate", str(proj), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["changed"] == 0  # regeneration leaves them unchanged
@@ -185,19 +172,19 @@ os.kill(os.getpid(), 9)                                        # killed before a
 def test_kill_between_label_commit_and_masks_then_regenerate(tmp_path: Path, capsys) -> None:
     proj, sid, gpkg = scene_project(tmp_path)
     with Catalog.open(proj, readonly=True) as cat:
-        stale = {t.id: read(t.mask_path) for t in cat.tiles()}
+        stale = {t.id: read_band(t.mask_path) for t in cat.tiles()}
     proc = subprocess.run([sys.executable, "-c", CRASH, str(proj), str(gpkg)], capture_output=True, timeout=120)
     assert proc.returncode == -9
     with Catalog.open(proj, readonly=True) as cat:
         pending = pending_tiles(cat)
         assert len(pending) >= 10 and len(cat.labels(scene_id=sid)) == 2
-        assert all(np.array_equal(read(t.mask_path), stale[t.id]) for t in cat.tiles())  # masks are stale
+        assert all(np.array_equal(read_band(t.mask_path), stale[t.id]) for t in cat.tiles())  # masks are stale
     assert main(["labels", "regenerate", str(proj), "--pending", "--json"]) == 0
     rep = json.loads(capsys.readouterr().out)
     assert rep["tiles"] == len(pending) and rep["pending"] == 0
     with Catalog.open(proj, readonly=True) as cat:
         for t in cat.tiles():
-            np.testing.assert_array_equal(read(t.mask_path), tile_mask(cat, t))
+            np.testing.assert_array_equal(read_band(t.mask_path), tile_mask(cat, t))
         assert sum(t.label_pixels for t in cat.tiles()) > 0
 
 
@@ -212,13 +199,13 @@ def test_crop_and_regeneration_write_the_same_masks_on_a_real_scene(tmp_path: Pa
         sid = add_scene(cat, public_data / "RGB.byte.tif", labels=public_data / "box.shp").scene_id
         LabelStore(cat, scene_target(cat, sid)).create(shapely.Polygon([(0, 0), (300.5, 10.2), (40.7, 200.3)]), "landslide")
         run_job(crop_scene(cat, sid, CropParams(256, 256, "shift")))
-        masks = {t.id: read(t.mask_path) for t in cat.tiles()}
+        masks = {t.id: read_band(t.mask_path) for t in cat.tiles()}
         path = cat.path
     assert masks[min(masks)][0, 0] == 255  # the editor polygon reaches the nodata corner: ignore, not 1
     assert main(["labels", "regenerate", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["changed"] == 0
     with Catalog.open(path, readonly=True) as cat:
-        assert all(np.array_equal(read(t.mask_path), masks[t.id]) for t in cat.tiles())
+        assert all(np.array_equal(read_band(t.mask_path), masks[t.id]) for t in cat.tiles())
 
 
 def test_dataset_export_keeps_ignore_pixels_out_of_the_landslide_class(cas, tmp_path: Path) -> None:
@@ -251,7 +238,7 @@ def test_scene_label_raster_with_nodata_gives_ignore_not_landslide(tmp_path: Pat
         sid = add_scene(cat, public_data / "RGB.byte.tif", labels=tmp_path / "lab.tif").scene_id
         run_job(crop_scene(cat, sid, CropParams(256, 256, "shift")))
         assert sum(t.label_pixels for t in cat.tiles()) == 2400
-        ignored = sum(int((read(t.mask_path) == 255).sum()) for t in cat.tiles())
+        ignored = sum(int((read_band(t.mask_path) == 255).sum()) for t in cat.tiles())
     assert ignored >= int((valid[:, 500:]).sum())  # the unsurveyed strip is ignore wherever there is image
 
 
@@ -259,7 +246,7 @@ def test_labelme_export_of_scene_tiles_imports_back_without_doubling(tmp_path: P
     proj, sid, gpkg = scene_project(tmp_path)
     assert main(["labels", "import", str(proj), str(gpkg), "--label-name", "landslide"]) == 0
     with Catalog.open(proj, readonly=True) as cat:
-        masks = {t.id: read(t.mask_path) for t in cat.tiles()}
+        masks = {t.id: read_band(t.mask_path) for t in cat.tiles()}
     out = tmp_path / "lm"
     assert main(["labels", "export", str(proj), "--labelme", str(out)]) == 0
     assert main(["labels", "import", str(proj), str(out), "--json"]) == 0
@@ -267,8 +254,8 @@ def test_labelme_export_of_scene_tiles_imports_back_without_doubling(tmp_path: P
     with Catalog.open(proj, readonly=True) as cat:
         assert len(cat.labels(scene_id=sid)) == 2  # each polygon once, though it spans many tiles
         for t in cat.tiles():
-            np.testing.assert_array_equal((read(t.mask_path) == 1), (tile_mask(cat, t) == 1))
-        assert sum(int((read(t.mask_path) == 1).sum()) for t in cat.tiles()) >= 0.9 * sum(int((m == 1).sum()) for m in masks.values())
+            np.testing.assert_array_equal((read_band(t.mask_path) == 1), (tile_mask(cat, t) == 1))
+        assert sum(int((read_band(t.mask_path) == 1).sum()) for t in cat.tiles()) >= 0.9 * sum(int((m == 1).sum()) for m in masks.values())
 
 
 def test_vector_round_trip_keeps_each_labels_mask_rule(tmp_path: Path, capsys) -> None:
@@ -278,7 +265,7 @@ def test_vector_round_trip_keeps_each_labels_mask_rule(tmp_path: Path, capsys) -
     with Catalog.open(proj) as cat:
         LabelStore(cat, scene_target(cat, sid)).create(shapely.Polygon([(10.5, 10.5), (200.2, 30.7), (60.1, 150.3)]), "landslide")
         run_job(regenerate_masks(cat, pending_tiles(cat)))
-        before = {t.name: read(t.mask_path) for t in cat.tiles()}
+        before = {t.name: read_band(t.mask_path) for t in cat.tiles()}
     out = tmp_path / "l.gpkg"
     assert main(["labels", "export", str(proj), str(out)]) == 0
     with Catalog.open(proj) as cat:
@@ -289,4 +276,4 @@ def test_vector_round_trip_keeps_each_labels_mask_rule(tmp_path: Path, capsys) -
     with Catalog.open(proj, readonly=True) as cat:
         assert [lab.attributes["mask_rule"] for lab in cat.labels()] == ["labelme"]
         for t in cat.tiles():
-            np.testing.assert_array_equal(read(t.mask_path), before[t.name], err_msg=t.name)
+            np.testing.assert_array_equal(read_band(t.mask_path), before[t.name], err_msg=t.name)

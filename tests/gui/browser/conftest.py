@@ -8,43 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 
 from casdesk.core.project.catalog import Catalog, utc_now
 from casdesk.core.qc.detectors import METRICS
+from tests.support.tiles import UTM18_HALF_M, blob_mask, write_raster
 
 TILE_PX = 64
 N_IMAGES = 6
 """Distinct image files; tiles share them so generating hundreds of tiles stays fast."""
-
-
-def write_tile(path: Path, data: np.ndarray, transform: Affine | None = None, nodata: float | None = None) -> Path:
-    profile = {
-        "driver": "GTiff",
-        "width": data.shape[2],
-        "height": data.shape[1],
-        "count": data.shape[0],
-        "dtype": data.dtype.name,
-        "crs": "EPSG:32618",
-        "transform": transform or Affine(0.5, 0, 500000, 0, -0.5, 3300000),
-    }
-    if nodata is not None:
-        profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(data)
-    return path
-
-
-def make_mask(seed: int, px: int = TILE_PX) -> np.ndarray:
-    """A blob-shaped landslide mask (uint8 0/1), empty for seed 0."""
-    mask = np.zeros((1, px, px), np.uint8)
-    if seed:
-        rng = np.random.default_rng(seed)
-        cy, cx = rng.integers(px // 4, 3 * px // 4, 2)
-        yy, xx = np.mgrid[:px, :px]
-        mask[0][(yy - cy) ** 2 + (xx - cx) ** 2 < (px // 6) ** 2] = 1
-    return mask
 
 
 @dataclass
@@ -63,14 +34,14 @@ def build_project(folder: Path, n_tiles: int = 240) -> BrowserProject:
     images, masks = [], []
     for i in range(N_IMAGES):
         rgb = rng.integers(0, 255, (3, TILE_PX, TILE_PX), dtype=np.uint8)
-        images.append(write_tile(tiles_dir / f"img{i}.tif", rgb))
-        masks.append(write_tile(tiles_dir / f"mask{i}.tif", make_mask(i)))
+        images.append(write_raster(tiles_dir / f"img{i}.tif", rgb, UTM18_HALF_M))
+        masks.append(write_raster(tiles_dir / f"mask{i}.tif", blob_mask(i, TILE_PX), UTM18_HALF_M))
     cat.ensure_subdataset("alpha UAV", sensor="UAV")
     cat.ensure_subdataset("beta SAT", sensor="SAT")
     rows = []
     for i in range(n_tiles):
         k = i % N_IMAGES
-        label_px = int(make_mask(k).sum())
+        label_px = int(blob_mask(k, TILE_PX).sum())
         rows.append(
             {
                 "name": f"tile_{i:04d}" + ("_x" if i % 7 == 0 else ""),

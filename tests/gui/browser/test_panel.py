@@ -11,8 +11,7 @@ from PySide6.QtCore import QPointF, Qt
 from casdesk.core.qc import rules as qc
 from casdesk.core.raster import thumbnails as th
 from casdesk.gui.browser import loader as loader_module
-
-from .conftest import make_mask, write_tile
+from tests.support.tiles import UTM18_HALF_M, blob_mask, write_raster
 
 
 def latest_decision(cat, tile_id: int) -> str | None:
@@ -186,8 +185,8 @@ def test_thumbnail_follows_touched_tile(qtbot, browser, browser_project):
     qtbot.waitUntil(lambda: browser.loader.cached(key) is not None, timeout=10_000)
     before = browser.loader.cached(key)
     assert before.fill is None  # tile 0 uses the empty mask
-    new_mask = write_tile(browser_project.folder / "tiles" / "new_mask.tif", make_mask(5))
-    cat.touch_tile(tid, mask_path=new_mask, label_pixels=int(make_mask(5).sum()))
+    new_mask = write_raster(browser_project.folder / "tiles" / "new_mask.tif", blob_mask(5), UTM18_HALF_M)
+    cat.touch_tile(tid, mask_path=new_mask, label_pixels=int(blob_mask(5).sum()))
     browser.context.tiles_changed.emit()
     qtbot.waitUntil(lambda: str(browser.index.mask_path[row0]).endswith("new_mask.tif"), timeout=10_000)
 
@@ -202,7 +201,7 @@ def test_thumbnail_follows_touched_tile(qtbot, browser, browser_project):
 def test_detail_view_opens_with_enter(qtbot, browser, browser_project):
     cat = browser_project.catalog
     tid = browser.model.tile_id(2)
-    pred = write_tile(browser_project.folder / "pred.tif", make_mask(3))
+    pred = write_raster(browser_project.folder / "pred.tif", blob_mask(3), UTM18_HALF_M)
     with cat.transaction() as db:
         db.execute(
             "INSERT INTO predictions(tile_id, model, mask_path, iou, created) VALUES (?, 'unet', ?, 0.5, 'now')",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from affine import Affine
 
 from casdesk.core.dataset.importers import import_cas
@@ -19,18 +18,9 @@ from casdesk.core.labels.store import mark_pending, pending_tiles
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.editor.panel import EditorPanel
 from casdesk.gui.shell.context import ProjectContext
+from tests.support.tiles import read_band, write_raster
 
-
-def write(path: Path, data: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with rasterio.open(path, "w", driver="GTiff", width=data.shape[-1], height=data.shape[-2], count=data.shape[0],
-                       dtype="uint8", transform=Affine(1, 0, 0, 0, -1, 128), crs="EPSG:32633") as dst:
-        dst.write(data)
-
-
-def read(path: Path) -> np.ndarray:
-    with rasterio.open(path) as ds:
-        return ds.read(1)
+NORTH_UP_1M = Affine(1, 0, 0, 0, -1, 128)  # 1 px = 1 m, the 128 px tile's top edge at y = 128
 
 
 def digest(folder: Path) -> list[str]:
@@ -42,8 +32,9 @@ def cas_project(tmp_path: Path):
     root = tmp_path / "cas" / "Luding"
     yy, xx = np.mgrid[:128, :128]
     mask = (((yy - 40) ** 2 + (xx - 40) ** 2 <= 20**2) | ((yy - 90) ** 2 + (xx - 85) ** 2 <= 25**2)).astype(np.uint8)
-    write(root / "img" / "a.tif", np.random.default_rng(0).integers(0, 255, (3, 128, 128), dtype=np.uint8))
-    write(root / "mask" / "a.tif", mask[None])
+    write_raster(root / "img" / "a.tif", np.random.default_rng(0).integers(0, 255, (3, 128, 128), dtype=np.uint8),
+                 crs="EPSG:32633", transform=NORTH_UP_1M, dtype="uint8")
+    write_raster(root / "mask" / "a.tif", mask, crs="EPSG:32633", transform=NORTH_UP_1M, dtype="uint8")
     with Catalog.create(tmp_path / "p") as cat:
         run_job(import_cas(cat, root.parent))
         return cat.path, root.parent, mask
@@ -71,14 +62,14 @@ def test_imported_mask_is_editable_and_restored(qtbot, cas_project) -> None:
         key = doc.add_shape("landslide", [[ring]])
         qtbot.waitUntil(panel.regen_idle, timeout=10_000)
         tile = context.catalog.tile(tid)
-        drawn = read(tile.mask_path)
+        drawn = read_band(tile.mask_path)
         assert int((drawn != mask).sum()) > 300 and (drawn[mask == 1] == 1).all()
         doc.remove_shape(key)
         qtbot.waitUntil(panel.regen_idle, timeout=10_000)
-        np.testing.assert_array_equal(read(context.catalog.tile(tid).mask_path), mask)
+        np.testing.assert_array_equal(read_band(context.catalog.tile(tid).mask_path), mask)
         panel.regen_action.trigger()  # "Regenerate masks": nothing to change
         qtbot.waitUntil(panel.regen_idle, timeout=10_000)
-        np.testing.assert_array_equal(read(context.catalog.tile(tid).mask_path), mask)
+        np.testing.assert_array_equal(read_band(context.catalog.tile(tid).mask_path), mask)
         assert ge.vertex_count(next(iter(doc.shapes.values())).parts) > 8
     finally:
         panel.shutdown()

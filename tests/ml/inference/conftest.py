@@ -1,15 +1,13 @@
-"""Fixtures for the prediction tests: tiny models (a constant one, a brightness "oracle"),
-a small saved model file, and generated scenes with landslide-like scars."""
+"""Fixtures for the prediction tests: tiny models (a constant one, a brightness "oracle")
+and a small saved model file. The generated scenes with landslide-like scars come from
+``tests.support.tiles`` (:func:`~tests.support.tiles.scar_scene`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
-import rasterio
 import torch
-from affine import Affine
 from torch import nn
 
 from casdesk.ml.inference.scene import Predictor
@@ -73,38 +71,6 @@ def bright_predictor() -> Predictor:
     return make_predictor(BrightNet())
 
 
-UTM_2M = Affine(2.0, 0, 500000.0, 0, -2.0, 4000000.0)
-
-
-def write_scene(path: Path, image: np.ndarray, nodata: float | None = 0, crs: str = "EPSG:32633",
-                transform: Affine = UTM_2M) -> Path:
-    bands, h, w = image.shape
-    with rasterio.open(path, "w", driver="GTiff", width=w, height=h, count=bands, dtype=image.dtype,
-                       crs=crs, transform=transform, nodata=nodata) as ds:
-        ds.write(image)
-    return path
-
-
-def scar_scene(h: int, w: int, seed: int = 0, n: int = 6, border: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 image (3, h, w), truth mask) with ``n`` bright elliptic scars on a dark,
-    textured background; ``border`` columns/rows of nodata (0) on the left and top."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    mask = np.zeros((h, w), dtype=np.uint8)
-    for _ in range(n):
-        cy, cx = rng.uniform(0.1, 0.9) * h, rng.uniform(0.1, 0.9) * w
-        ry, rx = rng.uniform(8, 25, 2)
-        mask |= (((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 < 1).astype(np.uint8)
-    image = rng.integers(30, 90, (3, h, w)).astype(np.uint8)
-    image[:, mask > 0] = rng.integers(190, 240, (3, int(mask.sum()))).astype(np.uint8)
-    if border:
-        image[:, :, :border] = 0
-        image[:, :border, :] = 0
-        mask[:, :border] = 0
-        mask[:border, :] = 0
-    return image, mask
-
-
 @pytest.fixture
 def shared_scene() -> Path:
     p = SHARED / "RGB.byte.tif"
@@ -131,14 +97,13 @@ def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 class _Tools:
     """The helpers above, for test modules (conftest cannot be imported under
-    ``--import-mode=importlib``)."""
+    ``--import-mode=importlib``). Scenes: ``tests.support.tiles`` (``scar_scene``,
+    ``write_raster``)."""
 
     ConstantNet = ConstantNet
     BrightNet = BrightNet
     make_predictor = staticmethod(make_predictor)
     meta_for = staticmethod(meta_for)
-    scar_scene = staticmethod(scar_scene)
-    write_scene = staticmethod(write_scene)
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,12 @@ from rasterio.windows import Window
 
 from casdesk.cli import main
 from casdesk.ml.inference.scene import estimate_memory, strip_memory
+from tests.support.tiles import UTM33_2M, scar_scene, write_raster
 
 
-def test_cli_predict_scene_with_model_file(tmp_path, tools, model_file, capsys):
-    image, _ = tools.scar_scene(150, 130, seed=7, border=10)
-    scene = tools.write_scene(tmp_path / "scene.tif", image, nodata=0)
+def test_cli_predict_scene_with_model_file(tmp_path, model_file, capsys):
+    image, _ = scar_scene(150, 130, seed=7, border=10)
+    scene = write_raster(tmp_path / "scene.tif", image, UTM33_2M, nodata=0)
     code = main(["predict", str(model_file), str(scene), "--out", str(tmp_path / "out"),
                  "--overlap", "16", "--device", "cpu", "--json"])
     captured = capsys.readouterr()
@@ -36,12 +37,12 @@ def test_cli_predict_scene_with_model_file(tmp_path, tools, model_file, capsys):
     assert Path(result["vector_path"]).suffix == ".gpkg"
 
 
-def test_cli_predict_folder_and_errors(tmp_path, tools, model_file, capsys):
+def test_cli_predict_folder_and_errors(tmp_path, model_file, capsys):
     folder = tmp_path / "scenes"
     folder.mkdir()
     for i in range(2):
-        image, _ = tools.scar_scene(70, 90, seed=i)
-        tools.write_scene(folder / f"s{i}.tif", image, nodata=0)
+        image, _ = scar_scene(70, 90, seed=i)
+        write_raster(folder / f"s{i}.tif", image, UTM33_2M, nodata=0)
     code = main(["predict", str(model_file), str(folder), "--out", str(tmp_path / "o"), "--overlap", "0",
                  "--vector", "geojson", "--device", "cpu"])
     out = capsys.readouterr().out
@@ -52,12 +53,12 @@ def test_cli_predict_folder_and_errors(tmp_path, tools, model_file, capsys):
         "s1_landslides.geojson", "s1_mask.tif", "s1_prob.tif",
     ]
     four = tmp_path / "four.tif"
-    tools.write_scene(four, np.zeros((4, 64, 64), np.uint8) + 50, nodata=None)
+    write_raster(four, np.zeros((4, 64, 64), np.uint8) + 50, UTM33_2M)
     assert main(["predict", str(model_file), str(four), "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
     assert "4 band(s)" in capsys.readouterr().err
 
 
-def test_strip_memory_does_not_depend_on_height(tmp_path, tools, model_file):
+def test_strip_memory_does_not_depend_on_height(tmp_path, model_file):
     a = strip_memory(4000, 3, (256, 256), 128)
     assert a < 64 * 2**20
     for h in (1000, 8000):
@@ -94,9 +95,9 @@ _RSS_SCRIPT = textwrap.dedent(
 )
 
 
-def write_big_scene(path: Path, width: int, height: int, tools) -> None:
+def write_big_scene(path: Path, width: int, height: int) -> None:
     """A scene with scars, written block by block (never whole in memory)."""
-    block, _ = tools.scar_scene(512, 512, seed=1, n=8)
+    block, _ = scar_scene(512, 512, seed=1, n=8)
     with rasterio.open(path, "w", driver="GTiff", width=width, height=height, count=3, dtype="uint8",
                        crs="EPSG:32633", transform=Affine(1, 0, 500000, 0, -1, 4000000), nodata=0,
                        tiled=True, blockxsize=256, blockysize=256, compress="deflate") as ds:
@@ -115,22 +116,22 @@ def peak_rss(scene: Path, out: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _growth(tmp_path: Path, tools, width: int, height: int) -> tuple[dict, dict]:
+def _growth(tmp_path: Path, width: int, height: int) -> tuple[dict, dict]:
     small, big = tmp_path / "small.tif", tmp_path / "big.tif"
-    write_big_scene(small, width, height // 4, tools)
-    write_big_scene(big, width, height, tools)
+    write_big_scene(small, width, height // 4)
+    write_big_scene(big, width, height)
     return peak_rss(small, tmp_path / "o1"), peak_rss(big, tmp_path / "o2")
 
 
-def test_peak_memory_bounded_4x_taller_scene(tmp_path, tools):
+def test_peak_memory_bounded_4x_taller_scene(tmp_path):
     """1536 x 768 vs 1536 x 3072: peak RSS grows < 20 % (a subprocess each)."""
-    a, b = _growth(tmp_path, tools, 1536, 3072)
+    a, b = _growth(tmp_path, 1536, 3072)
     assert b["windows"] > 3 * a["windows"] and b["polygons"] > a["polygons"]
     assert b["rss"] < 1.2 * a["rss"], (a, b)
 
 
 @pytest.mark.slow
-def test_peak_memory_bounded_8k_scene(tmp_path, tools):
+def test_peak_memory_bounded_8k_scene(tmp_path):
     """8,000 x 8,000 (and a 4x smaller one): run with ``-m slow`` (a few minutes on 2 cores)."""
-    a, b = _growth(tmp_path, tools, 8000, 8000)
+    a, b = _growth(tmp_path, 8000, 8000)
     assert b["rss"] < 1.2 * a["rss"], (a, b)

@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import rasterio
 import torch
 
 from casdesk.cli import main
+from tests.support.tiles import UTM33_2M, scar_scene, write_raster
 
 
 def _torchrun(args: list[str], timeout: int = 240) -> subprocess.CompletedProcess[str]:
@@ -52,10 +52,10 @@ def _scene_args(model_file: Path, scene: Path, out: Path) -> list[str]:
 # two torchrun processes (about 15 s): in CI, the equality requirement
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
 def test_torchrun_predict_splits_windows_and_matches_one_process(
-    model_file: Path, tools: Any, tmp_path: Path
+    model_file: Path, tmp_path: Path
 ) -> None:
-    image, _ = tools.scar_scene(230, 170, seed=3, border=20)
-    scene = tools.write_scene(tmp_path / "scene.tif", image)
+    image, _ = scar_scene(230, 170, seed=3, border=20)
+    scene = write_raster(tmp_path / "scene.tif", image, UTM33_2M, nodata=0)
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["predict", *_scene_args(model_file, scene, one)]) == 0
     proc = _torchrun(_scene_args(model_file, scene, two))
@@ -66,12 +66,12 @@ def test_torchrun_predict_splits_windows_and_matches_one_process(
 
 @pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch built without distributed")
-def test_torchrun_predict_splits_a_folder_by_scene(model_file: Path, tools: Any, tmp_path: Path) -> None:
+def test_torchrun_predict_splits_a_folder_by_scene(model_file: Path, tmp_path: Path) -> None:
     folder = tmp_path / "scenes"
     folder.mkdir()
     for i in range(3):
-        image, _ = tools.scar_scene(120, 100, seed=i)
-        tools.write_scene(folder / f"s{i}.tif", image)
+        image, _ = scar_scene(120, 100, seed=i)
+        write_raster(folder / f"s{i}.tif", image, UTM33_2M, nodata=0)
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(["predict", *_scene_args(model_file, folder, one)]) == 0
     proc = _torchrun([*_scene_args(model_file, folder, two), "--json"])

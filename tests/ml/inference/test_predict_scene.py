@@ -23,6 +23,7 @@ from casdesk.core.raster.outputs import (
     window_starts,
 )
 from casdesk.ml.inference.scene import PredictionError, predict_scene
+from tests.support.tiles import UTM33_2M, scar_scene, write_raster
 
 
 def _read(path: Path) -> tuple[np.ndarray, rasterio.profiles.Profile]:
@@ -70,8 +71,8 @@ def test_real_scene_keeps_grid_and_nodata(shared_scene, bright_predictor, tmp_pa
 
 @pytest.mark.parametrize(("h", "w", "tile", "overlap"), [(217, 300, 64, 24), (50, 41, 64, 32), (130, 97, 64, 0)])
 def test_constant_model_gives_seam_free_map(tmp_path, h, w, tile, overlap, tools):
-    image, _ = tools.scar_scene(h, w, border=0)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=None)
+    image, _ = scar_scene(h, w, border=0)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M)
     predictor = tools.make_predictor(tools.ConstantNet(0.3), tile=tile)
     res = run_job(predict_scene(predictor, scene, tmp_path / "out", overlap=overlap, vector=None,
                                 prob_dtype="float32", check_values=False))
@@ -89,8 +90,8 @@ def test_edges_match_whole_image_prediction(tmp_path, tools):
     """Scenes not a multiple of the tile: blended windows agree with one big forward pass."""
     import torch
 
-    image, truth = tools.scar_scene(203, 157, seed=3)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=None)
+    image, truth = scar_scene(203, 157, seed=3)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M)
     predictor = tools.make_predictor(tools.BrightNet(), tile=64)
     res = run_job(predict_scene(predictor, scene, tmp_path / "o", overlap=32, vector=None,
                                 prob_dtype="float32", check_values=False))
@@ -106,8 +107,8 @@ def test_edges_match_whole_image_prediction(tmp_path, tools):
 
 
 def test_polygons_rasterize_back_to_the_mask(tmp_path, tools):
-    image, _ = tools.scar_scene(300, 260, seed=5, n=10, border=20)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=0)
+    image, _ = scar_scene(300, 260, seed=5, n=10, border=20)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M, nodata=0)
     res = run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o", overlap=16,
                                 check_values=False))
     mask, profile = _read(res.mask_path)
@@ -135,8 +136,8 @@ def test_polygons_are_merged_across_vectorize_chunks(tmp_path, tools):
     mask[80:90, 50:60] = 1
     prob = np.where(mask == 1, 200, 10).astype(np.uint8)
     prob[20:45, 10:30] = 254  # the top part of the big polygon is surer
-    path = tools.write_scene(tmp_path / "m.tif", mask[None], nodata=255)
-    ppath = tools.write_scene(tmp_path / "p.tif", prob[None], nodata=255)
+    path = write_raster(tmp_path / "m.tif", mask[None], UTM33_2M, nodata=255)
+    ppath = write_raster(tmp_path / "p.tif", prob[None], UTM33_2M, nodata=255)
     whole = vectorize_prediction(path, ppath, chunk_rows=1000)
     chunked = vectorize_prediction(path, ppath, chunk_rows=16)
     assert len(whole.geometries) == len(chunked.geometries) == 2
@@ -153,8 +154,8 @@ def test_polygons_are_merged_across_vectorize_chunks(tmp_path, tools):
 
 @pytest.mark.parametrize("fmt", ["shp", "geojson"])
 def test_other_vector_formats(tmp_path, fmt, tools):
-    image, _ = tools.scar_scene(128, 128, seed=1)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=0)
+    image, _ = scar_scene(128, 128, seed=1)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M, nodata=0)
     res = run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o", overlap=16,
                                 vector=fmt, min_area_m2=100.0, check_values=False))
     assert res.vector_path.suffix == {"shp": ".shp", "geojson": ".geojson"}[fmt]
@@ -170,9 +171,9 @@ def test_other_vector_formats(tmp_path, fmt, tools):
 
 
 def test_aoi_limits_prediction(tmp_path, tools):
-    image, _ = tools.scar_scene(160, 160, seed=2)
+    image, _ = scar_scene(160, 160, seed=2)
     transform = Affine(2.0, 0, 500000.0, 0, -2.0, 4000000.0)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=0, transform=transform)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M, nodata=0, transform=transform)
     box_px = shapely.box(20, 30, 100, 90)  # cols 20-100, rows 30-90
     box_map = shapely.affinity.affine_transform(box_px, [2.0, 0, 0, -2.0, 500000.0, 4000000.0])
     aoi = tmp_path / "aoi.gpkg"
@@ -189,8 +190,8 @@ def test_aoi_limits_prediction(tmp_path, tools):
 
 
 def test_tta_keeps_constant_and_similar(tmp_path, tools):
-    image, _ = tools.scar_scene(100, 120, seed=4)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=None)
+    image, _ = scar_scene(100, 120, seed=4)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M)
     const = run_job(predict_scene(tools.make_predictor(tools.ConstantNet(-1.0)), scene, tmp_path / "c", overlap=16,
                                   tta=True, vector=None, prob_dtype="float32", check_values=False))
     np.testing.assert_allclose(_read(const.prob_path)[0], 1 / (1 + math.exp(1.0)), atol=1e-5)
@@ -202,24 +203,24 @@ def test_tta_keeps_constant_and_similar(tmp_path, tools):
 
 
 def test_band_count_mismatch_is_a_clear_error(tmp_path, tools):
-    image, _ = tools.scar_scene(64, 64)
-    scene = tools.write_scene(tmp_path / "s.tif", np.concatenate([image, image[:1]]), nodata=0)
+    image, _ = scar_scene(64, 64)
+    scene = write_raster(tmp_path / "s.tif", np.concatenate([image, image[:1]]), UTM33_2M, nodata=0)
     with pytest.raises(PredictionError, match="4 band.*trained on 3"):
         run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o"))
     assert not list((tmp_path / "o").glob("*.tif"))
 
 
 def test_values_unlike_training_data_are_refused(tmp_path, tools):
-    image, _ = tools.scar_scene(64, 64)
-    scene = tools.write_scene(tmp_path / "s.tif", image.astype(np.uint16) * 40 + 3000, nodata=0)
+    image, _ = scar_scene(64, 64)
+    scene = write_raster(tmp_path / "s.tif", image.astype(np.uint16) * 40 + 3000, UTM33_2M, nodata=0)
     with pytest.raises(PredictionError, match="far from the training"):
         run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o"))
     run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o", vector=None, check_values=False))
 
 
 def test_cancel_leaves_no_outputs(tmp_path, tools):
-    image, _ = tools.scar_scene(200, 200)
-    scene = tools.write_scene(tmp_path / "s.tif", image, nodata=0)
+    image, _ = scar_scene(200, 200)
+    scene = write_raster(tmp_path / "s.tif", image, UTM33_2M, nodata=0)
     token = CancelToken()
     job = predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o", overlap=16, cancel=token,
                         check_values=False, batch_size=1)
@@ -232,10 +233,10 @@ def test_cancel_leaves_no_outputs(tmp_path, tools):
 
 
 def test_float_nan_scene_nodata(tmp_path, tools):
-    image, _ = tools.scar_scene(90, 70)
+    image, _ = scar_scene(90, 70)
     data = image.astype(np.float32)
     data[:, :10, :] = np.nan
-    scene = tools.write_scene(tmp_path / "f.tif", data, nodata=None)
+    scene = write_raster(tmp_path / "f.tif", data, UTM33_2M)
     res = run_job(predict_scene(tools.make_predictor(tools.BrightNet()), scene, tmp_path / "o", overlap=16,
                                 vector=None, check_values=False))
     prob, _ = _read(res.prob_path)

@@ -21,6 +21,7 @@ from casdesk.core.qc.suspects import (
 )
 from casdesk.core.raster.outputs import PROB_SCALE
 from casdesk.ml.inference.tiles import predict_tiles
+from tests.support.tiles import UTM33_2M, scar_scene, write_raster
 
 SIZE = 96
 CORRUPT = {3: "removed", 7: "shifted", 11: "added"}
@@ -30,7 +31,7 @@ def _shift(mask: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return np.roll(np.roll(mask, dy, axis=0), dx, axis=1)
 
 
-def build_project(folder: Path, tools, n: int = 16) -> tuple[Path, dict[int, int]]:
+def build_project(folder: Path, n: int = 16) -> tuple[Path, dict[int, int]]:
     """Tiles with bright scars and correct masks, except the :data:`CORRUPT` ones."""
     project = folder / "p.casdesk"
     cat = Catalog.create(project)
@@ -38,7 +39,7 @@ def build_project(folder: Path, tools, n: int = 16) -> tuple[Path, dict[int, int
     tdir.mkdir()
     rows = []
     for i in range(n):
-        image, mask = tools.scar_scene(SIZE, SIZE, seed=100 + i, n=2, border=12 if i % 4 == 1 else 0)
+        image, mask = scar_scene(SIZE, SIZE, seed=100 + i, n=2, border=12 if i % 4 == 1 else 0)
         label = mask.copy()
         if CORRUPT.get(i) == "removed":
             label[:] = 0
@@ -52,8 +53,8 @@ def build_project(folder: Path, tools, n: int = 16) -> tuple[Path, dict[int, int
                     break
             assert not (fake & (mask > 0)).any(), "no room for a false label"
             label[fake] = 1
-        img_path = tools.write_scene(tdir / f"t{i:02d}.tif", image, nodata=0)
-        mask_path = tools.write_scene(tdir / f"t{i:02d}_mask.tif", label[None], nodata=None)
+        img_path = write_raster(tdir / f"t{i:02d}.tif", image, UTM33_2M, nodata=0)
+        mask_path = write_raster(tdir / f"t{i:02d}_mask.tif", label[None], UTM33_2M)
         rows.append({"name": f"t{i:02d}", "subdataset": "A" if i % 2 else "B", "image_path": img_path,
                      "mask_path": mask_path, "width": SIZE, "height": SIZE,
                      "label_pixels": int(label.sum()), "valid_pixels": SIZE * SIZE})
@@ -80,8 +81,8 @@ def test_score_tile_kinds():
     assert score_tile(np.where(tiny, 0.95, 0.05).astype(np.float32), valid, blob * 0 + 0).score == 0.0
 
 
-def test_predict_tiles_then_suspects_finds_corrupted_labels(tmp_path, tools, bright_predictor):
-    project, ids = build_project(tmp_path, tools)
+def test_predict_tiles_then_suspects_finds_corrupted_labels(tmp_path, bright_predictor):
+    project, ids = build_project(tmp_path)
     with Catalog.open(project) as cat:
         summary = run_job(predict_tiles(bright_predictor, cat))
         assert summary.tiles == 16 and summary.labelled == 16
@@ -123,10 +124,10 @@ def test_predict_tiles_then_suspects_finds_corrupted_labels(tmp_path, tools, bri
         assert len(suspect_queue(cat)) == 2
 
 
-def test_predict_tiles_split_part(tmp_path, tools, bright_predictor):
+def test_predict_tiles_split_part(tmp_path, bright_predictor):
     from casdesk.core.dataset.splits import make_split
 
-    project, _ = build_project(tmp_path, tools, n=8)
+    project, _ = build_project(tmp_path, n=8)
     with Catalog.open(project) as cat:
         make_split(cat, "random", "s", 0.5, 0, [])
         summary = run_job(predict_tiles(bright_predictor, cat, split="s", part="val"))
@@ -134,18 +135,18 @@ def test_predict_tiles_split_part(tmp_path, tools, bright_predictor):
         assert summary.tiles == val < 8
 
 
-def test_suspects_without_predictions_is_a_clear_error(tmp_path, tools):
+def test_suspects_without_predictions_is_a_clear_error(tmp_path):
     from casdesk.core.qc.suspects import SuspectsError
 
-    project, _ = build_project(tmp_path, tools, n=2)
+    project, _ = build_project(tmp_path, n=2)
     with pytest.raises(SuspectsError, match="predict-tiles"):
         run_job(find_suspects(project))
 
 
-def test_cli_predict_tiles_and_suspects(tmp_path, tools, model_file, capsys):
+def test_cli_predict_tiles_and_suspects(tmp_path, model_file, capsys):
     from casdesk.cli import main
 
-    project, _ = build_project(tmp_path, tools, n=4)
+    project, _ = build_project(tmp_path, n=4)
     assert main(["predict-tiles", str(model_file), str(project), "--device", "cpu", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["tiles"] == 4 and summary["model"] == "tiny"
