@@ -17,8 +17,9 @@ sharing ``--images`` files), opens it in a :class:`MainWindow` with every tab, t
   full reloads (Browse tile table, Map, QC table, editor lists, Project summary);
 - where the GUI-thread time of a second, profiled edit goes (per GUI package).
 
-The interpreter's switch interval is the app's (``casdesk.gui.kit.gil``, set by ``run_app``);
-``--python-switch-interval`` measures with Python's default instead.
+The interpreter runs as in the app (``run_app``): the GUI thread's garbage collector, the
+short switch interval, the startup objects frozen (:func:`apply_app_runtime`);
+``--python-defaults`` measures with Python's defaults instead.
 
 The last line printed is one JSON object with the figures.
 
@@ -42,7 +43,7 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_browser import Stalls, generate  # noqa: E402
+from bench_browser import Stalls, apply_app_runtime, generate  # noqa: E402
 
 from casdesk.core.project.catalog import Catalog  # noqa: E402
 
@@ -162,15 +163,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=256)
     parser.add_argument("--keep", help="build/keep the project in this folder")
     parser.add_argument("--sync-open", action="store_true", help="measure the blocking open_project")
-    parser.add_argument("--python-switch-interval", action="store_true",
-                        help="keep Python's default switch interval (not the app's)")
+    parser.add_argument("--python-defaults", action="store_true",
+                        help="Python's own garbage collection and switch interval (not the app's)")
     args = parser.parse_args(argv)
-    try:
-        from casdesk.gui.kit.gil import favour_gui_thread
-    except ImportError:  # an older casdesk
-        favour_gui_thread = None  # type: ignore[assignment]
-    if favour_gui_thread is not None and not args.python_switch_interval:
-        favour_gui_thread()  # as run_app does
 
     from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
@@ -197,10 +192,14 @@ def main(argv: list[str] | None = None) -> int:
             "project_summary": Counter(ProjectPanel, "refresh"),
         }
         settings = QSettings(str(folder / "bench-settings.ini"), QSettings.Format.IniFormat)
+        runtime = None if args.python_defaults else apply_app_runtime(app)
         window = MainWindow(settings=settings)
         window.resize(1400, 900)
         window.show()
         app.processEvents()
+        if runtime is not None:
+            runtime.freeze()
+        result["app_runtime"] = runtime.describe() if runtime is not None else "python defaults"
         browser, map_panel, editor = window.panels["Browse"], window.panels["Map"], window.panels["Label"]
         window.tabs.setCurrentWidget(browser)
 
@@ -214,7 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         start_open = getattr(window, "start_open_project", None)
         open_ = window.open_project if args.sync_open or start_open is None else start_open
         result["open_function"] = open_.__name__
-        result["switch_interval_ms"] = sys.getswitchinterval() * 1000
         watch = StallWatch()
         watch.start()
         stalls = WatchedStalls(app, watch)

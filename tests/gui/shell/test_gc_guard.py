@@ -34,3 +34,50 @@ def test_cycles_are_collected_by_the_gui_thread_timer(qtbot) -> None:
         collector.stop()
         if not was_enabled:
             gc.disable()
+
+
+def test_a_collection_waits_while_a_worker_holds_many_young_objects(qtbot, monkeypatch) -> None:
+    """60k SQLite rows a worker is reading are young objects the GUI thread's collection
+    would walk (20-90 ms) just before reference counting frees them: it waits for them, a
+    bounded number of checks."""
+    from casdesk.gui.kit import gc_guard
+    from casdesk.gui.kit.gc_guard import BUSY_YOUNG, MAX_POSTPONED, GuiThreadGarbageCollector
+
+    was_enabled = gc.isenabled()
+    collector = GuiThreadGarbageCollector(interval_ms=60_000)  # checks run by hand below
+    collected: list[int] = []
+    real_collect = gc.collect
+    try:
+        real_collect()
+        monkeypatch.setattr(gc_guard.gc, "collect", lambda generation=2: collected.append(generation))
+        held = [[i] for i in range(2 * BUSY_YOUNG)]  # many young tracked objects, alive
+        for _ in range(MAX_POSTPONED):
+            collector.check()
+        assert collected == [] and collector.postponed == MAX_POSTPONED
+        collector.check()  # waited long enough: collects anyway
+        assert len(collected) == 1 and collector.postponed == 0
+        del held
+        monkeypatch.undo()
+        real_collect()
+        few = [[i] for i in range(gc.get_threshold()[0] + 10)]  # a usual amount: collected at once
+        monkeypatch.setattr(gc_guard.gc, "collect", lambda generation=2: collected.append(generation))
+        collector.check()
+        assert len(collected) == 2 and collector.postponed == 0 and few
+    finally:
+        monkeypatch.undo()
+        collector.stop()
+        if not was_enabled:
+            gc.disable()
+
+
+def test_startup_objects_are_frozen_and_thawed() -> None:
+    from casdesk.gui.kit.gc_guard import freeze_long_lived, thaw
+
+    assert gc.get_freeze_count() == 0
+    try:
+        kept = [{"startup": i} for i in range(100)]
+        assert freeze_long_lived() >= 100 and kept
+        assert gc.get_freeze_count() > 0
+    finally:
+        thaw()
+    assert gc.get_freeze_count() == 0
