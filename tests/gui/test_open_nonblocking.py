@@ -190,3 +190,21 @@ def test_the_app_shortens_the_switch_interval() -> None:
         sys.setswitchinterval(previous)
 
 
+
+
+def test_the_label_tab_list_counts_rows_in_cpp(qtbot) -> None:
+    """The Label tab lists 20k tiles: its row count is answered in C++ too."""
+    from PySide6.QtCore import Qt
+
+    from casdesk.gui.editor.panel import TargetModel, TargetRow
+
+    assert TargetModel.rowCount is QStringListModel.rowCount
+    model = TargetModel()
+    rows = [TargetRow("tile", i, f"tile  t{i}", f"sub / t{i}") for i in range(3)]
+    model.reset(rows)
+    assert model.rowCount() == 3 and model.data(model.index(1)) == "tile  t1"
+    assert model.data(model.index(2), Qt.ItemDataRole.UserRole) is rows[2]
+    assert model.data(model.index(0), Qt.ItemDataRole.ToolTipRole) == "sub / t0"
+    assert not model.flags(model.index(0)) & Qt.ItemFlag.ItemIsEditable
+    model.reset([])
+    assert model.rowCount() == 0
