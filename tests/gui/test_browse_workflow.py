@@ -173,7 +173,7 @@ def _quick_form(window) -> None:
 
 def test_train_on_selected_tiles_asks_train_for_a_short_run_on_a_new_split(qtbot, window, monkeypatch):
     from casdesk.core.dataset import tile_table as ti
-    from casdesk.gui.browser import panel as panel_module
+    from casdesk.gui.browser import actions as actions_module
     from casdesk.gui.browser.quick_train import divide, sample
 
     browser, train = window.panels["Browse"], window.panels["Train"]
@@ -196,7 +196,7 @@ def test_train_on_selected_tiles_asks_train_for_a_short_run_on_a_new_split(qtbot
     assert sorted(parts[p] for p in index.split_part[index.split_part > 0]).count("val") == 3
     # too few tiles: one clear sentence, no split, no run
     errors: list[str] = []
-    monkeypatch.setattr(panel_module, "show_error", lambda _w, _t, message, *a: errors.append(message))
+    monkeypatch.setattr(actions_module, "show_error", lambda _w, _t, message, *a: errors.append(message))
     assert browser.train_on_tiles(ids[:2]) is None and "at least 4 tiles" in errors[0] and len(queued) == 1
     # the helpers: a seeded split with both parts, a sample of the asked size
     tr, va = divide(list(range(20)), 0.25, seed=3)

@@ -16,44 +16,31 @@ import logging
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QModelIndex, Qt, QTimer
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QScrollArea,
-    QSizePolicy,
-    QSlider,
-    QSplitter,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QTimer
+from PySide6.QtWidgets import QWidget
 
 from casdesk.core.dataset import tile_table as ti
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project import events as ev
 from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.raster.thumbnails import ThumbnailCache
+from casdesk.gui.browser.actions import TileActions
 from casdesk.gui.browser.delegate import TileDelegate
 from casdesk.gui.browser.detail import DetailRequest, TileDetail
+from casdesk.gui.browser.detail_pane import DetailPane
 from casdesk.gui.browser.filters import FilterPanel
 from casdesk.gui.browser.grid import TileGridView
 from casdesk.gui.browser.loader import LatestCall, ThumbnailLoader
 from casdesk.gui.browser.model import TileListModel
-from casdesk.gui.browser.quick_train import (
-    MIN_TILES,
-    TrainOnTilesDialog,
-    TrainRequest,
-    make_split,
-    sample,
-)
-from casdesk.gui.browser.split_dialog import AssignSplitDialog
+from casdesk.gui.browser.quick_train import TrainRequest
+from casdesk.gui.browser.toolbar import FILTER_MIN_WIDTH, BrowserToolbar
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.shell.context import ProjectContext
 
+__all__ = [  # the parts' public names, importable from here as before the split
+    "FILTER_MIN_WIDTH", "NO_SPLIT", "PATCH_ON_GUI_THREAD", "BrowserPanel", "DetailRequest",
+    "TrainRequest", "load_index_for", "load_qc_for", "load_tiles_for", "patch_rows",
+]
 log = logging.getLogger(__name__)
 NO_SPLIT = "(no split)"
 
@@ -75,8 +62,6 @@ def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
         return catalog.tiles(ids=tile_ids)
 
 
-FILTER_MIN_WIDTH = 200
-"""The filter column's minimum width (pixels)."""
 PATCH_ON_GUI_THREAD = 64
 """Up to this many changed tiles are re-read on the GUI thread (a few ms); more in a worker."""
 
@@ -104,7 +89,11 @@ def load_qc_for(path: Path, ids: np.ndarray) -> ti.QCColumns:
         return ti.load_qc(catalog, ids)
 
 
-class BrowserPanel(QWidget):
+class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
+    """The Browse tab. Its parts: the layout and bars (:mod:`.toolbar`), what it does to the
+    selected tiles (:mod:`.actions`), the detail pane (:mod:`.detail_pane`); loading the
+    tile table, filtering and display options are here."""
+
     def __init__(self, context: ProjectContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.context = context
@@ -163,119 +152,6 @@ class BrowserPanel(QWidget):
         events.qc_rules_changed.connect(lambda _c: self.reload_qc())
         events.splits_changed.connect(self._on_splits_changed)
         self._update_actions()
-
-    # ---- layout
-    def _build(self) -> None:
-        self.count_label = QLabel("No project")
-        self.count_label.setObjectName("browserCount")
-        self.count_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        self.sort_key = QComboBox()
-        self.sort_key.setToolTip("Sort by")
-        self.sort_key.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.sort_key.addItems(list(ti.SORT_KEYS))
-        self.sort_key.activated.connect(lambda _i: self._schedule_apply())
-        self.sort_desc = QToolButton()
-        self.sort_desc.setText("\u2193")
-        self.sort_desc.setCheckable(True)
-        self.sort_desc.setToolTip("Descending order")
-        self.sort_desc.toggled.connect(self._schedule_apply)
-        self.size_slider = QSlider(Qt.Orientation.Horizontal)
-        self.size_slider.setRange(64, 512)
-        self.size_slider.setSingleStep(16)
-        self.size_slider.setPageStep(64)
-        self.size_slider.setValue(self.delegate.thumb_px)
-        self.size_slider.setFixedWidth(90)
-        self.size_slider.setToolTip("Thumbnail size (pixels)")
-        self.size_slider.valueChanged.connect(self.set_thumb_px)
-        self.size_label = QLabel(f"{self.delegate.thumb_px} px")
-        self.overlay = QCheckBox("Mask")
-        self.overlay.setToolTip("Show the landslide mask on the thumbnails (Space)")
-        self.overlay.setChecked(True)
-        self.overlay.toggled.connect(self._on_overlay)
-        self.overlay_mode = QComboBox()
-        self.overlay_mode.addItems(["fill", "outline"])
-        self.overlay_mode.activated.connect(lambda _i: self._on_overlay())
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(round(100 * self.delegate.overlay.opacity))
-        self.opacity.setFixedWidth(70)
-        self.opacity.setToolTip("Mask opacity")
-        self.opacity.valueChanged.connect(lambda _v: self._on_overlay())
-        self.split_combo = QComboBox()
-        self.split_combo.setToolTip("Split whose parts are shown as badges and filtered on")
-        self.split_combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        self.split_combo.setMinimumContentsLength(8)
-        self.split_combo.activated.connect(self._on_split_chosen)
-
-        self.accept_button = QPushButton("Accept")
-        self.accept_button.setToolTip("Accept the selected tiles (A)")
-        self.accept_button.clicked.connect(lambda: self.decide("accept"))
-        self.reject_button = QPushButton("Reject")
-        self.reject_button.setToolTip("Reject the selected tiles (R)")
-        self.reject_button.clicked.connect(lambda: self.decide("reject"))
-        self.clear_button = QPushButton("Clear")
-        self.clear_button.setToolTip("Remove the manual QC decision: the rules decide again (C)")
-        self.clear_button.clicked.connect(lambda: self.decide("clear"))
-        self.split_button = QPushButton("Assign split\u2026")
-        self.split_button.clicked.connect(self.assign_split_dialog)
-        self.train_button = QPushButton("Train\u2026")
-        self.train_button.setToolTip("A short training run on the selected tiles or a random sample of the shown ones")
-        self.train_button.clicked.connect(self.train_dialog)
-        self.detail_button = QPushButton("Open")
-        self.detail_button.setToolTip("Open the current tile in the detail view (Enter)")
-        self.detail_button.clicked.connect(lambda: self.open_detail(self.grid.currentIndex()))
-        self.selection_label = QLabel("")
-        for label in (self.count_label, self.selection_label):  # texts grow: never widen the window
-            label.setMinimumWidth(40)  # an explicit minimum: the text's width is only a wish
-
-        bar = QHBoxLayout()
-        bar.addStretch(1)
-        bar.addWidget(QLabel("Sort"))
-        bar.addWidget(self.sort_key)
-        bar.addWidget(self.sort_desc)
-        bar.addSpacing(8)
-        bar.addWidget(QLabel("Size"))
-        bar.addWidget(self.size_slider)
-        bar.addWidget(self.size_label)
-        bar.addSpacing(8)
-        bar.addWidget(QLabel("Split"))
-        bar.addWidget(self.split_combo)
-        bar.addSpacing(8)
-        bar.addWidget(self.overlay)
-        bar.addWidget(self.overlay_mode)
-        bar.addWidget(self.opacity)
-        actions = QHBoxLayout()
-        for w in (self.accept_button, self.reject_button, self.clear_button, self.split_button,
-                  self.train_button, self.detail_button):
-            w.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)  # room for the counts
-            actions.addWidget(w)
-        actions.addWidget(self.selection_label, 1)
-        actions.addWidget(self.count_label, 2)
-
-        scroll = QScrollArea()
-        scroll.setWidget(self.filters)
-        scroll.setWidgetResizable(True)
-        # the filter column may shrink below its wish (it scrolls): with the grid's bars and
-        # the detail pane's fixed minimum, the panel then fits in a 1280 px window
-        scroll.setMinimumWidth(FILTER_MIN_WIDTH)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
-        center = self._center = QWidget()
-        v = QVBoxLayout(center)
-        v.setContentsMargins(0, 0, 0, 0)
-        v.addLayout(bar)
-        v.addLayout(actions)
-        v.addWidget(self.grid, 1)
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(scroll)
-        self.splitter.addWidget(center)
-        self.splitter.addWidget(self.detail)
-        self.splitter.setStretchFactor(0, 0)
-        self.splitter.setStretchFactor(1, 3)
-        self.splitter.setStretchFactor(2, 2)
-        self.splitter.setSizes([self.filters.sizeHint().width() + 24, 1000, 0])
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(2, 2, 2, 2)
-        layout.addWidget(self.splitter)
 
     # ---- loading
     def reload(self, new_project: bool = False) -> None:
@@ -517,221 +393,6 @@ class BrowserPanel(QWidget):
         """Repaint only the cells whose thumbnails arrived (not the whole viewport)."""
         for row in self.model.view_rows_of_ids(tile_ids).tolist():
             self.grid.update(self.model.index(row))
-
-    # ---- selection and decisions
-    def _selected_rows(self) -> np.ndarray:
-        """View rows of the selection, from its ranges (no object per selected cell)."""
-        selection = self.grid.selectionModel().selection()
-        ranges = [(r.top(), r.bottom()) for r in (selection.at(i) for i in range(selection.size()))]
-        if not ranges:
-            return np.zeros(0, np.int64)
-        return np.unique(np.concatenate([np.arange(a, b + 1) for a, b in ranges]))
-
-    def selected_ids(self) -> list[int]:
-        return self.model.tile_ids(self._selected_rows().tolist())
-
-    def _target_ids(self) -> list[int]:
-        ids = self.selected_ids()
-        if not ids and self.grid.currentIndex().isValid():
-            ids = [self.model.tile_id(self.grid.currentIndex().row())]
-        return ids
-
-    def _update_actions(self) -> None:
-        n = int(self._selected_rows().size) if self.model.rowCount() else 0
-        has = n > 0 or self.grid.currentIndex().isValid()
-        for b in (self.accept_button, self.reject_button, self.clear_button, self.split_button):
-            b.setEnabled(has and self.context.catalog is not None)
-        self.detail_button.setEnabled(self.grid.currentIndex().isValid())
-        self.train_button.setEnabled(
-            self.context.catalog is not None and not self.context.readonly and self.model.rowCount() >= MIN_TILES
-        )
-        self.selection_label.setText(f"{n:,} selected" if n else "")
-
-    def decide(self, decision: str) -> None:
-        """Accept / reject / clear the selected tiles (A / R / C); a single tile moves on to
-        the next one, as in a review queue."""
-        catalog = self.context.catalog
-        ids = self._target_ids()
-        if catalog is None or not ids:
-            return
-        try:
-            ti.set_decision(catalog, ids, decision)
-        except CasdeskError as exc:
-            show_error(self, "Cannot record the decision", str(exc))
-            return
-        if len(ids) == 1:
-            row = self.grid.currentIndex().row()
-            nxt = row + 1 if row + 1 < self.model.rowCount() else row
-            self._follow = (self.model.tile_id(nxt), row)
-        self.context.events.announce(ev.QCDecisionsChanged(ev.id_tuple(ids)))
-        if self._follow is not None and not self.filters.uses_qc_state():
-            follow, self._follow = self._follow, None
-            self._select_id(follow[0])
-
-    def _select_id(self, tile_id: int) -> None:
-        rows = self.model.view_rows_of_ids([tile_id])
-        if rows.size:
-            index = self.model.index(int(rows[0]))
-            self.grid.selectionModel().setCurrentIndex(
-                index, QItemSelectionModel.SelectionFlag.ClearAndSelect
-            )
-            self.grid.scrollTo(index)
-
-    def _on_decisions(self, tile_ids: list[int]) -> None:
-        catalog, index = self.context.catalog, self.index
-        if catalog is None or index is None:
-            return
-        ti.refresh_decisions(catalog, index, tile_ids)
-        if not self.qc_loaded:
-            self._decided_meanwhile.update(tile_ids)
-        if self.filters.uses_qc_state():
-            self.apply_filter()
-        else:
-            self.model.refresh_rows(self.model.view_rows_of_ids(tile_ids))
-        self.grid.viewport().update()
-
-    def assign_split_dialog(self) -> None:
-        catalog = self.context.catalog
-        ids = self._target_ids()
-        if catalog is None or not ids:
-            return
-        dialog = AssignSplitDialog(ti.split_names(catalog), self._split, len(ids), self)
-        if dialog.exec():
-            self.assign_split(*dialog.choice(), ids)
-
-    def assign_split(self, split: str, part: str, tile_ids: list[int] | None = None) -> None:
-        catalog = self.context.catalog
-        ids = self._target_ids() if tile_ids is None else tile_ids
-        if catalog is None or not ids or self.index is None:
-            return
-        try:
-            ti.assign_split(catalog, split, ids, part)
-        except CasdeskError as exc:
-            show_error(self, "Cannot assign the split", str(exc))
-            return
-        self.context.events.announce(ev.SplitsChanged((split,), ev.id_tuple(ids)))
-        self.context.status_message.emit(f"{len(ids)} tile(s) put in {part} of split {split}")
-
-    def train_dialog(self) -> None:
-        catalog = self.context.catalog
-        if catalog is None:
-            return
-        selected = self.selected_ids()
-        dialog = TrainOnTilesDialog(len(selected), self.model.rowCount(), self)
-        if not dialog.exec():
-            return
-        if dialog.use_selection.isChecked():
-            ids = selected
-        else:
-            ids = sample(self.model.tile_ids(range(self.model.rowCount())), dialog.sample_size.value())
-        self.train_on_tiles(ids, dialog.epochs.value(), dialog.val_fraction.value())
-
-    def train_on_tiles(self, tile_ids: list[int], epochs: int = 3, val_fraction: float = 0.3) -> TrainRequest | None:
-        """Put the tiles in a new split and ask the Train tab for a short run on it."""
-        catalog = self.context.catalog
-        if catalog is None:
-            return None
-        try:
-            request = make_split(catalog, tile_ids, val_fraction, epochs)
-        except CasdeskError as exc:
-            show_error(self, "Cannot train on these tiles", str(exc))
-            return None
-        self.context.events.announce(ev.SplitsChanged((request.split,), ev.id_tuple(tile_ids)))
-        self.context.train_requested.emit(request)
-        return request
-
-    # ---- detail
-    def open_detail(self, index: QModelIndex) -> None:
-        if not index.isValid() or self.context.catalog is None:
-            return
-        request = self._detail_request(self.model.tile_id(index.row()))
-        if request is None:
-            return
-        if not self.detail.isVisible():
-            # share the splitter's current width: the window never grows (the pane has a
-            # fixed minimum width; the filter column gives way when the grid needs it), and
-            # the chosen tile is scrolled back into view once the grid has re-flowed
-            sizes = self.splitter.sizes()
-            total = sum(sizes)
-            center_wish = self._center.sizeHint().width()
-            left = max(FILTER_MIN_WIDTH, min(sizes[0], total - center_wish - self.detail.minimumWidth()))
-            half = max(self.detail.minimumWidth(), min((total - left) // 2, total - left - center_wish))
-            self.detail.show()
-            self.splitter.setSizes([left, max(0, total - left - half), half])
-            QTimer.singleShot(0, self._scroll_to_current)
-        self.detail.show_tile(request)
-        self.detail.mark_hidden(False)
-        self._show_qc_in_detail(request.tile_id)
-
-    def _show_qc_in_detail(self, tile_id: int) -> None:
-        """The detail title says the tile's QC state and which rule failed by how much."""
-        index = self.index
-        if index is None:
-            return
-        rows = index.rows_of([tile_id])
-        if not rows.size:
-            return
-        row = int(rows[0])
-        lines = [f"QC: {ti.state_name(int(index.qc_state[row]))}", *index.failed_rules(row)]
-        if index.stale is not None and index.stale[row]:
-            lines.append("metrics stale (recomputing)")
-        self.detail.title.setText(self.detail.title.text() + "<br>" + "; ".join(lines))
-        self.detail.title.setToolTip("\n".join(lines))
-
-    def _scroll_to_current(self) -> None:
-        current = self.grid.currentIndex()
-        if current.isValid():
-            self.grid.scrollTo(current)
-
-    def show_tile_id(self, tile_id: int) -> bool:
-        """Select a tile and open it in the detail view (the map asks); a filter hiding it is
-        reset first. False when the tile is not (yet) in the table."""
-        if self.index is None or self.index.rows_of([tile_id]).size == 0:
-            return False
-        if self.model.view_rows_of_ids([tile_id]).size == 0:
-            self.filters.reset()
-            self.apply_filter()
-        self._select_id(tile_id)
-        self.open_detail(self.grid.currentIndex())
-        return True
-
-    def close_detail(self) -> None:
-        self.detail.hide()
-        self.grid.setFocus()
-
-    def _detail_request(self, tile_id: int) -> DetailRequest | None:
-        catalog = self.context.catalog
-        if catalog is None:
-            return None
-        try:
-            tile = catalog.tile(tile_id)
-            scene_path = catalog.scene(tile.scene_id).path if tile.scene_id is not None else None
-        except CasdeskError as exc:
-            show_error(self, "Cannot open the tile", str(exc))
-            return None
-        preds = [(p.model, p.mask_path, p.iou) for p in catalog.predictions.for_tile(tile_id)]
-        offset = (tile.row_off, tile.col_off) if tile.row_off is not None and tile.col_off is not None else None
-        return DetailRequest(
-            tile.id, tile.name, tile.image_path, tile.mask_path, scene_path, offset, preds  # type: ignore[arg-type]
-        )
-
-    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
-        self._update_actions()
-        if self.detail.isVisible() and current.isValid():
-            self._detail_timer.start()
-
-    def _detail_follow(self) -> None:
-        """The pane follows the current tile only when the user chose it (it is selected): a
-        filter that hides the shown tile moves the current cell, not the pane."""
-        current = self.grid.currentIndex()
-        if self.detail.isVisible() and current.isValid() and self.grid.selectionModel().isSelected(current):
-            self.open_detail(current)
-
-    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt override
-        if event.key() == Qt.Key.Key_Escape and self.detail.isVisible():
-            self.close_detail()
-            return
-        super().keyPressEvent(event)
 
     # ---- lifetime
     def shutdown(self) -> None:
