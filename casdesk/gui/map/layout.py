@@ -300,19 +300,39 @@ def _render_grid(block: Block, colours: np.ndarray, labelled: np.ndarray, predic
     return BlockImage(np.ascontiguousarray(img), block.bounds)
 
 
-def _render_scene(block: Block, colours: np.ndarray, labelled: np.ndarray, predicted: np.ndarray) -> BlockImage:
+def raster_shape(block: Block) -> tuple[int, int, float]:
+    """(rows, cols, raster pixels per map unit) of a block's raster: a scene's longest side
+    is :data:`MAX_RASTER_PX`, a grid has :data:`GRID_CELL_PX` pixels per cell."""
+    if block.kind == "grid":
+        cols, nrows = block.grid_shape
+        return nrows * GRID_CELL_PX, cols * GRID_CELL_PX, GRID_CELL_PX / max(block.cell, 1e-9)
     bx0, by0, bx1, by1 = block.bounds
     w_map, h_map = max(bx1 - bx0, 1e-9), max(by1 - by0, 1e-9)
     scale = MAX_RASTER_PX / max(w_map, h_map)
-    w, h = max(1, round(w_map * scale)), max(1, round(h_map * scale))
-    img = np.zeros((h, w, 4), np.uint8)
-    img[..., :3] = 40
-    img[..., 3] = 90  # the footprint: faint
-    tx0, ty0, tx1, ty1 = core_rects(block)
+    return max(1, round(h_map * scale)), max(1, round(w_map * scale)), scale
+
+
+def pixel_rects(
+    block: Block, rects: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Map rectangles ``(x0, y0, x1, y1)`` of the block's tiles -> ``(r0, r1, c0, c1)`` on its
+    raster (each at least one pixel, inside the raster)."""
+    h, w, scale = raster_shape(block)
+    bx0, by0 = block.bounds[0], block.bounds[1]
+    tx0, ty0, tx1, ty1 = rects
     c0 = np.clip(np.floor((tx0 - bx0) * scale + 0.5).astype(int), 0, w - 1)
     r0 = np.clip(np.floor((ty0 - by0) * scale + 0.5).astype(int), 0, h - 1)
     c1 = np.clip(np.floor((tx1 - bx0) * scale + 0.5).astype(int), c0 + 1, w)
     r1 = np.clip(np.floor((ty1 - by0) * scale + 0.5).astype(int), r0 + 1, h)
+    return r0, r1, c0, c1
+
+
+def _render_scene(block: Block, colours: np.ndarray, labelled: np.ndarray, predicted: np.ndarray) -> BlockImage:
+    h, w, _scale = raster_shape(block)
+    img = np.zeros((h, w, 4), np.uint8)
+    img[..., :3] = 40
+    img[..., 3] = 90  # the footprint: faint
+    r0, r1, c0, c1 = pixel_rects(block, core_rects(block))
     border = np.array([*BORDER, 255], np.uint8)
     dot = np.array([*LABEL_DOT, 255], np.uint8)
     mark = np.array([*PREDICTION_MARK, 255], np.uint8)

@@ -1,6 +1,7 @@
 """The Map tab: every scene's footprint with its tile grid coloured by QC state or split,
-labelled areas, tiles with predictions; tiles without a georeferenced scene (the released CAS
-tiles) as a grid per subdataset. Zoom with the wheel, drag to pan; a click picks a tile (a
+labelled areas, tiles with predictions, and a model's predicted probability or mask over the
+scenes (:mod:`casdesk.gui.map.predictions`); tiles without a georeferenced scene (the released
+CAS tiles) as a grid per subdataset. Zoom with the wheel, drag to pan; a click picks a tile (a
 double click opens it in Browse's detail view); a scale bar and the coordinate under the
 pointer, in the scene's CRS.
 
@@ -40,6 +41,7 @@ from casdesk.gui.browser.loader import LatestCall
 from casdesk.gui.browser.panel import patch_rows
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.map import layout as lay
+from casdesk.gui.map.predictions import PredictionOverlay
 from casdesk.gui.map.view import MapView
 from casdesk.gui.shell.context import ProjectContext
 
@@ -178,10 +180,14 @@ class MapPanel(QWidget):
         self.open_label = QPushButton("Open in Label")
         self.open_label.clicked.connect(lambda: self._request("label"))
 
+        self.predictions = PredictionOverlay(self.view.scene(), self)
+
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Colour by"))
         bar.addWidget(self.colour_by)
         bar.addWidget(self.show_labels)
+        for w in (self.predictions.show, self.predictions.model, self.predictions.kind, self.predictions.legend):
+            bar.addWidget(w)
         bar.addWidget(self.fit_button)
         bar.addWidget(self.legend, 1)
         bar.addWidget(self.status)
@@ -310,6 +316,7 @@ class MapPanel(QWidget):
         self._update_legend()
         self._update_pick()
         self.status.setText(f"{data.layout.n_tiles:,} tiles, {len(data.layout.blocks)} block(s)")
+        self.predictions.set_map(self.context.catalog.path, data.index, data.layout, bool(data.predicted.any()))
 
     def extent(self) -> QRectF:
         """The map rectangle holding every block."""
@@ -349,6 +356,7 @@ class MapPanel(QWidget):
             scene.removeItem(item)
         self._pixmaps, self._titles = [], []
         self._labels_item.setPath(QPainterPath())
+        self.predictions.clear()
         self.selected = None
         self._update_pick()
         self.legend.setText("")
@@ -537,4 +545,5 @@ class MapPanel(QWidget):
     def shutdown(self) -> None:
         self._call.shutdown()
         self._recolour_call.shutdown()
+        self.predictions.shutdown()
 
