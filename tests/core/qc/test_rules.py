@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from casdesk.cli import main
+from casdesk.core.errors import CasdeskError
 from casdesk.core.jobs import CancelToken, run_job
 from casdesk.core.qc import rules as qc
 
@@ -117,7 +118,7 @@ def test_compute_metrics_stores_and_skips_fresh(project) -> None:
 def test_compute_metrics_cancel_keeps_consistent_rows(project) -> None:
     token = CancelToken()
     token.cancel()
-    with pytest.raises(qc.CasdeskError):
+    with pytest.raises(CasdeskError):
         run_job(qc.compute_metrics(project, cancel=token, workers=1))
     rows = project.query("SELECT tile_id, COUNT(*) FROM qc_metrics GROUP BY tile_id")
     assert all(c == len(qc.METRICS) for _, c in rows)

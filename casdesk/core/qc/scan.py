@@ -1,0 +1,229 @@
+"""Measuring tiles: every registered metric once per tile, in worker processes over every
+core, each file read once, results written in large transactions.
+
+A value is recomputed only when the tile was modified after it was computed or the
+metric's version changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from collections.abc import Generator, Iterable, Sequence
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Executor,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
+from concurrent.futures.process import BrokenProcessPool
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from casdesk.core.errors import CasdeskError
+from casdesk.core.jobs import CancelToken, Progress
+from casdesk.core.project.catalog import Catalog, Tile
+from casdesk.core.qc.detectors import METRICS, load_tile
+from casdesk.core.qc.model import QCError
+
+log = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------- computing
+def _parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def _is_fresh(computed: str, modified: str) -> bool:
+    """A value is fresh when computed after the tile's last modification. Projects written
+    before timestamps had milliseconds store whole seconds: a value computed within that
+    second counts as stale."""
+    c, m = _parse_time(computed), _parse_time(modified)
+    if "." not in modified:
+        m += timedelta(seconds=1)
+    return c >= m
+
+
+def _now_precise() -> str:
+    """UTC with microseconds: several tiles are measured per second."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def measure_tile(tile: Tile, names: Sequence[str]) -> dict[str, float]:
+    """All requested metrics of one tile. A tile whose pixels cannot be read has no usable
+    footprint: fill 1, valid 0, other metrics NaN (so the fill rule rejects it)."""
+    try:
+        data = load_tile(tile.image_path, tile.mask_path, tile.sensor)
+    except CasdeskError as exc:
+        log.warning("QC: %s", exc)
+        out = {n: math.nan for n in names}
+        out.update({k: v for k, v in (("fill_fraction", 1.0), ("valid_fraction", 0.0)) if k in out})
+        return out
+    out = {}
+    for name in names:
+        try:
+            out[name] = float(METRICS[name].func(data))
+        except Exception:  # noqa: BLE001 - one broken plug-in metric must not stop a scan
+            log.exception("QC metric %s failed on tile %s", name, tile.image_path)
+            out[name] = math.nan
+    return out
+
+
+def _stale(catalog: Catalog, tiles: Sequence[Tile], names: Sequence[str]) -> list[tuple[Tile, list[str]]]:
+    stored: dict[tuple[int, str], tuple[int, str]] = {}
+    for tid, metric, version, computed in catalog.qc.metric_stamps():
+        stored[(tid, metric)] = (version, computed)
+    todo = []
+    for tile in tiles:
+        need = []
+        for name in names:
+            s = stored.get((tile.id, name))
+            if s is None or s[0] != METRICS[name].version or not _is_fresh(s[1], tile.modified):
+                need.append(name)
+        if need:
+            todo.append((tile, need))
+    return todo
+
+
+PROCESS_MIN_TILES = 64
+"""Scans of fewer tiles run in threads (a process pool costs about a second to start)."""
+CHUNK = 16
+"""Tiles per task sent to a worker process (fewer round trips)."""
+FLUSH_TILES = 2048
+FLUSH_SECONDS = 1.0
+"""Results are written in one transaction per this many tiles or seconds, whichever first."""
+
+
+def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[str, float]]]:
+    """A worker process's task: measure a few tiles (each file read once)."""
+    return [(tile.id, measure_tile(tile, need)) for tile, need in items]
+
+
+def _init_worker() -> None:
+    """Worker processes: one OpenCV thread each (the pool already uses every core)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
+def compute_metrics(
+    catalog: Catalog | str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    workers: int | None = None,
+    cancel: CancelToken | None = None,
+    tile_ids: Iterable[int] | None = None,
+    force: bool = False,
+    processes: bool | None = None,
+) -> Generator[Progress, None, int]:
+    """Compute missing or stale metrics; yield progress; return the number of tiles measured.
+
+    Pass a path when running in a worker thread (the job opens its own connection).
+    ``workers`` (default: every core) processes measure chunks of :data:`CHUNK` tiles, each
+    file read once; the results are written in large transactions (:data:`FLUSH_TILES`
+    tiles or :data:`FLUSH_SECONDS`), so a cancelled scan keeps what it finished. Each
+    progress event carries ``data["tile_ids"]``: the tiles written since the previous one
+    (the GUI recounts with them, so its counts cover the tiles done so far). Small scans
+    (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
+    """
+    own = not isinstance(catalog, Catalog)
+    cat = catalog if isinstance(catalog, Catalog) else Catalog.open(catalog)
+    try:
+        names = list(metrics) if metrics else list(METRICS)
+        unknown = [n for n in names if n not in METRICS]
+        if unknown:
+            raise QCError(f"unknown QC metric(s) {', '.join(unknown)}", hint=f"known: {', '.join(METRICS)}")
+        ids = None if tile_ids is None else {int(t) for t in tile_ids}
+        tiles = cat.tiles() if ids is None else [t for t in cat.tiles() if t.id in ids]
+        todo = [(t, list(names)) for t in tiles] if force else _stale(cat, tiles, names)
+        total = len(todo)
+        yield Progress(0, total, f"{total} tiles to measure")
+        if not total:
+            return 0
+        n_workers = max(1, workers or os.cpu_count() or 1)
+        use_processes = (total >= PROCESS_MIN_TILES and n_workers > 1) if processes is None else processes
+        done = 0
+        buffer: list[tuple[int, str, int, float | None, str]] = []
+        buffer_ids: list[int] = []
+        last_flush = time.monotonic()
+
+        def flush() -> list[int]:
+            nonlocal buffer, buffer_ids, last_flush
+            if buffer:
+                cat.qc.put_metrics(buffer)
+            flushed, buffer, buffer_ids = buffer_ids, [], []
+            last_flush = time.monotonic()
+            return flushed
+
+        def collect(results: list[tuple[int, dict[str, float]]]) -> None:
+            nonlocal done
+            stamp = _now_precise()
+            for tid, values in results:
+                for name, value in values.items():
+                    v = None if math.isnan(value) else value
+                    buffer.append((tid, name, METRICS[name].version, v, stamp))
+                buffer_ids.append(tid)
+                done += 1
+
+        chunk = CHUNK if use_processes else 1
+        chunks = [todo[i : i + chunk] for i in range(0, total, chunk)]
+        pool: Executor
+        if use_processes:
+            import multiprocessing
+
+            pool = ProcessPoolExecutor(
+                n_workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+        else:
+            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
+        pending: dict[Future[list[tuple[int, dict[str, float]]]], list[tuple[Tile, list[str]]]] = {}
+        queue = iter(chunks)
+        retry: list[list[tuple[Tile, list[str]]]] = []
+        try:
+            while True:
+                while len(pending) < 3 * n_workers:
+                    item = retry.pop() if retry else next(queue, None)
+                    if item is None:
+                        break
+                    pending[pool.submit(_measure_chunk, item)] = item
+                if not pending:
+                    break
+                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    item = pending.pop(fut)
+                    try:
+                        collect(fut.result())
+                    except BrokenProcessPool:
+                        # processes cannot start here (no importable __main__, a frozen app
+                        # without freeze_support): finish in threads
+                        log.warning("QC: worker processes unavailable; measuring in threads")
+                        retry.append(item)
+                        retry.extend(pending.values())
+                        pending.clear()
+                        pool.shutdown(wait=False, cancel_futures=True)
+                        pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
+                        break
+                if buffer_ids and (
+                    time.monotonic() - last_flush > FLUSH_SECONDS or len(buffer_ids) >= FLUSH_TILES
+                ):
+                    flushed = flush()
+                    yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
+                if cancel is not None and cancel.cancelled:
+                    break
+        finally:
+            for fut in pending:
+                fut.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+        flushed = flush()
+        yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
+        if cancel is not None:
+            cancel.raise_if_cancelled()
+        return done
+    finally:
+        if own:
+            cat.close()
+
+
