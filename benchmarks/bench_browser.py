@@ -166,7 +166,8 @@ class Stalls:
         from PySide6.QtCore import QEventLoop
 
         end = time.perf_counter() + timeout
-        self._last = None
+        # measured from now: work queued before the loop runs (a zero timer) stalls too
+        self._last, self._last_cpu = time.perf_counter(), time.thread_time()
         self._timer.start()
         try:
             while time.perf_counter() < end:

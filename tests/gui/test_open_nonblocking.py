@@ -208,3 +208,41 @@ def test_the_label_tab_list_counts_rows_in_cpp(qtbot) -> None:
     assert not model.flags(model.index(0)) & Qt.ItemFlag.ItemIsEditable
     model.reset([])
     assert model.rowCount() == 0
+
+
+def test_the_label_tab_lists_tiles_in_a_worker_when_shown(qtbot, project_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from casdesk.gui.editor import panel as editor_panel
+    from casdesk.gui.editor.panel import EditorPanel
+    from casdesk.gui.shell.context import ProjectContext
+
+    threads: list[int] = []
+    real = editor_panel.load_target_rows
+
+    def spy(path: Path) -> object:
+        threads.append(threading.get_ident())
+        return real(path)
+
+    monkeypatch.setattr(editor_panel, "load_target_rows", spy)
+    context = ProjectContext()
+    panel = EditorPanel(context)
+    qtbot.addWidget(panel)
+    try:
+        context.open(project_path)
+        assert panel.targets.rows == [] and threads == []  # hidden: nothing read yet
+        panel.resize(900, 600)
+        panel.show()
+        assert panel.targets.rows == [] and panel.status.text().startswith("Listing")  # shown at once
+        qtbot.waitUntil(lambda: len(panel.targets.rows) == 60 and panel.target is not None, timeout=10_000)
+        assert threads and threads[0] != threading.get_ident()
+        first, target = panel.targets.rows[0], panel.target
+        assert target is not None and (first.kind, first.id) == ("tile", target.tile_id)
+        opened: list[object] = []
+        monkeypatch.setattr(panel, "_open", lambda kind, tid: opened.append((kind, tid)))
+        panel.open_target("tile", first.id)  # already open: not reloaded (its undo history stays)
+        assert opened == []
+        panel.open_target("tile", panel.targets.rows[7].id)
+        assert opened == [("tile", panel.targets.rows[7].id)]
+    finally:
+        panel.shutdown()
+        context.close()

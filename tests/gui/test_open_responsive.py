@@ -102,7 +102,7 @@ def test_label_list_is_built_when_the_tab_is_first_shown(qtbot, many_tiles) -> N
         context.close()
 
 
-def test_open_target_on_a_hidden_label_tab_builds_the_list(qtbot, many_tiles) -> None:
+def test_open_target_on_a_hidden_label_tab_opens_it_and_builds_the_list(qtbot, many_tiles) -> None:
     context = ProjectContext()
     panel = EditorPanel(context)
     qtbot.addWidget(panel)
@@ -111,9 +111,11 @@ def test_open_target_on_a_hidden_label_tab_builds_the_list(qtbot, many_tiles) ->
         assert panel.targets.rows == []
         tid = context.catalog.tiles()[5].id
         panel.open_target("tile", tid)  # e.g. "Open in editor" from Browse
-        assert len(panel.targets.rows) == N_TILES
+        assert panel.target is not None and panel.target.tile_id == tid  # opened at once
+        qtbot.waitUntil(lambda: len(panel.targets.rows) == N_TILES, timeout=10_000)  # the list follows
         current = panel.target_view.currentIndex().data(0x0100)
         assert (current.kind, current.id) == ("tile", tid)
+        assert panel.target.tile_id == tid
     finally:
         panel.shutdown()
         context.close()

@@ -44,6 +44,7 @@ from casdesk.core.labels.store import (
     tile_target,
 )
 from casdesk.core.project.catalog import Catalog
+from casdesk.gui.browser.loader import LatestCall
 from casdesk.gui.editor.autosave import REGEN_DELAY_MS, MaskUpkeep
 from casdesk.gui.editor.canvas import EditorCanvas
 from casdesk.gui.editor.commands import Rename
@@ -55,7 +56,13 @@ from casdesk.gui.editor.label_dialog import (
     colour_icon,
 )
 from casdesk.gui.editor.loop import QUICK_MAX_TILES, PredictionLoop, TilePrediction
-from casdesk.gui.editor.targets import FitWidthDelegate, TargetModel, TargetRow
+from casdesk.gui.editor.targets import (
+    FitWidthDelegate,
+    TargetModel,
+    TargetRow,
+    load_target_rows,
+    target_rows,
+)
 from casdesk.gui.editor.toolbar import ASK_LABEL_KEY, MODE_ACTIONS, EditorToolbars
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.kit.workers import JobRunner
@@ -144,9 +151,12 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self._regen: JobRunner | None = None
         self._regen_timer = QTimer(self, singleShot=True, interval=REGEN_DELAY_MS)
         self._regen_timer.timeout.connect(self._start_regen)
-        # the list of 20,000 tiles is built when the tab is first shown, not while the
-        # project opens behind another tab (about 0.2-0.5 s of GUI thread at 20k tiles)
+        # the list of 20,000 tiles is built in a worker when the tab is first shown, not
+        # while the project opens behind another tab (~0.15 s of reading at 20k tiles)
         self._targets_stale = False
+        self._targets_call = LatestCall(self)
+        self._targets_call.finished.connect(self._on_target_rows)
+        self._targets_call.failed.connect(lambda m: self.status.setText(f"The scenes and tiles could not be listed: {m}"))
         self._pending_runner: JobRunner | None = None
         context.project_opened.connect(lambda _p: self._on_project_opened())  # and the model box
         context.project_closed.connect(lambda: self.model_chooser.refresh(None))
@@ -158,14 +168,15 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
 
     # ---- targets
     def _on_project_opened(self) -> None:
-        """A project was opened: list its scenes and tiles now if the tab is on screen,
-        else when it is first shown (masks an interrupted edit left stale are resumed now)."""
-        if self.isVisible():
-            self.refresh()
-            self.model_chooser.refresh(self.context.catalog)
-            return
+        """A project was opened: list its scenes and tiles (in a worker) now if the tab is
+        on screen, else when it is first shown (masks an interrupted edit left stale are
+        resumed now)."""
+        self._targets_call.cancel()
         self._targets_stale = True
         self.targets.reset([])
+        if self.isVisible():
+            self._list_targets_in_background()
+            return
         cat = self.context.catalog
         if cat is None or cat.readonly:
             return
@@ -181,39 +192,55 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self._pending_runner.start()
 
     def ensure_targets(self) -> None:
-        """Build the scene/tile list (and the model box) if the project was opened while
-        the tab was hidden."""
+        """Build the scene/tile list (and the model box) now if the project was opened while
+        the tab was hidden (on the GUI thread: :meth:`showEvent` reads it in a worker)."""
         if self._targets_stale:
             self.refresh()
             self.model_chooser.refresh(self.context.catalog)
 
     def showEvent(self, event: Any) -> None:  # noqa: N802
         super().showEvent(event)
-        if self._targets_stale:
-            QTimer.singleShot(0, self.ensure_targets)  # after the tab is painted
+        if self._targets_stale and not self._targets_call.is_busy():
+            self._list_targets_in_background()
+
+    def _list_targets_in_background(self) -> None:
+        cat = self.context.catalog
+        if cat is None:
+            return
+        self.status.setText("Listing the scenes and tiles\u2026")
+        path = cat.path
+        self._targets_call.submit(lambda: load_target_rows(path))
+
+    def _on_target_rows(self, rows: list[TargetRow]) -> None:
+        if not self._targets_stale or self.context.catalog is None:
+            return  # listed on the GUI thread meanwhile (open_target), or closed
+        self._show_targets(rows)
+        self.model_chooser.refresh(self.context.catalog)
+        if self.target is None:
+            self.status.setText("Pick a scene or tile.")
+
+    def is_loading(self) -> bool:
+        """The scene/tile list is being read in a worker."""
+        return self._targets_call.is_busy()
 
     def refresh(self) -> None:
+        """List the project's scenes and tiles (read on the GUI thread)."""
+        self._targets_call.cancel()
         self._targets_stale = False
         cat = self.context.catalog
         if cat is None:
             self.targets.reset([])
             return
-        rows = [TargetRow("scene", s.id, f"scene  {s.name}  ({s.width}x{s.height})") for s in cat.scenes()]
-        tiles = cat.tile_rows.names()
-        seen: dict[str, int] = {}
-        for r in tiles:
-            seen[r.name] = seen.get(r.name, 0) + 1
-        # a name used in two subdatasets (CAS tiles are numbered per subdataset) shows its subdataset
-        rows += [
-            TargetRow("tile", r.id,
-                      f"tile  {r.name}  [{r.subdataset}]" if seen[r.name] > 1 else f"tile  {r.name}",
-                      f"{r.subdataset} / {r.name}")
-            for r in tiles
-        ]
+        self._show_targets(target_rows(cat))
+
+    def _show_targets(self, rows: list[TargetRow]) -> None:
+        self._targets_stale = False
         self.targets.reset(rows)
         self._resume_pending_masks()
         if self.target is None and rows:  # show something at once: the first scene or tile
             self.open_target(rows[0].kind, rows[0].id)
+        elif (listed := self._listed_as(self.target)) is not None:  # opened before the list came
+            self._select_in_list(*listed)
 
     def _refresh_if_needed(self) -> None:
         if self._targets_stale:
@@ -228,24 +255,45 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self.target = None
         self._prediction = None
         self._update_loop_actions()
+        self._targets_call.cancel()
         self._targets_stale = False
         self.targets.reset([])
 
     def open_target(self, kind: str, target_id: int) -> None:
-        """Show a scene or a tile (also selects it in the list)."""
-        self.ensure_targets()
-        for row in range(self.proxy.rowCount()):
-            idx = self.proxy.index(row, 0)
-            r = idx.data(Qt.ItemDataRole.UserRole)
-            if r.kind == kind and r.id == target_id:
-                self.target_view.setCurrentIndex(idx)
-                return
-        self._open(kind, target_id)
+        """Show a scene or a tile (also selects it in the list). Before the list is built (a
+        project opened behind another tab), the target opens at once and the list follows
+        from a worker, then selects it."""
+        if self._targets_stale:
+            self._open(kind, target_id)
+            if not self._targets_call.is_busy():
+                self._list_targets_in_background()
+            return
+        if not self._select_in_list(kind, target_id):
+            self._open(kind, target_id)
+
+    def _select_in_list(self, kind: str, target_id: int | None) -> bool:
+        """Make a listed scene or tile the list's current row (which opens it); False when
+        the list (as filtered) does not show it."""
+        row = None if target_id is None else self.targets.row_of(kind, target_id)
+        if row is None:
+            return False
+        idx = self.proxy.mapFromSource(self.targets.index(row, 0))
+        if not idx.isValid():
+            return False
+        self.target_view.setCurrentIndex(idx)
+        return True
 
     def _open_index(self, index: QModelIndex) -> None:
         row = index.data(Qt.ItemDataRole.UserRole) if index.isValid() else None
-        if row is not None:
+        if row is not None and (row.kind, row.id) != self._listed_as(self.target):
             self._open(row.kind, row.id)
+
+    @staticmethod
+    def _listed_as(target: EditTarget | None) -> tuple[str, int | None] | None:
+        """(kind, id) of the list row showing ``target`` (a scene's tile is listed as a tile)."""
+        if target is None:
+            return None
+        return ("scene", target.scene_id) if target.tile_id is None else ("tile", target.tile_id)
 
     def _open(self, kind: str, target_id: int) -> None:
         cat = self.context.catalog
@@ -392,6 +440,7 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
 
     # ---- lifecycle
     def shutdown(self) -> None:
+        self._targets_call.shutdown()
         if self._pending_runner is not None:
             self._pending_runner.shutdown()
         if self._predict_runner is not None:
