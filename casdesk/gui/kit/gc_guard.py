@@ -20,6 +20,10 @@ BUSY_YOUNG = 5_000
 """Young objects alive beyond which a collection waits (see :meth:`GuiThreadGarbageCollector.check`)."""
 MAX_POSTPONED = 6
 """Checks in a row a collection may wait for them (3 s at the default interval)."""
+LONG_LIVED_YOUNG = 50_000
+"""Young objects still alive after the wait beyond which they are frozen, not walked."""
+MAX_FREEZES = 3
+"""Such freezes per session (each may keep a cycle alive that existed at that moment)."""
 
 
 class GuiThreadGarbageCollector(QObject):
@@ -30,12 +34,18 @@ class GuiThreadGarbageCollector(QObject):
     is reading (60k SQLite rows of a 20k-tile project's QC metrics) that is 50-150k objects
     and 20-90 ms of the GUI thread, for objects reference counting frees a moment later. So
     beyond :data:`BUSY_YOUNG` young objects the collection waits, at most
-    :data:`MAX_POSTPONED` checks in a row (cyclic garbage still goes within seconds)."""
+    :data:`MAX_POSTPONED` checks in a row (cyclic garbage still goes within seconds).
+
+    More than :data:`LONG_LIVED_YOUNG` young objects still alive after that wait are what an
+    import left (``import torch`` in a worker: ~250k objects, a 150-260 ms young collection
+    on the GUI thread, then every full collection walks them again): they are frozen like
+    the startup objects (:func:`freeze_long_lived`), at most :data:`MAX_FREEZES` times."""
 
     def __init__(self, parent: QObject | None = None, interval_ms: int = 500) -> None:
         super().__init__(parent)
         self._thresholds = gc.get_threshold()
         self.postponed = 0  # checks in a row that waited for a worker's objects to go
+        self.freezes = 0  # long-lived bursts frozen instead of walked
         gc.disable()
         self._timer = QTimer(self)
         self._timer.timeout.connect(self.check)
@@ -50,6 +60,10 @@ class GuiThreadGarbageCollector(QObject):
             self.postponed += 1
             return
         self.postponed = 0
+        if counts[0] > LONG_LIVED_YOUNG and self.freezes < MAX_FREEZES:
+            self.freezes += 1
+            gc.freeze()
+            return
         generation = 0
         if counts[1] > self._thresholds[1]:
             generation = 2 if counts[2] > self._thresholds[2] else 1

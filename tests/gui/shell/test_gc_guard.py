@@ -81,3 +81,39 @@ def test_startup_objects_are_frozen_and_thawed() -> None:
     finally:
         thaw()
     assert gc.get_freeze_count() == 0
+
+
+def test_a_long_lived_burst_of_young_objects_is_frozen_not_walked(qtbot, monkeypatch) -> None:
+    """What an import in a worker left (torch: ~250k objects) is still alive after the wait:
+    frozen like the startup objects instead of a 150-260 ms young collection."""
+    from casdesk.gui.kit import gc_guard
+    from casdesk.gui.kit.gc_guard import (
+        LONG_LIVED_YOUNG,
+        MAX_FREEZES,
+        MAX_POSTPONED,
+        GuiThreadGarbageCollector,
+    )
+
+    was_enabled = gc.isenabled()
+    collector = GuiThreadGarbageCollector(interval_ms=60_000)
+    collected: list[int] = []
+    try:
+        gc.collect()
+        assert gc.get_freeze_count() == 0
+        monkeypatch.setattr(gc_guard.gc, "collect", lambda generation=2: collected.append(generation))
+        imported = [[i] for i in range(LONG_LIVED_YOUNG + 1000)]  # long-lived: still alive after the wait
+        for _ in range(MAX_POSTPONED + 1):
+            collector.check()
+        assert collected == [] and collector.freezes == 1
+        assert gc.get_freeze_count() >= len(imported) and gc.get_count()[0] < 100
+        collector.freezes = MAX_FREEZES  # no more freezes: a burst is walked again
+        more = [[i] for i in range(LONG_LIVED_YOUNG + 1000)]
+        for _ in range(MAX_POSTPONED + 1):
+            collector.check()
+        assert len(collected) == 1 and more
+    finally:
+        monkeypatch.undo()
+        gc.unfreeze()
+        collector.stop()
+        if not was_enabled:
+            gc.disable()
