@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
-from rasterio.transform import from_origin
+from affine import Affine
 
 from casdesk.core.project.catalog import Catalog
 from casdesk.core.raster.io import open_raster
+from tests.support.tiles import Georef, write_raster
 
 PUBLIC = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public"
 CAS_TILES = PUBLIC / "cas_tiles"
@@ -26,15 +26,12 @@ def real_tile(name: str) -> np.ndarray:
         return ds.read()
 
 
+UTM50_1M = Georef("EPSG:32650", Affine(1.0, 0, 500000.0, 0, -1.0, 4000000.0))
+"""1 m pixels in UTM 50N: the QC tests' tiles."""
+
+
 def write_tif(path: Path, data: np.ndarray, nodata: float | None = None) -> Path:
-    data = data if data.ndim == 3 else data[None]
-    with rasterio.open(
-        path, "w", driver="GTiff", width=data.shape[2], height=data.shape[1], count=data.shape[0],
-        dtype=data.dtype, nodata=nodata,
-        transform=from_origin(500000, 4000000, 1.0, 1.0), crs="EPSG:32650",
-    ) as ds:
-        ds.write(data)
-    return path
+    return write_raster(path, data, UTM50_1M, nodata=nodata)
 
 
 def smooth_field(shape: tuple[int, int], seed: int, scale: int = 32) -> np.ndarray:
