@@ -246,3 +246,29 @@ def test_the_label_tab_lists_tiles_in_a_worker_when_shown(qtbot, project_path: P
     finally:
         panel.shutdown()
         context.close()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")
+def test_loading_threads_yield_the_cpu_to_the_gui_thread(qtbot) -> None:
+    import os
+
+    from casdesk.gui.browser.loader import LatestCall
+    from casdesk.gui.kit.gil import WORKER_NICE
+
+    def nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    gui_nice = nice()
+    call = LatestCall()
+    seen: list[int] = []
+    call.finished.connect(seen.append)
+    try:
+        call.submit(nice)
+        qtbot.waitUntil(lambda: bool(seen), timeout=5_000)
+        assert seen[0] == min(19, gui_nice + WORKER_NICE)
+        call.submit(nice)  # the pool's thread again: lowered once, not twice
+        qtbot.waitUntil(lambda: len(seen) == 2, timeout=5_000)
+        assert seen[1] == seen[0]
+        assert nice() == gui_nice  # the GUI thread keeps its priority
+    finally:
+        call.shutdown()

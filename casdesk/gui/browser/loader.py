@@ -25,6 +25,7 @@ from PySide6.QtGui import QImage
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.raster import thumbnails
+from casdesk.gui.kit.gil import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,7 @@ class _Task(QRunnable):
         self._bridge = bridge
 
     def run(self) -> None:
+        lower_thread_priority()  # the GUI thread first when both want a core
         while (item := self._queue.pop()) is not None:
             request, generation, cache = item
             images = load_images(request, cache)
@@ -310,6 +312,7 @@ class _CallTask(QRunnable):
         self._bridge = bridge
 
     def run(self) -> None:
+        lower_thread_priority()  # the GUI thread first when both want a core
         try:
             result = self._func()
         except CasdeskError as exc:

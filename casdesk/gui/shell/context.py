@@ -35,6 +35,7 @@ from casdesk.core.project.events import (
     TilesRemoved,
 )
 from casdesk.core.project.lock import ProjectLockedError
+from casdesk.gui.kit.gil import lower_thread_priority
 
 
 class ProjectEvents(QObject):
@@ -166,6 +167,7 @@ class ProjectContext(QObject):
         report = self._opened_in_thread
 
         def work() -> None:
+            lower_thread_priority()
             catalog: Catalog | None = None
             message = ""
             try:
@@ -229,6 +231,7 @@ class ProjectContext(QObject):
         found_runs = self._cleanup_found_runs
 
         def work() -> None:
+            lower_thread_priority()
             try:  # imported here, not on the GUI thread
                 from casdesk.core.project.cleanup import cleanup_project
 
