@@ -8,171 +8,77 @@ filter slider can follow the mouse.
 
 QC states come from :mod:`casdesk.core.qc.rules` (rules evaluated on the stored metrics, with
 manual decisions on top), so the browser and the QC panel always agree.
+
+Split by concept: the table (:class:`TileIndex`, code tables) is
+:mod:`casdesk.core.dataset.tile_index`; filtering and sorting is
+:mod:`casdesk.core.dataset.tile_filter`; this module loads the table from a project's
+store and writes decisions and split parts back. Every name stays importable from here.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from casdesk.core.dataset.tile_filter import (
+    SORT_KEYS,
+    TileFilter,
+    filter_mask,
+    filter_rows,
+    metric_bounds,
+    sort_keys,
+    sort_rows,
+    synthetic_index,
+)
+from casdesk.core.dataset.tile_index import (
+    LABEL_FRACTION,
+    NO_SPLIT,
+    NOT_EVALUATED,
+    PART_NAMES,
+    SENSOR_NAMES,
+    TileIndex,
+    qc_code,
+    state_name,
+)
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project.catalog import Catalog
 from casdesk.core.qc import rules as qc
 
-SENSOR_NAMES = ("", "SAT", "UAV")
-"""Sensor codes: index into this tuple (0 = unknown)."""
-PART_NAMES = ("", "train", "val", "test")
-"""Split part codes: index into this tuple (0 = not in the split)."""
-NO_SPLIT = 0
-LABEL_FRACTION = "label_fraction"
-"""Landslide pixels / valid pixels of a tile, from the tiles table (no QC scan needed)."""
-
-
-@dataclass
-class TileIndex:
-    """Every tile of a project as parallel numpy arrays, one entry per tile, sorted by id.
-
-    ``qc_state`` holds :mod:`casdesk.core.qc.rules` state codes (rules plus manual decisions);
-    ``auto_state`` the same without manual decisions, so a "clear" needs no re-evaluation.
-    ``metrics`` maps a metric name to float64 values (NaN = not computed); it always holds
-    :data:`LABEL_FRACTION`.
-    """
-
-    root: Path
-    ids: np.ndarray  # int64
-    names: np.ndarray  # str (unicode)
-    subdataset_code: np.ndarray  # int32 index into subdataset_names
-    subdataset_names: list[str]
-    sensor_code: np.ndarray  # int8 index into SENSOR_NAMES
-    scene_id: np.ndarray  # int64, -1 when the tile has no scene
-    row_off: np.ndarray  # int64, -1 when unknown
-    col_off: np.ndarray  # int64, -1 when unknown
-    width: np.ndarray  # int32
-    height: np.ndarray  # int32
-    image_path: np.ndarray  # object (str as stored in the catalog)
-    mask_path: np.ndarray  # object (str or None)
-    modified: np.ndarray  # object (ISO timestamps): the thumbnail cache key
-    label_pixels: np.ndarray  # int64, -1 when unknown
-    metrics: dict[str, np.ndarray]
-    manual: np.ndarray  # int8: 1 accept, -1 reject, 0 none
-    auto_state: np.ndarray  # int8 qc state before manual decisions
-    qc_state: np.ndarray  # int8 qc state shown
-    split_name: str | None = None
-    split_part: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int8))
-    failed: np.ndarray | None = None
-    """uint32 bits per tile: which of :attr:`rules` fail (None until QC is attached)."""
-    rules: tuple[qc.Rule, ...] = ()
-    """The working rules the states were evaluated with."""
-    stale: np.ndarray | None = None
-    """True where a tile's image or mask changed after its metrics were computed."""
-    _name_rank: np.ndarray | None = field(default=None, repr=False)
-    _names_lower: np.ndarray | None = field(default=None, repr=False)
-    _name_shared: np.ndarray | None = field(default=None, repr=False)
-
-    def __len__(self) -> int:
-        return int(self.ids.size)
-
-    @property
-    def has_label(self) -> np.ndarray:
-        """True where the tile holds landslide pixels."""
-        return self.label_pixels > 0
-
-    def rows_of(self, tile_ids: Iterable[int]) -> np.ndarray:
-        """Row positions of tile ids (ids absent from the index are dropped)."""
-        ids = np.asarray(list(tile_ids), dtype=np.int64)
-        if ids.size == 0 or self.ids.size == 0:
-            return np.zeros(0, np.int64)
-        pos = np.clip(np.searchsorted(self.ids, ids), 0, self.ids.size - 1)
-        return pos[self.ids[pos] == ids]
-
-    def name_rank(self) -> np.ndarray:
-        """Position of each tile in name order (computed once, ~30 ms per 100k)."""
-        if self._name_rank is None:
-            order = np.argsort(self.names, kind="stable")
-            rank = np.empty(order.size, np.int64)
-            rank[order] = np.arange(order.size)
-            self._name_rank = rank
-        return self._name_rank
-
-    def name_shared(self) -> np.ndarray:
-        """True for every tile whose name another tile also has (computed once from the name
-        order; the browser warms it in its loading worker)."""
-        if self._name_shared is None:
-            n = len(self)
-            shared = np.zeros(n, bool)
-            if n >= 2:
-                order = np.argsort(self.name_rank())
-                ordered = self.names[order]
-                same = ordered[1:] == ordered[:-1]
-                shared[order[1:][same]] = True
-                shared[order[:-1][same]] = True
-            self._name_shared = shared
-        return self._name_shared
-
-    def names_lower(self) -> np.ndarray:
-        if self._names_lower is None:
-            self._names_lower = np.strings.lower(self.names)
-        return self._names_lower
-
-    def resolve(self, stored: str | None) -> Path | None:
-        if stored is None:
-            return None
-        p = Path(stored)
-        return p if p.is_absolute() else self.root / p
-
-    def failed_rules(self, row: int) -> list[str]:
-        """Which working rules this tile fails and by how much ("seam_score 31.2 > 25 (by
-        6.2)"), in rule order."""
-        if self.failed is None or not self.rules:
-            return []
-        out = []
-        for bit, rule in enumerate(self.rules):
-            if int(self.failed[row]) >> bit & 1:
-                values = self.metrics.get(rule.metric)
-                v = float(values[row]) if values is not None else math.nan
-                out.append(qc.describe_failure(rule, v))
-        return out
-
-    def tooltip(self, row: int) -> str:
-        """Name, subdataset, QC state, split and key metrics of one tile (plain text)."""
-        lines = [
-            str(self.names[row]),
-            f"{self.subdataset_names[self.subdataset_code[row]]}"
-            + (f" ({SENSOR_NAMES[self.sensor_code[row]]})" if self.sensor_code[row] else ""),
-            f"QC: {state_name(int(self.qc_state[row]))}"
-            + (" (metrics stale: recomputing)" if self.stale is not None and self.stale[row] else ""),
-        ]
-        lines += self.failed_rules(row)
-        if self.split_name and self.split_part[row]:
-            lines.append(f"split {self.split_name}: {PART_NAMES[self.split_part[row]]}")
-        for name, values in self.metrics.items():
-            v = values[row]
-            if not math.isnan(v):
-                lines.append(f"{name}: {v:.4g}")
-        return "\n".join(lines)
+__all__ = [
+    "LABEL_FRACTION",
+    "NOT_EVALUATED",
+    "NO_SPLIT",
+    "PART_NAMES",
+    "SENSOR_NAMES",
+    "SORT_KEYS",
+    "QCColumns",
+    "TileFilter",
+    "TileIndex",
+    "assign_split",
+    "attach_qc",
+    "combine_states",
+    "filter_mask",
+    "filter_rows",
+    "latest_split",
+    "load_index",
+    "load_qc",
+    "metric_bounds",
+    "qc_code",
+    "refresh_decisions",
+    "set_decision",
+    "set_split",
+    "sort_keys",
+    "sort_rows",
+    "split_names",
+    "state_name",
+    "synthetic_index",
+]
 
 
 # --------------------------------------------------------------------------- qc
-NOT_EVALUATED = -1
-"""State of a tile when no QC rules can be evaluated."""
-
-
-def qc_code(name: str) -> int:
-    """The int code of a QC state (``"ACCEPTED"``, ``"MANUAL_REJECT"``, ...)."""
-    return int(getattr(qc, name))
-
-
-def state_name(code: int) -> str:
-    if code == NOT_EVALUATED:
-        return "not checked"
-    return str(qc.STATE_NAMES.get(code, code))
-
-
 def _align(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(positions in ``ids``, mask over ``other_ids``) of the ids both arrays hold."""
     other_ids = np.asarray(other_ids, dtype=np.int64)
@@ -413,129 +319,3 @@ def assign_split(catalog: Catalog, split: str, tile_ids: Sequence[int], part: st
     if not split.strip():
         raise CasdeskError("a split needs a name")
     return catalog.splits.assign(split, tile_ids, part)
-
-
-# --------------------------------------------------------------------------- filtering
-@dataclass
-class TileFilter:
-    """What the user asked to see. None / empty means "no restriction" for each field.
-
-    ``ranges`` maps a metric name to inclusive (low, high); tiles whose value is missing
-    (NaN) are hidden by an active range. ``has_label``: True only tiles with landslide
-    pixels, False only tiles without.
-    """
-
-    subdatasets: frozenset[str] | None = None
-    sensors: frozenset[str] | None = None
-    qc_states: frozenset[int] | None = None
-    split_parts: frozenset[str] | None = None  # "" = not in the split
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    has_label: bool | None = None
-    text: str = ""
-
-
-def _codes(names: Iterable[str], table: Sequence[str]) -> np.ndarray:
-    return np.array([table.index(n) for n in names if n in table], dtype=np.int64)
-
-
-def filter_mask(index: TileIndex, flt: TileFilter) -> np.ndarray:
-    """Boolean per tile: shown by ``flt``. Vectorised: a few ms per 100k tiles."""
-    keep = np.ones(len(index), bool)
-    if flt.subdatasets is not None:
-        keep &= np.isin(index.subdataset_code, _codes(flt.subdatasets, index.subdataset_names))
-    if flt.sensors is not None:
-        keep &= np.isin(index.sensor_code, _codes(flt.sensors, SENSOR_NAMES))
-    if flt.qc_states is not None:
-        keep &= np.isin(index.qc_state, np.array(sorted(flt.qc_states), dtype=np.int64))
-    if flt.split_parts is not None:
-        keep &= np.isin(index.split_part, _codes(flt.split_parts, PART_NAMES))
-    for metric, (lo, hi) in flt.ranges.items():
-        values = index.metrics.get(metric)
-        if values is not None:
-            with np.errstate(invalid="ignore"):
-                keep &= (values >= lo) & (values <= hi)
-    if flt.has_label is not None:
-        keep &= index.has_label == flt.has_label
-    text = flt.text.strip().lower()
-    if text:
-        keep &= np.strings.find(index.names_lower(), text) >= 0
-    return keep
-
-
-def filter_rows(index: TileIndex, flt: TileFilter) -> np.ndarray:
-    """Row positions (int64, in id order) of the tiles ``flt`` shows."""
-    return np.flatnonzero(filter_mask(index, flt))
-
-
-SORT_KEYS = ("name", "id", "subdataset", "qc_state", "split")
-"""Sort keys besides the metric names."""
-
-
-def sort_keys(index: TileIndex) -> list[str]:
-    return [*SORT_KEYS, *index.metrics]
-
-
-def sort_rows(index: TileIndex, rows: np.ndarray, key: str, descending: bool = False) -> np.ndarray:
-    """``rows`` reordered by ``key`` (a :data:`SORT_KEYS` entry or a metric name).
-
-    Stable, ties keep id order; missing metric values (NaN) go last in both directions.
-    """
-    if rows.size == 0 or key == "id":
-        return rows[::-1].copy() if descending else rows
-    if key == "name":
-        values = index.name_rank()[rows].astype(np.float64)
-    elif key == "subdataset":
-        values = index.subdataset_code[rows].astype(np.float64)
-    elif key == "qc_state":
-        values = index.qc_state[rows].astype(np.float64)
-    elif key == "split":
-        values = index.split_part[rows].astype(np.float64)
-    elif key in index.metrics:
-        values = index.metrics[key][rows]
-    else:
-        raise KeyError(f"unknown sort key {key!r}")
-    missing = np.isnan(values)
-    sortable = np.where(missing, 0.0, -values if descending else values)
-    order = np.lexsort((sortable, missing))
-    return rows[order]
-
-
-def metric_bounds(index: TileIndex, metric: str) -> tuple[float, float]:
-    """(min, max) of a metric over tiles that have it; (0, 1) when none does."""
-    values = index.metrics.get(metric)
-    if values is None or not np.isfinite(values).any():
-        return 0.0, 1.0
-    return float(np.nanmin(values)), float(np.nanmax(values))
-
-
-def synthetic_index(n: int, seed: int = 0) -> TileIndex:
-    """An index of ``n`` random tiles built from arrays, no catalog: for speed tests and
-    benchmarks of the filters (five subdatasets, both sensors, metrics, QC states, split)."""
-    rng = np.random.default_rng(seed)
-    ids = np.arange(1, n + 1, dtype=np.int64)
-    metrics = {name: rng.random(n) for name in ("fill_fraction", "cloud_fraction")}
-    metrics["seam_score"] = rng.random(n) * 40
-    metrics[LABEL_FRACTION] = rng.random(n) * 0.1
-    return TileIndex(
-        root=Path("."),
-        ids=ids,
-        names=np.array([f"scene{i % 40:02d}_r{i // 200 * 256:06d}_c{i % 200 * 256:06d}" for i in range(n)]),
-        subdataset_code=(ids % 5).astype(np.int32),
-        subdataset_names=["UAV set", "SAT set", "mixed", "sub3", "sub4"],
-        sensor_code=(1 + ids % 2).astype(np.int8),
-        scene_id=ids % 40,
-        row_off=np.zeros(n, np.int64),
-        col_off=np.zeros(n, np.int64),
-        width=np.full(n, 512, np.int32),
-        height=np.full(n, 512, np.int32),
-        image_path=np.full(n, "missing.tif", dtype=object),
-        mask_path=np.full(n, None, dtype=object),
-        modified=np.full(n, "2024-01-01T00:00:00+00:00", dtype=object),
-        label_pixels=rng.integers(0, 500, n),
-        metrics=metrics,
-        manual=np.zeros(n, np.int8),
-        auto_state=rng.integers(0, 4, n).astype(np.int8),
-        qc_state=rng.integers(0, 6, n).astype(np.int8),
-        split_name="synthetic",
-        split_part=rng.integers(0, 4, n).astype(np.int8),
-    )
