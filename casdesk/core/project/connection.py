@@ -20,6 +20,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -58,6 +59,62 @@ def is_project_file(path: str | Path) -> bool:
     return any(name.endswith(PROJECT_SUFFIX + s) for s in PROJECT_SIDECARS)
 
 
+# ---- the integrity check, once per file while the process has it open
+#
+# ``PRAGMA quick_check`` reads the whole file (~60 ms of CPU at 20k tiles, partly holding the
+# GIL), and every worker thread opens its own connection. A file is checked when this process
+# opens it first; further connections to the same file skip the check while at least one
+# connection of this process that checked it, or skipped it, is still open. The file is
+# identified by (st_dev, st_ino), read with ``os.stat`` only (never ``open()``: see
+# :meth:`ProjectConnection.open`) before and after SQLite opened it: while one of our
+# connections keeps the file open, its inode cannot be freed and reused by another file, so
+# the identity is exact; a file replaced on disk (``os.replace``, a restored backup) has
+# another inode and is checked again. When the last connection closes (or is collected), the
+# record goes: the next open checks again.
+_FileId = tuple[int, int]
+_checked_lock = threading.Lock()
+_checked: dict[_FileId, int] = {}  # identity of a checked file -> live connections to it
+
+
+def _file_id(file: Path) -> _FileId | None:
+    try:
+        st = os.stat(file)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _hold_if_checked(ident: _FileId | None) -> bool:
+    """Count one more connection to ``ident`` if it was checked and is still held open."""
+    if ident is None:
+        return False
+    with _checked_lock:
+        if _checked.get(ident, 0) > 0:
+            _checked[ident] += 1
+            return True
+    return False
+
+
+def _hold_checked(ident: _FileId) -> None:
+    """Record one connection to a file whose check has just passed."""
+    with _checked_lock:
+        _checked[ident] = _checked.get(ident, 0) + 1
+
+
+def _release_checked(ident: _FileId) -> None:
+    with _checked_lock:
+        left = _checked.get(ident, 0) - 1
+        if left > 0:
+            _checked[ident] = left
+        else:
+            _checked.pop(ident, None)
+
+
+def _quick_check(db: sqlite3.Connection) -> str:
+    """SQLite's ``PRAGMA quick_check``: ``"ok"`` or the first problem found."""
+    return str(db.execute("PRAGMA quick_check").fetchone()[0])
+
+
 def project_paths(path: str | Path) -> tuple[Path, Path]:
     """Return (project file, data folder) for a project path, adding ``.casdesk`` if absent."""
     p = Path(path).expanduser()
@@ -83,6 +140,8 @@ class ProjectConnection:
         self._db = db
         self._lock = threading.RLock()
         self._depth = 0
+        # Releases this connection's hold on the "file already checked" record (open()).
+        self._checked_hold: weakref.finalize[Any, Any] | None = None
 
     # ---- opening
     @classmethod
@@ -143,6 +202,8 @@ class ProjectConnection:
             uri = f"{file.as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
         else:
             uri = file.as_uri()
+        before = _file_id(file)
+        held: _FileId | None = None
         try:
             db = sqlite3.connect(uri, uri=True, timeout=30.0, check_same_thread=False)
             db.row_factory = sqlite3.Row
@@ -151,21 +212,37 @@ class ProjectConnection:
             if not readonly:
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = NORMAL")
-            check = db.execute("PRAGMA quick_check").fetchone()[0]
-            if check != "ok":
-                db.close()
-                raise CatalogError(
-                    f"the project database is damaged ({check}); it was not modified",
-                    file,
-                    "restore it from a backup",
-                )
+            # The file SQLite opened (it holds it now): the same before and after, else check.
+            ident = _file_id(file)
+            if ident is not None and ident == before and _hold_if_checked(ident):
+                held = ident
+            else:
+                check = _quick_check(db)
+                if check != "ok":
+                    db.close()
+                    raise CatalogError(
+                        f"the project database is damaged ({check}); it was not modified",
+                        file,
+                        "restore it from a backup",
+                    )
+                if ident is not None and ident == before:
+                    _hold_checked(ident)
+                    held = ident
             if not readonly:
                 migrate(db, file)
             else:
                 check_schema_version(db, file)  # an older schema is read as it is
         except sqlite3.DatabaseError as exc:
+            if held is not None:
+                _release_checked(held)
             raise CatalogError(f"the project database cannot be read ({exc})", file) from exc
+        except BaseException:
+            if held is not None:
+                _release_checked(held)
+            raise
         cat = cls(file, db, readonly=readonly)
+        if held is not None:
+            cat._checked_hold = weakref.finalize(cat, _release_checked, held)
         if not readonly:
             cat.data_dir.mkdir(exist_ok=True)
         return cat
@@ -211,6 +288,8 @@ class ProjectConnection:
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
             self._db.close()
+        if self._checked_hold is not None:
+            self._checked_hold()  # once only, like the finalizer it is
 
     def __enter__(self) -> Self:
         return self
