@@ -47,7 +47,7 @@ def test_predict_a_scene_show_it_and_send_polygons_to_the_editor(qtbot, window, 
     panel.copy_path_button.click()
     assert QApplication.clipboard().text() == str(result.prob_path)
     opened = []
-    monkeypatch.setattr("casdesk.gui.predict.panel.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
+    monkeypatch.setattr("casdesk.gui.predict.results.QDesktopServices.openUrl", lambda url: opened.append(url) or True)
     panel.open_folder_button.click()
     assert [Path(u.toLocalFile()) for u in opened] == [result.prob_path.parent]
     panel.outputs.setCurrentRow(3)  # the summary line is no file
