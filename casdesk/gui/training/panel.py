@@ -8,6 +8,8 @@ and are shown as dialogs. (A hard CUDA crash would take the app down; the engine
 checkpoints make the run resumable afterwards.)
 
 Pause = cancel keeping the checkpoint; Resume = continue that run from its checkpoint.
+The running job's progress and end are :mod:`casdesk.gui.training.progress`, a base of the
+panel.
 """
 
 from __future__ import annotations
@@ -55,8 +57,20 @@ from casdesk.gui.shell.context import ProjectContext
 from casdesk.gui.training.form import TrainingForm
 from casdesk.gui.training.plots import ConfusionTable, TrainingPlots
 from casdesk.gui.training.preview import ValidationPreview
+from casdesk.gui.training.progress import TrainingProgress
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "EXPERIMENT_WIDE",
+    "FIRST_METRIC_COLUMN",
+    "MIN_RUN_ROWS",
+    "QUICK_EPOCHS",
+    "RUN_COLUMNS",
+    "TrainingPanel",
+    "TrainingProgress",
+    "gui_loader_workers",
+]
 RUN_COLUMNS = ["Id", "Run", "Model", "Encoder", "Split", "Status", "Device", "Minutes", *[h for _, h in PAPER_COLUMNS]]
 FIRST_METRIC_COLUMN = 8
 MIN_RUN_ROWS = 10  # the runs table shows at least this many rows
@@ -71,23 +85,7 @@ def gui_loader_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 2) // 2))
 
 
-def _fmt_eta(seconds: float | None) -> str:
-    if seconds is None or seconds != seconds:
-        return "-"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
-def _fmt_loss(value: Any) -> str:
-    """The last loss read back ("-" before the engine's first read-back, which is NaN)."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return f"{v:.4f}" if v == v else "-"
-
-
-class TrainingPanel(QWidget):
+class TrainingPanel(TrainingProgress):
     def __init__(self, context: ProjectContext, parent: QWidget | None = None):
         super().__init__(parent)
         self.context = context
@@ -384,82 +382,6 @@ class TrainingPanel(QWidget):
         self.status.setText(f"Starting {item['planned'].name}...")
         self.progress.setRange(0, 0)
         runner.start()
-        self._update_buttons()
-
-    # ---- progress
-    def _on_progress(self, event: Progress) -> None:
-        data = event.data or {}
-        kind = data.get("event")
-        if event.total:
-            self.progress.setRange(0, event.total)
-            self.progress.setValue(event.done)
-        if kind == "start":
-            self.last_run_dir = Path(data["run_dir"]) if data.get("run_dir") else None
-            self.device_text = data.get("device", "")
-            self.status.setText(
-                f"{event.message} | {data.get('train_tiles', 0)} train / {data.get('val_tiles', 0)} val tiles"
-                f" | tile loader: {data.get('num_workers', 0)} worker process(es)"
-            )
-            self.refresh_runs()
-        elif kind == "batch":
-            self.plots.add_batch(data)
-            self.status.setText(
-                f"epoch {data['epoch']}/{data['epochs']} batch {data['batch']}/{data['batches']} | "
-                f"loss {_fmt_loss(data.get('loss'))} | {data['samples_per_s']:.1f} samples/s | "
-                f"ETA {_fmt_eta(data.get('eta_s'))} | {getattr(self, 'device_text', '')}{self._gpu_memory()}"
-            )
-        elif kind == "epoch":
-            self.plots.add_epoch(data)
-            self.confusion.set_counts((data.get("val") or {}).get("confusion"))
-            self.epoch_points += 1
-            if self.context.catalog is not None:
-                self.preview.on_epoch(self.last_run_dir, self.context.catalog.path, data.get("best_epoch"))
-            self.refresh_runs()
-        elif kind == "oom":
-            self.context.status_message.emit(event.message)
-            log.warning(event.message)
-        elif event.message:
-            self.status.setText(event.message)
-
-    def _gpu_memory(self) -> str:
-        if not getattr(self, "device_text", "").startswith("cuda"):
-            return ""
-        import torch  # already imported by the worker
-
-        return f" | GPU memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GB"
-
-    def _on_finished(self, result: Any) -> None:
-        best = getattr(result, "best_metrics", {}) or {}
-        status = str(getattr(result, "status", "done")).replace("_", " ")
-        epoch = getattr(result, "best_epoch", None)
-        if epoch is None:  # cancelled (or stopped) before the first validation
-            text = f"{status.capitalize()} before the first epoch ended: no model saved yet"
-            if self.paused_run_dir is not None:
-                text += " (the checkpoint is kept: Resume continues)"
-        else:
-            text = f"{status.capitalize()}: best epoch {epoch}"
-        if best and epoch is not None:
-            text += f", mIoU {100 * best.get('miou', 0):.2f} %, F1 (class mean) {100 * best.get('f1_mean', 0):.2f} %"
-        self.status.setText(text)
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1 if epoch is not None else 0)
-        self.context.status_message.emit(f"training {text}")
-        if epoch is not None and self.context.catalog is not None:
-            # the last epoch's model file may be written after its progress event: catch up
-            self.preview.on_epoch(self.last_run_dir, self.context.catalog.path, epoch)
-
-    def _on_failed(self, message: str, details: str) -> None:
-        self.status.setText(f"Failed: {message}")
-        show_error(self, "Training failed", message, details)
-
-    def _on_done(self) -> None:
-        self.runner = None
-        self.current = None
-        if self.progress.maximum() == 0:  # still "busy" (failed or cancelled before any progress)
-            self.progress.setRange(0, 1)
-        self.refresh_runs()
-        self.form.refresh_splits()
-        self._start_next()
         self._update_buttons()
 
     # ---- control
