@@ -3,10 +3,10 @@
 Runs without a display (Qt's offscreen platform; ``QWidget.grab`` renders the real widgets),
 so the pictures stay current with the code:
 
-    python scripts/make_screenshots.py docs/img [--train-epochs 3]
+    python scripts/make_screenshots.py docs/img [--train-epochs 10]
 
-The Train tab is shown after a short real training run on the demo tiles (CPU, a minute
-or two); the Label tab once more with that model's prediction over a tile ("Predict this
+The Train tab is shown after a short real training run on the demo tiles (10 epochs: about 20 minutes
+on a 2-core CPU; 3 epochs leave a model too weak to show); the Label tab once more with that model's prediction over a tile ("Predict this
 tile", ``label_predict.png``); the Predict tab after predicting the demo scene with it.
 """
 
@@ -35,7 +35,7 @@ def wait(app, condition, timeout: float = 600.0) -> bool:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("out_dir", type=Path)
-    ap.add_argument("--train-epochs", type=int, default=3)
+    ap.add_argument("--train-epochs", type=int, default=10)
     args = ap.parse_args()
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
