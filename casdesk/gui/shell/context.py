@@ -119,6 +119,22 @@ class ProjectContext(QObject):
         panels check it before offering edits, and every catalog write raises."""
         return self.catalog is not None and self.catalog.readonly
 
+    def _prepare_open(self, path: str | Path, readonly: bool) -> project_lock.Lock | None:
+        """What every open does first: supersede a pending open, close the project when it
+        is the one being opened again (its lock is given back first), and take the
+        project's lock unless ``readonly`` (:class:`ProjectLockedError` when another live
+        casdesk holds it). Returns the lock (None when read-only)."""
+        file, _ = project_paths(path)
+        self._cancel_pending_open()
+        if self.catalog is not None and self.catalog.path == file:
+            self.close()
+        if readonly:
+            return None
+        lock = project_lock.acquire(path)
+        if lock is None:
+            raise ProjectLockedError(file, project_lock.holder(file))
+        return lock
+
     def open(self, path: str | Path, readonly: bool = False) -> Catalog:
         """Open a project (raises CatalogError, which the caller shows in a dialog).
 
@@ -126,15 +142,7 @@ class ProjectContext(QObject):
         :class:`ProjectLockedError` when another live casdesk holds it, so the window can
         offer to open it read-only instead.
         """
-        file, _ = project_paths(path)
-        self._cancel_pending_open()
-        if self.catalog is not None and self.catalog.path == file:
-            self.close()  # re-opening the open project: give its lock back first
-        lock = None
-        if not readonly:
-            lock = project_lock.acquire(path)
-            if lock is None:
-                raise ProjectLockedError(file, project_lock.holder(file))
+        lock = self._prepare_open(path, readonly)
         try:
             catalog = Catalog.open(path, readonly=readonly)
         except BaseException:
@@ -153,14 +161,7 @@ class ProjectContext(QObject):
         :attr:`open_failed` with the reason. A newer open or :meth:`close` supersedes a
         pending one."""
         file, _ = project_paths(path)
-        self._cancel_pending_open()
-        if self.catalog is not None and self.catalog.path == file:
-            self.close()  # re-opening the open project: give its lock back first
-        lock = None
-        if not readonly:
-            lock = project_lock.acquire(path)
-            if lock is None:
-                raise ProjectLockedError(file, project_lock.holder(file))
+        lock = self._prepare_open(path, readonly)
         self._open_ticket += 1
         ticket = self._open_ticket
         self._pending_open = (ticket, file, lock)

@@ -256,13 +256,19 @@ class MainWindow(QMainWindow):
         could not be (after a dialog saying why). The window's own ways to open a project
         (menu, recent list, drop, command line) use :meth:`start_open_project`, which does
         not block the window while the database is checked."""
+        return self._open_with(self.context.open, path)
+
+    def _open_with(self, opener: Callable[..., object], path: str | Path) -> bool:
+        """Open with ``opener`` (the context's blocking or background open); a project
+        locked by another casdesk is offered read-only. False when not opened (a dialog said
+        why, or the user declined)."""
         try:
             try:
-                self.context.open(path)
+                opener(path)
             except ProjectLockedError as exc:
                 if not self._ask_readonly(exc.holder):
                     return False
-                self.context.open(path, readonly=True)
+                opener(path, readonly=True)
         except CasdeskError as exc:
             show_error(self, "Cannot open project", str(exc))
             return False
@@ -273,17 +279,7 @@ class MainWindow(QMainWindow):
         a thread (:meth:`ProjectContext.open_in_background`), the tabs load it in theirs.
         False when refused at once (the user declined to open a locked project read-only,
         or the lock could not be taken); a failure found later is shown in a dialog."""
-        try:
-            try:
-                self.context.open_in_background(path)
-            except ProjectLockedError as exc:
-                if not self._ask_readonly(exc.holder):
-                    return False
-                self.context.open_in_background(path, readonly=True)
-        except CasdeskError as exc:
-            show_error(self, "Cannot open project", str(exc))
-            return False
-        return True
+        return self._open_with(self.context.open_in_background, path)
 
     def _on_opening(self, path: Path) -> None:
         self.load_label.setText(f"Opening {path.name}\u2026")
