@@ -27,6 +27,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -92,12 +93,16 @@ def main(argv: list[str] | None = None) -> int:
     for image in sources:
         mask = mask_for(image)
         read_pair(image, mask)  # warm the OS cache and lazy imports
-        add("read", best_ms(lambda image=image, mask=mask: read_pair(image, mask), args.repeat))
-        add("load_tile", best_ms(lambda image=image, mask=mask: load_tile(image, mask, "SAT"), args.repeat))
+        add("read", best_ms(partial(read_pair, image, mask), args.repeat))
+        add("load_tile", best_ms(partial(load_tile, image, mask, "SAT"), args.repeat))
         tile = load_tile(image, mask, "SAT")
         for name in names:
             func = METRICS[name].func
-            add(f"alone:{name}", best_ms(lambda func=func, tile=tile: func(fresh(tile)), args.repeat))
+
+            def alone(func: Callable[[TileData], float] = func, tile: TileData = tile) -> float:
+                return func(fresh(tile))
+
+            add(f"alone:{name}", best_ms(alone, args.repeat))
         in_order = {n: float("inf") for n in names}
         total = float("inf")
         for _ in range(args.repeat):
