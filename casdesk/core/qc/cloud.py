@@ -15,20 +15,27 @@ CLOUD_MAX_SATURATION = 0.15
 CLOUD_MAX_TEXTURE = 6.0
 
 
+_SQUARE3 = np.ones((3, 3), np.uint8)
+_SQUARE7 = np.ones((7, 7), np.uint8)
+
+
 def cloud_mask(tile: TileData) -> tuple[np.ndarray, np.ndarray]:
     """(cloud, footprint) booleans at :data:`WORK_SIZE`; see :func:`cloud_fraction`."""
-    rgb, foot = tile.small
-    hi = rgb.max(axis=2)
-    lo = rgb.min(axis=2)
-    bright = rgb.mean(axis=2) >= CLOUD_MIN_BRIGHT
-    grey = (hi - lo) <= CLOUD_MAX_SATURATION * np.maximum(hi, 1.0)
-    lum = rgb.mean(axis=2)
-    texture = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (5, 5), 0)), (3, 3))
-    core = (bright & grey & (texture <= CLOUD_MAX_TEXTURE) & foot).astype(np.uint8)
-    core = cv2.morphologyEx(core, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    (r, g, b), foot = tile.small_planes
+    hi = np.maximum(np.maximum(r, g), b)
+    lo = np.minimum(np.minimum(r, g), b)
+    lum = (r + g + b) / np.float32(3.0)  # the values are whole numbers: exact sums
+    bright = lum >= CLOUD_MIN_BRIGHT
+    grey = (hi - lo) <= CLOUD_MAX_SATURATION * np.maximum(hi, np.float32(1.0))
+    bright_grey = bright & grey
+    if not bright_grey.any():
+        return bright_grey, foot  # no bright neutral pixel: no cloud (the common case)
+    texture = cv2.blur(cv2.absdiff(lum, cv2.GaussianBlur(lum, (5, 5), 0)), (3, 3))
+    core = (bright_grey & (texture <= CLOUD_MAX_TEXTURE) & foot).view(np.uint8)
+    core = cv2.morphologyEx(core, cv2.MORPH_OPEN, _SQUARE3)
     # the texture filter rejects a rim a few pixels wide at every cloud edge: grow the smooth
     # core back over bright grey neighbours
-    cloud = cv2.dilate(core, np.ones((7, 7), np.uint8)).astype(bool) & bright & grey
+    cloud = cv2.dilate(core, _SQUARE7).view(bool) & bright_grey
     return cloud & foot, foot
 
 
@@ -41,5 +48,5 @@ def cloud_fraction(tile: TileData) -> float:
     not. Bright smooth bare soil or snow also counts (up to ~0.24 on the shared tiles), which
     is why the paper rule only rejects above 0.80 and only for satellite tiles."""
     cloud, foot = cloud_mask(tile)
-    n = int(foot.sum())
-    return float(cloud.sum() / n) if n else 0.0
+    n = np.count_nonzero(foot)
+    return np.count_nonzero(cloud) / n if n else 0.0

@@ -25,7 +25,7 @@ import numpy as np
 from casdesk.core.qc.cloud import cloud_fraction, cloud_mask
 from casdesk.core.qc.fill import default_fill_values, fill_mask
 from casdesk.core.qc.seam import seam_profile, seam_score
-from casdesk.core.raster.io import open_raster, read_window, to_display_rgb
+from casdesk.core.raster.io import default_rgb_bands, open_raster, read_window, to_display_rgb
 
 __all__ = [
     "METRICS",
@@ -73,9 +73,17 @@ class TileData:
         return int(self.data.shape[1]), int(self.data.shape[2])
 
     @cached_property
+    def hwc(self) -> np.ndarray | None:
+        """The display bands as 8-bit (rows, cols, 3) before the footprint is blacked out;
+        None unless the data is uint8 (other types are stretched, see :attr:`rgb`)."""
+        if self.data.dtype != np.uint8:
+            return None
+        return cv2.merge([np.ascontiguousarray(self.data[b]) for b in default_rgb_bands(self.data.shape[0])])
+
+    @cached_property
     def fill(self) -> np.ndarray:
         """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
-        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values)
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self.hwc if not self.has_mask else None)
 
     @cached_property
     def footprint(self) -> np.ndarray:
@@ -83,18 +91,43 @@ class TileData:
         return self.valid & ~self.fill
 
     @cached_property
+    def full(self) -> bool:
+        """True when every pixel is inside the footprint (the common case: shortcuts)."""
+        return bool(self.footprint.all())
+
+    @cached_property
     def rgb(self) -> np.ndarray:
         """Display-stretched 8-bit (rows, cols, 3) RGB, as :func:`to_display_rgb` shows it."""
-        return to_display_rgb(self.data, self.footprint)
+        hwc = self.hwc
+        if hwc is None:
+            return to_display_rgb(self.data, self.footprint)
+        if self.full:
+            return hwc
+        return cv2.copyTo(hwc, self.footprint.view(np.uint8))  # black outside the footprint
+
+    @cached_property
+    def small_planes(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+        """((R, G, B) float32 (s, s) planes, footprint bool (s, s)) at :data:`WORK_SIZE`
+        (area mean of :attr:`rgb`, resized band by band)."""
+        rows, cols = self.shape
+        size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
+        if self.hwc is not None and self.full:  # the display RGB is the data's bands
+            planes = [self.data[b] for b in default_rgb_bands(self.data.shape[0])]
+        else:
+            planes = list(cv2.split(self.rgb))
+        r, g, b = (
+            cv2.resize(np.ascontiguousarray(p), size, interpolation=cv2.INTER_AREA).astype(np.float32) for p in planes
+        )
+        if self.full:
+            return (r, g, b), np.ones(r.shape, bool)
+        foot = cv2.resize(self.footprint.view(np.uint8) * np.uint8(255), size, interpolation=cv2.INTER_AREA)
+        return (r, g, b), foot == 255
 
     @cached_property
     def small(self) -> tuple[np.ndarray, np.ndarray]:
         """(RGB float32 (s, s, 3), footprint bool (s, s)) at :data:`WORK_SIZE` (area mean)."""
-        rows, cols = self.shape
-        size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
-        rgb = cv2.resize(self.rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
-        foot = cv2.resize(self.footprint.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA)
-        return rgb, foot == 255
+        planes, foot = self.small_planes
+        return cv2.merge(list(planes)), foot
 
 
 def load_tile(
@@ -113,8 +146,10 @@ def load_tile(
     if mask_path is not None and Path(mask_path).exists():
         with open_raster(mask_path) as mds:
             band = mds.read(1)
-            ignore = band == mds.nodata if mds.nodata is not None else np.zeros(band.shape, bool)
-            mask = ((band > 0) & ~ignore).astype(np.uint8)  # 255 (ignore) is not landslide
+            label = band > 0
+            if mds.nodata is not None:
+                label &= band != mds.nodata  # 255 (ignore) is not landslide
+            mask = label.view(np.uint8)
         if mask.shape != valid.shape:
             mask = None
     return TileData(data, valid, has_mask, mask, sensor, fill_values)
@@ -125,13 +160,15 @@ def fill_fraction(tile: TileData) -> float:
     """Share (0-1) of the tile outside the scene footprint (nodata/mask, or straight-edged
     uniform black/white regions touching the border; see :func:`fill_mask`). Paper rule:
     reject above 0.30."""
-    return float(tile.fill.mean())
+    fill = tile.fill
+    return np.count_nonzero(fill) / fill.size if fill.size else 0.0
 
 
 def valid_fraction(tile: TileData) -> float:
     """Share (0-1) of pixels the file's own nodata/mask marks valid (16-bit and nodata
     scenes); 1.0 for a released CAS tile, which declares no mask."""
-    return float(tile.valid.mean())
+    valid = tile.valid
+    return np.count_nonzero(valid) / valid.size if valid.size else 0.0
 
 
 def label_fraction(tile: TileData) -> float:
@@ -141,8 +178,13 @@ def label_fraction(tile: TileData) -> float:
     if tile.mask is None:
         return math.nan
     foot = tile.footprint
-    n = int(foot.sum())
-    return float((tile.mask.astype(bool) & foot).sum() / n) if n else 0.0
+    if tile.full:
+        return np.count_nonzero(tile.mask) / foot.size if foot.size else 0.0
+    n = np.count_nonzero(foot)
+    return np.count_nonzero(tile.mask.astype(bool) & foot) / n if n else 0.0
+
+
+_SQUARE3 = np.ones((3, 3), np.uint8)
 
 
 def blur_score(tile: TileData) -> float:
@@ -150,8 +192,11 @@ def blur_score(tile: TileData) -> float:
     low means blurred or featureless. Informative only; no paper rule."""
     grey = cv2.cvtColor(tile.rgb, cv2.COLOR_RGB2GRAY)
     lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=3)
-    inner = cv2.erode(tile.footprint.astype(np.uint8), np.ones((3, 3), np.uint8))
-    if not inner.any():
+    if tile.full:  # the eroded footprint is the whole tile (erode's border counts as inside)
+        _, std = cv2.meanStdDev(lap)
+        return float(std[0, 0] ** 2)
+    inner = cv2.erode(tile.footprint.view(np.uint8), _SQUARE3)
+    if not cv2.countNonZero(inner):
         return 0.0
     _, std = cv2.meanStdDev(lap, mask=inner)
     return float(std[0, 0] ** 2)
