@@ -260,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--images", type=int, default=256, help="distinct image files")
     parser.add_argument("--cache-mb", type=int, default=64, help="in-memory thumbnail cache")
     parser.add_argument("--keep", help="build/keep the project in this folder")
+    parser.add_argument("--scroll-pages", type=int, default=0,
+                        help="scroll only this many pages (0: the whole grid; a quick run for the first screens)")
     parser.add_argument("--python-defaults", action="store_true",
                         help="Python's own garbage collection and switch interval (not the app's)")
     args = parser.parse_args(argv)
@@ -274,7 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         runtime.freeze()
     proc = psutil.Process()
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="casdesk-bench-"))
-    result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles, "tile_px": PX, "distinct_files": args.images,
+    result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles,
+                                 "scroll_pages_asked": args.scroll_pages or "all", "tile_px": PX, "distinct_files": args.images,
                                  "cache_mb": args.cache_mb, "cpus": os.cpu_count(),
                                  "app_runtime": runtime.describe() if runtime is not None else "python defaults"}
     try:
@@ -370,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             if panel.loader._lru:
                 avg_bytes.append(panel.loader.memory_bytes / len(panel.loader._lru))
             pages += 1
-            if bar.value() >= bar.maximum():
+            if bar.value() >= bar.maximum() or pages == args.scroll_pages:
                 break
             bar.setValue(min(bar.maximum(), bar.value() + page))
         scroll_s = time.perf_counter() - t

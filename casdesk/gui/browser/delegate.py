@@ -66,6 +66,7 @@ class TileDelegate(QStyledItemDelegate):
         self._badge_font.setPixelSize(11)
         self._badge_font.setBold(True)
         self._pills: dict[tuple[str, int, float], QImage] = {}
+        self.paints = 0  # cells painted (the panel waits for the first screen)
 
     def set_thumb_px(self, px: int) -> None:
         self.thumb_px = int(px)
@@ -84,6 +85,7 @@ class TileDelegate(QStyledItemDelegate):
         data = self.model.index_data
         if data is None or index.row() >= self.model.rows.size:
             return
+        self.paints += 1
         r = int(self.model.rows[index.row()])
         cell: QRect = option.rect
         state = option.state

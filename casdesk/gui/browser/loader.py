@@ -10,12 +10,13 @@ inserts ready-made ``QImage`` objects: the GUI thread never decodes or converts 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 from collections import OrderedDict, deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,9 @@ class ThumbRequest:
     size: int
     image_path: Path
     mask_path: Path | None
+    prefetch: bool = False
+    """Only read the disk cache (nothing when it has no such thumbnail): warming the memory
+    cache before the tile table arrives, where a request may be out of date."""
 
     @property
     def key(self) -> tuple[int, int, str]:
@@ -82,8 +86,16 @@ def to_images(thumb: thumbnails.Thumbnail) -> ThumbImages:
     return ThumbImages(image, fill, outline, nbytes + 200)
 
 
-def load_images(request: ThumbRequest, cache: thumbnails.ThumbnailCache | None) -> ThumbImages:
-    """Decode (or read from the disk cache) one thumbnail. Runs in a worker thread only."""
+def load_images(request: ThumbRequest, cache: thumbnails.ThumbnailCache | None) -> ThumbImages | None:
+    """Decode (or read from the disk cache) one thumbnail. Runs in a worker thread only.
+    None: a prefetch found nothing in the disk cache."""
+    if request.prefetch:
+        try:
+            stamp = thumbnails.file_stamp(request.image_path, request.mask_path)
+            cached = None if cache is None else cache.get(request.tile_id, request.modified, request.size, stamp)
+            return None if cached is None else to_images(cached)
+        except Exception:  # noqa: BLE001 - a hint only: the grid asks again if needed
+            return None
     try:
         if cache is not None:
             thumb = cache.load(
@@ -113,6 +125,7 @@ class _Queue:
         self.lock = threading.Lock()
         self.items: deque[ThumbRequest] = deque()
         self.keys: set[tuple[int, int, str]] = set()
+        self.prefetches: set[tuple[int, int, str]] = set()  # keys queued by a prefetch only
         self.stopped = False
         self.workers = 0
         self.generation = 0  # results of an older generation are dropped on arrival
@@ -121,12 +134,21 @@ class _Queue:
     def push(self, request: ThumbRequest, max_workers: int) -> bool:
         """Queue a request; True when the caller should start one more worker."""
         with self.lock:
-            if request.key in self.keys or self.stopped:
+            if self.stopped:
+                return False
+            if request.key in self.keys:
+                if not request.prefetch and request.key in self.prefetches:  # wanted now: decode if need be
+                    self.prefetches.discard(request.key)
+                    self.items = deque(request if i.key == request.key else i for i in self.items)
                 return False
             self.items.append(request)
             self.keys.add(request.key)
+            if request.prefetch:
+                self.prefetches.add(request.key)
             while len(self.items) > MAX_QUEUED:
-                self.keys.discard(self.items.popleft().key)
+                old = self.items.popleft().key
+                self.keys.discard(old)
+                self.prefetches.discard(old)
             if self.workers < max_workers:
                 self.workers += 1
                 return True
@@ -141,17 +163,20 @@ class _Queue:
                 return None
             request = self.items.pop()
             self.keys.discard(request.key)
+            self.prefetches.discard(request.key)
             return request, self.generation, self.cache
 
     def clear(self) -> None:
         with self.lock:
             self.items.clear()
             self.keys.clear()
+            self.prefetches.clear()
 
     def pop_all_and_leave(self) -> None:
         with self.lock:
             self.items.clear()
             self.keys.clear()
+            self.prefetches.clear()
             self.workers -= 1
 
 
@@ -169,6 +194,8 @@ class _Task(QRunnable):
         while (item := self._queue.pop()) is not None:
             request, generation, cache = item
             images = load_images(request, cache)
+            if images is None:
+                continue
             try:
                 self._bridge.done.emit(generation, request, images)
             except RuntimeError:  # the loader was deleted during shutdown
@@ -236,6 +263,18 @@ class ThumbnailLoader(QObject):
             self._pool.start(_Task(self._queue, self._bridge))
         return None
 
+    def prefetch(self, requests: list[ThumbRequest]) -> None:
+        """Read these thumbnails from the disk cache into memory, the first first (the queue
+        is newest first); what the disk cache lacks is skipped."""
+        for request in reversed(requests):
+            request = replace(request, prefetch=True)
+            if request.key not in self._lru and self._queue.push(request, self._pool.maxThreadCount()):
+                self._pool.start(_Task(self._queue, self._bridge))
+
+    @property
+    def disk_cache(self) -> thumbnails.ThumbnailCache | None:
+        return self._disk
+
     def cached(self, key: tuple[int, int, str]) -> ThumbImages | None:
         """The thumbnail for a key ``(tile_id, size, modified)`` if in memory (marks it used);
         never queues: lets the painter skip building a request on a hit."""
@@ -296,6 +335,48 @@ class ThumbnailLoader(QObject):
         """Accept requests again after :meth:`shutdown` (a project re-opened)."""
         with self._queue.lock:
             self._queue.stopped = False
+
+
+# --------------------------------------------------------------------------- first screen
+FIRST_SCREEN_FILE = "first-screen.json"
+"""In the thumbnail disk cache: the tiles of the last first screen (see :func:`save_first_screen`)."""
+
+
+def save_first_screen(cache: thumbnails.ThumbnailCache, size: int, tiles: list[tuple[int, str, str, str | None]]) -> None:
+    """Remember the tiles a project's first screen showed, ``(tile id, modified, image path,
+    mask path)`` as stored in the catalog: the next open reads their thumbnails from the disk
+    cache while the tile table loads (:func:`load_first_screen`). Worker thread; a project
+    folder that cannot be written just has no such file."""
+    path = cache.folder / FIRST_SCREEN_FILE
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps({"version": 1, "size": size, "tiles": tiles}))
+        os.replace(tmp, path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+
+
+def load_first_screen(cache: thumbnails.ThumbnailCache, root: Path) -> list[ThumbRequest]:
+    """Prefetch requests for the tiles :func:`save_first_screen` remembered (stored paths
+    resolved against the project folder ``root``); none when there is no usable file."""
+    try:
+        data = json.loads((cache.folder / FIRST_SCREEN_FILE).read_text())
+        size = int(data["size"])
+        out = []
+        for tile_id, modified, image, mask in data["tiles"][:MAX_QUEUED]:
+            out.append(ThumbRequest(
+                int(tile_id), str(modified), size, _resolve(root, str(image)),
+                None if mask is None else _resolve(root, str(mask)), prefetch=True,
+            ))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
+def _resolve(root: Path, stored: str) -> Path:
+    p = Path(stored)
+    return p if p.is_absolute() else root / p
 
 
 # --------------------------------------------------------------------------- one-off jobs

@@ -12,17 +12,22 @@ the tile table, in a worker. ``reloads`` counts those full reloads.
 
 from __future__ import annotations
 
+import copy
 import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QItemSelection, QItemSelectionModel, QTimer
+from PySide6.QtCore import QItemSelection, QItemSelectionModel, QPoint, QTimer
 from PySide6.QtWidgets import QWidget
 
 from casdesk.core.dataset import tile_table as ti
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project import events as ev
 from casdesk.core.project.catalog import Catalog, Tile
+from casdesk.core.raster import thumbnails
 from casdesk.core.raster.thumbnails import ThumbnailCache
 from casdesk.gui.browser.actions import TileActions
 from casdesk.gui.browser.delegate import TileDelegate
@@ -30,7 +35,12 @@ from casdesk.gui.browser.detail import DetailRequest, TileDetail
 from casdesk.gui.browser.detail_pane import DetailPane
 from casdesk.gui.browser.filters import FilterPanel
 from casdesk.gui.browser.grid import TileGridView
-from casdesk.gui.browser.loader import LatestCall, ThumbnailLoader
+from casdesk.gui.browser.loader import (
+    LatestCall,
+    ThumbnailLoader,
+    load_first_screen,
+    save_first_screen,
+)
 from casdesk.gui.browser.model import TileListModel
 from casdesk.gui.browser.quick_train import TrainRequest
 from casdesk.gui.browser.toolbar import FILTER_MIN_WIDTH, BrowserToolbar
@@ -46,14 +56,41 @@ NO_SPLIT = "(no split)"
 
 
 def load_index_for(path: Path, split: str | None) -> ti.TileIndex:
-    """Load the tile table without QC columns (the grid can show at once) with a connection
-    of this (worker) thread; warm the name caches."""
+    """Load the tile table without QC columns and split parts (the grid can show at once)
+    with a connection of this (worker) thread; warm the name caches. The index names the
+    split (``"latest"`` resolved) but its parts are all "none": :func:`load_late_for` reads
+    them with the QC columns (a third of the load at 20k tiles)."""
     with Catalog.open(path, readonly=True) as catalog:
-        index = ti.load_index(catalog, split, with_qc=False)
+        index = ti.load_index(catalog, None, with_qc=False)
+        index.split_name = ti.latest_split(catalog) if split == "latest" else split
     index.name_rank()
     index.names_lower()
     index.name_shared()
     return index
+
+
+def load_split_for(path: Path, index: ti.TileIndex, split: str | None) -> tuple[str | None, np.ndarray]:
+    """(split name, parts per index row) of ``split`` (worker thread; ``index`` is not changed)."""
+    probe = copy.copy(index)  # set_split assigns new arrays: the shown index stays as it is
+    with Catalog.open(path, readonly=True) as catalog:
+        ti.set_split(catalog, probe, split)
+    return probe.split_name, probe.split_part
+
+
+@dataclass(frozen=True)
+class LateColumns:
+    """What follows the tile table: the split parts (``split_part`` None: not read) and the
+    QC columns."""
+
+    qc: ti.QCColumns
+    split_name: str | None = None
+    split_part: np.ndarray | None = None
+
+
+def load_late_for(path: Path, index: ti.TileIndex) -> LateColumns:
+    """The split parts of ``index.split_name`` and the QC columns (worker thread)."""
+    name, parts = load_split_for(path, index, index.split_name)
+    return LateColumns(load_qc_for(path, index.ids), name, parts)
 
 
 def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
@@ -64,6 +101,12 @@ def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
 
 PATCH_ON_GUI_THREAD = 64
 """Up to this many changed tiles are re-read on the GUI thread (a few ms); more in a worker."""
+SPLIT_ON_GUI_THREAD = 2_000
+"""Up to this many tiles, another split's parts are read on the GUI thread (~10 ms); more in
+a worker (~90 ms at 20k tiles)."""
+LATE_START_MAX_S = 0.4
+"""The QC columns and split parts are read once the first screen's thumbnails are in (they
+compete for the interpreter with the thumbnail decoders), or after this long at most."""
 
 
 def patch_rows(index: ti.TileIndex, tiles: list[Tile]) -> np.ndarray:
@@ -115,6 +158,17 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         self._qc_call = LatestCall(self)
         self._qc_call.finished.connect(self._on_qc)
         self._qc_call.failed.connect(self._on_index_failed)
+        self._late_job: Callable[[], LateColumns] | None = None  # waits for the first screen
+        self._remember_first_screen = False  # a project was opened: save its first screen
+        self._late_since = 0.0
+        self._late_paints = 0
+        self._late_timer = QTimer(self, interval=15)
+        self._late_timer.timeout.connect(self._maybe_start_late)
+        self._split_serial = 0  # counts split changes: late split parts of an older one are moot
+        self._late_serial = 0
+        self._split_call = LatestCall(self)
+        self._split_call.finished.connect(self._on_split_parts)
+        self._split_call.failed.connect(lambda msg: log.warning("split parts not read: %s", msg))
         self.qc_loaded = False
         self._decided_meanwhile: set[int] = set()
         self.reloads = 0  # full tile-table reloads (the edit benchmark counts them)
@@ -167,6 +221,10 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             self.loader.set_disk_cache(
                 None if catalog.readonly else ThumbnailCache.for_project(catalog.data_dir)
             )
+            cache = self.loader.disk_cache
+            if cache is not None:  # the last first screen, read while the tile table loads
+                self.loader.prefetch(load_first_screen(cache, catalog.root))
+            self._remember_first_screen = True
             self.model.set_view(None, None)
             self.close_detail()
         self.count_label.setText("Loading tiles\u2026")
@@ -185,9 +243,11 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         if catalog is None or index is None:
             return
         self.qc_loaded = False
+        if self._late_job is not None:  # the columns are not read yet: they will be fresh
+            return
         self._decided_meanwhile = set()
         path, ids = catalog.path, index.ids
-        self._qc_call.submit(lambda: load_qc_for(path, ids))
+        self._qc_call.submit(lambda: LateColumns(load_qc_for(path, ids)))
 
     def refresh_tiles(self, tile_ids: tuple[int, ...] | list[int]) -> None:
         """The files of these tiles changed (mask regenerated): re-read their rows, drop their
@@ -238,14 +298,44 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             return
         names = ti.split_names(catalog)
         wanted = change.names[-1] if change.names and change.names[-1] in names else self._split
-        ti.set_split(catalog, index, wanted if wanted in names else None)
-        self._split = index.split_name
+        self._set_split(wanted if wanted in names else None)
+
+    def _set_split(self, split: str | None) -> None:
+        """Show the parts of ``split``: read at once for a small project, else in a worker
+        (the split chooser names it meanwhile)."""
+        catalog, index = self.context.catalog, self.index
+        if catalog is None or index is None:
+            return
+        self._split = split
+        self._split_serial += 1
+        if len(index) <= SPLIT_ON_GUI_THREAD:
+            self._split_call.cancel()
+            ti.set_split(catalog, index, split)
+            self._show_split()
+            return
         self._refresh_split_combo()
-        self.filters.set_index(index)
+        path, probe, serial = catalog.path, copy.copy(index), self._split_serial
+        self._split_call.submit(lambda: (serial, probe.ids, *load_split_for(path, probe, split)))
+
+    def _on_split_parts(self, result: tuple[int, np.ndarray, str | None, np.ndarray]) -> None:
+        serial, ids, name, parts = result
+        index = self.index
+        if index is None or serial != self._split_serial or ids is not index.ids:
+            return  # another split was chosen, or the tile table was reloaded, meanwhile
+        index.split_name, index.split_part = name, parts
+        self._show_split()
+
+    def _show_split(self) -> None:
+        assert self.index is not None
+        self._refresh_split_combo()
+        self.filters.set_index(self.index)
         self.apply_filter()
 
     def is_loading(self) -> bool:
-        return self._index_call.is_busy() or self._qc_call.is_busy() or self._patch_call.is_busy()
+        return (
+            self._index_call.is_busy() or self._qc_call.is_busy() or self._patch_call.is_busy()
+            or self._split_call.is_busy() or self._late_job is not None
+        )
 
     def _on_index(self, index: ti.TileIndex) -> None:
         """The tiles arrived (QC columns follow): show them, keeping the known QC columns
@@ -255,28 +345,86 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             return
         old = self.index
         if old is not None and self.qc_loaded:
-            ti.attach_qc(
+            same = ti.attach_qc(
                 index,
                 ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state, old.failed, old.rules, old.stale),
             )
+            if same and old.split_name == index.split_name and old.split_part.shape == index.ids.shape:
+                index.split_part = old.split_part.copy()
+        if self._split != "latest":  # the split chosen while the table was read
+            index.split_name = self._split
+        self._split = index.split_name
         self.qc_loaded = False
         self._decided_meanwhile = set()
-        path, ids = catalog.path, index.ids
-        self._qc_call.submit(lambda: load_qc_for(path, ids))
+        path, probe = catalog.path, copy.copy(index)
+        self._late_serial = self._split_serial
+        self._defer_late(lambda: load_late_for(path, probe))
         self._show_index(index)
 
-    def _on_qc(self, columns: ti.QCColumns) -> None:
-        catalog = self.context.catalog
-        if catalog is None or self.index is None or not ti.attach_qc(self.index, columns):
+    def _defer_late(self, job: Callable[[], LateColumns]) -> None:
+        """Run ``job`` (QC columns, split parts) once the first screen's thumbnails are in."""
+        self._late_job = job
+        self._late_since = time.perf_counter()
+        self._late_paints = self.delegate.paints
+        self._late_timer.start()
+
+    def _maybe_start_late(self) -> None:
+        job = self._late_job
+        if job is not None:
+            waited = time.perf_counter() - self._late_since
+            painted = self.delegate.paints > self._late_paints and self.loader.pending() == 0
+            nothing_to_paint = self.model.rowCount() == 0 or not self.grid.isVisible()
+            if waited < LATE_START_MAX_S and not painted and not nothing_to_paint:
+                return
+            self._qc_call.submit(self._with_first_screen_saved(job) if painted else job)
+        self._late_job = None
+        self._late_timer.stop()
+
+    def _with_first_screen_saved(self, job: Callable[[], LateColumns]) -> Callable[[], LateColumns]:
+        """``job``, first saving which tiles the project's first screen shows (once per open):
+        the next open reads their thumbnails while the tile table loads."""
+        cache, index = self.loader.disk_cache, self.index
+        if not self._remember_first_screen or cache is None or index is None:
+            return job
+        self._remember_first_screen = False
+        tiles = [
+            (int(index.ids[r]), str(index.modified[r]), str(index.image_path[r]),
+             None if index.mask_path[r] is None else str(index.mask_path[r]))
+            for r in self._rows_in_view().tolist()
+        ]
+        size = thumbnails.size_bucket(self.delegate.thumb_px)
+
+        def run() -> LateColumns:
+            save_first_screen(cache, size, tiles)
+            return job()
+
+        return run
+
+    def _rows_in_view(self) -> np.ndarray:
+        """Index rows of the grid's cells in view."""
+        n = self.model.rowCount()
+        cell = self.grid.gridSize()
+        first = self.grid.indexAt(QPoint(cell.width() // 2, cell.height() // 2)).row() if n else -1
+        if first < 0 or cell.width() <= 0 or cell.height() <= 0:
+            return np.zeros(0, np.int64)
+        vp = self.grid.viewport().rect()
+        count = max(1, vp.width() // cell.width()) * (vp.height() // cell.height() + 1)
+        return self.model.rows[first : min(n, first + count)]
+
+    def _on_qc(self, late: LateColumns) -> None:
+        catalog, index = self.context.catalog, self.index
+        if catalog is None or index is None or not ti.attach_qc(index, late.qc):
             return
+        parts = late.split_part
+        if parts is not None and parts.shape == index.ids.shape and self._late_serial == self._split_serial:
+            index.split_name, index.split_part = late.split_name, parts
         if self._decided_meanwhile:  # decisions made while the columns were read
-            ti.refresh_decisions(catalog, self.index, sorted(self._decided_meanwhile))
+            ti.refresh_decisions(catalog, index, sorted(self._decided_meanwhile))
         self.qc_loaded = True
-        self._show_index(self.index)
+        self._show_index(index)
 
     def _show_index(self, index: ti.TileIndex) -> None:
         self.index = index
-        self._split = index.split_name
         self._refresh_split_combo()
         key = self.sort_key.currentText()
         self.sort_key.clear()
@@ -292,6 +440,9 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
     def _on_closed(self) -> None:
         self._index_call.cancel()
         self._qc_call.cancel()
+        self._split_call.cancel()
+        self._late_job = None
+        self._late_timer.stop()
         self._patch_call.cancel()
         self._patch_pending.clear()
         self.qc_loaded = False
@@ -313,12 +464,9 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
     def _on_split_chosen(self, _i: int) -> None:
         text = self.split_combo.currentText()
         split = None if text == NO_SPLIT else text
-        if self.index is None or self.context.catalog is None or split == self.index.split_name:
+        if self.index is None or self.context.catalog is None or split == self._split:
             return
-        ti.set_split(self.context.catalog, self.index, split)
-        self._split = split
-        self.filters.set_index(self.index)
-        self.apply_filter()
+        self._set_split(split)
 
     # ---- filtering
     def _schedule_apply(self) -> None:
@@ -399,8 +547,11 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         """Stop every worker (thumbnail pool, index load, detail load)."""
         self._apply_timer.stop()
         self._detail_timer.stop()
+        self._late_timer.stop()
+        self._late_job = None
         self.loader.shutdown()
         self._index_call.shutdown()
         self._qc_call.shutdown()
+        self._split_call.shutdown()
         self._patch_call.shutdown()
         self.detail.shutdown()

@@ -1,0 +1,152 @@
+"""The first screen of a large project: the tile table shows before its split parts and QC
+columns (read once the thumbnails are in), another split's parts are read in a worker, and
+the thumbnails of the last first screen are read from the disk cache while the table loads."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from casdesk.core.raster import thumbnails as th
+from casdesk.gui.browser import loader as loader_module
+from casdesk.gui.browser.loader import ThumbnailLoader, ThumbRequest
+
+
+def _open_panel(qtbot, path):
+    from casdesk.gui.browser.panel import BrowserPanel
+    from casdesk.gui.shell.context import ProjectContext
+
+    context = ProjectContext()
+    panel = BrowserPanel(context)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 700)
+    panel.show()
+    context.open(path)
+    return context, panel
+
+
+def _close(context, panel) -> None:
+    panel.shutdown()
+    context.close()
+
+
+def test_split_parts_follow_the_table(qtbot, browser_project, monkeypatch):
+    """The grid shows while the split parts are still being read; they arrive with the QC
+    columns (index rows in split "s1": every fourth tile has no part)."""
+    from casdesk.gui.browser import panel as panel_module
+
+    release = threading.Event()
+    real = panel_module.load_qc_for
+
+    def slow(*args):
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, "load_qc_for", slow)
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        qtbot.waitUntil(lambda: panel.index is not None and panel.model.rowCount() == 240, timeout=10_000)
+        assert panel.index.split_name == "s1" and panel.split_combo.currentText() == "s1"
+        assert not panel.index.split_part.any()  # not read yet
+        release.set()
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+        expected = np.array([0 if j % 4 == 0 else 1 + j % 3 for j in range(240)], np.int8)
+        assert np.array_equal(panel.index.split_part, expected)
+    finally:
+        release.set()
+        _close(context, panel)
+
+
+def test_split_change_on_a_large_project_is_read_in_a_worker(qtbot, browser, browser_project, monkeypatch):
+    from casdesk.gui.browser import panel as panel_module
+
+    monkeypatch.setattr(panel_module, "SPLIT_ON_GUI_THREAD", 10)  # 240 tiles count as large
+    gui = threading.get_ident()
+    threads: list[int] = []
+    real = panel_module.load_split_for
+
+    def spy(*args):
+        threads.append(threading.get_ident())
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, "load_split_for", spy)
+    ids = browser.model.tile_ids(range(6))
+    browser.assign_split("fresh", "val", ids)
+    assert browser.split_combo.currentText() == "fresh"  # named at once
+    qtbot.waitUntil(lambda: browser.index.split_name == "fresh", timeout=10_000)
+    assert threads and gui not in threads
+    assert int((browser.index.split_part > 0).sum()) == 6 and not browser.is_loading()
+    # an older request that arrives late is ignored
+    browser.split_combo.setCurrentText(panel_module.NO_SPLIT)
+    browser._on_split_chosen(0)
+    qtbot.waitUntil(lambda: browser.index.split_name is None, timeout=10_000)
+    browser._on_split_parts((browser._split_serial - 1, browser.index.ids, "fresh", np.ones(240, np.int8)))
+    assert browser.index.split_name is None and not browser.index.split_part.any()
+
+
+def test_prefetch_reads_the_disk_cache_only(qtbot, tmp_path):
+    rgb = np.full((3, 32, 32), 90, np.uint8)
+    from tests.support.tiles import UTM18_HALF_M, write_raster
+
+    image = write_raster(tmp_path / "a.tif", rgb, UTM18_HALF_M)
+    cache = th.ThumbnailCache(tmp_path / "thumbs")
+    cache.load(1, "m1", 64, image, None)  # tile 1 is in the disk cache, tile 2 is not
+    loader = ThumbnailLoader()
+    loader.set_disk_cache(cache)
+    try:
+        loader.prefetch([ThumbRequest(1, "m1", 64, image, None), ThumbRequest(2, "m1", 64, image, None)])
+        qtbot.waitUntil(lambda: loader.cached((1, 64, "m1")) is not None and loader.pending() == 0, timeout=10_000)
+        assert loader.cached((2, 64, "m1")) is None  # never decoded by a prefetch
+        assert not list((tmp_path / "thumbs").rglob("2-*.thumb"))
+        # a cell that asks for tile 2 gets it decoded
+        assert loader.get(ThumbRequest(2, "m1", 64, image, None)) is None
+        qtbot.waitUntil(lambda: loader.cached((2, 64, "m1")) is not None, timeout=10_000)
+    finally:
+        assert loader.shutdown()
+
+
+def test_a_request_upgrades_a_queued_prefetch():
+    queue = loader_module._Queue()
+    pre = ThumbRequest(5, "m", 64, loader_module.Path("x.tif"), None, prefetch=True)
+    assert queue.push(pre, 0) is False  # no worker started (max 0), queued
+    real = ThumbRequest(5, "m", 64, loader_module.Path("x.tif"), None)
+    assert queue.push(real, 0) is False
+    item = queue.pop()
+    assert item is not None and item[0].prefetch is False  # decoded if the disk cache lacks it
+
+
+def test_the_next_open_reads_the_last_first_screen_before_the_table(qtbot, browser_project, monkeypatch):
+    from casdesk.gui.browser import panel as panel_module
+
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+        shown = panel._rows_in_view()
+        first = (int(panel.index.ids[shown[0]]), th.size_bucket(panel.delegate.thumb_px), str(panel.index.modified[shown[0]]))
+        cache = panel.loader.disk_cache
+        saved = cache.folder / loader_module.FIRST_SCREEN_FILE
+        qtbot.waitUntil(saved.exists, timeout=10_000)
+        requests = loader_module.load_first_screen(cache, browser_project.catalog.root)
+        assert [r.tile_id for r in requests] == panel.index.ids[shown].tolist()
+    finally:
+        _close(context, panel)
+
+    release = threading.Event()
+    real = panel_module.load_index_for
+
+    def slow(*args):
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        # the first tile's thumbnail is in memory while the tile table is still being read
+        qtbot.waitUntil(lambda: panel.loader.cached(first) is not None, timeout=10_000)
+        assert panel.index is None
+        release.set()
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+    finally:
+        release.set()
+        _close(context, panel)
