@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -88,13 +88,7 @@ def fill_mask(
     for colour in dict.fromkeys(colours):
         lo = tuple(max(0, c - FILL_TOLERANCE) for c in colour)
         hi = tuple(min(255, c + FILL_TOLERANCE) for c in colour)
-        if not _survives_at_border(hwc, lo, hi):
-            continue  # the common case: no region of this colour holds a disc at the border
-        # band by band: OpenCV's single-channel range test is about twice as fast
-        cand = cv2.inRange(planes[0], lo[0], hi[0])
-        for plane, low, high in zip(planes[1:], lo[1:], hi[1:], strict=True):
-            cv2.bitwise_and(cand, cv2.inRange(plane, low, high), dst=cand)
-        part = _fill_components(cand, rows, cols)
+        part = _fill_colour(planes, hwc, lo, hi)
         if part is not None:
             fill |= part
     return fill
@@ -111,26 +105,91 @@ _DISC_AREA = int(_DISC.sum())
 _DISC_T = np.ascontiguousarray(_DISC.T)
 
 
-def _survives_at_border(hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]) -> bool:
-    """Whether the candidate colour's opening keeps any pixel on the tile border, i.e. its
-    erosion by the disc keeps a pixel within the disc's radius of the border (exactly
-    :func:`_fill_components`' test, on the four border strips only)."""
+def _border_seeds(hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray | None:
+    """(x, y) of the pixels within the disc's radius of the tile border that the erosion of
+    the candidate colour by the disc keeps (computed on the four border strips only), or
+    None when the tile is too small for strips. A region's opening reaches the border only
+    through such a pixel: none (the common case) means no fill of this colour."""
     rows, cols = hwc.shape[:2]
     b, r = 2 * _DISC_R + 1, _DISC_R
     if rows < 2 * b or cols < 2 * b:
-        return True
+        return None
+    found = []
     # each strip's inner edge is 2r+1 px in: the erosion of its outer r+1 px is exact; the
     # side strips are eroded transposed (OpenCV erodes wide images much faster than tall)
-    for strip, disc, keep in (
-        (hwc[:b], _DISC, np.s_[: r + 1]),
-        (hwc[-b:], _DISC, np.s_[r:]),
-        (hwc[:, :b].transpose(1, 0, 2), _DISC_T, np.s_[: r + 1]),
-        (hwc[:, -b:].transpose(1, 0, 2), _DISC_T, np.s_[r:]),
+    for strip, disc, first, side in (
+        (hwc[:b], _DISC, 0, "top"),
+        (hwc[-b:], _DISC, r, "bottom"),
+        (hwc[:, :b].transpose(1, 0, 2), _DISC_T, 0, "left"),
+        (hwc[:, -b:].transpose(1, 0, 2), _DISC_T, r, "right"),
     ):
         cand = cv2.inRange(np.ascontiguousarray(strip), lo, hi)
-        if cv2.countNonZero(cand) and cv2.erode(cand, disc, borderType=cv2.BORDER_REPLICATE)[keep].any():
-            return True
-    return False
+        if not cv2.countNonZero(cand):
+            continue
+        band = cv2.erode(cand, disc, borderType=cv2.BORDER_REPLICATE)[first : first + r + 1]
+        i, j = np.nonzero(band)  # i: depth into the strip's band, j: along the border
+        if not i.size:
+            continue
+        depth = i + first
+        if side == "top":
+            found.append(np.stack([j, depth], axis=1))
+        elif side == "bottom":
+            found.append(np.stack([j, rows - b + depth], axis=1))
+        elif side == "left":
+            found.append(np.stack([depth, j], axis=1))
+        else:
+            found.append(np.stack([cols - b + depth, j], axis=1))
+    return np.concatenate(found) if found else np.zeros((0, 2), np.intp)
+
+
+_FLOOD = 8 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
+
+
+def _fill_colour(
+    planes: list[np.ndarray], hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]
+) -> np.ndarray | None:
+    """The fill of one candidate colour (pixels within ``lo``-``hi``) of a uint8 tile, or
+    None; the same as :func:`_fill_components` on the whole candidate mask, at the cost of
+    the regions that matter: a region's opening reaches the border only through a pixel
+    its erosion keeps near the border (:func:`_border_seeds`), so only the candidate
+    regions holding such a pixel are filled out (flood fill on the image within the
+    colour range), opened and judged."""
+    rows, cols = hwc.shape[:2]
+    seeds = _border_seeds(hwc, lo, hi)
+    if seeds is None:  # a tiny tile: the whole candidate mask
+        cand = _in_range(planes, lo, hi, np.s_[:, :])
+        return _fill_components(cand, rows, cols)
+    if not len(seeds):
+        return None
+    # the candidate regions (8-connected) holding a seed, in one mask (values 255)
+    region = np.zeros((rows + 2, cols + 2), np.uint8)
+    x0, y0, x1, y1 = cols, rows, 0, 0
+    while len(seeds):
+        sx, sy = (int(v) for v in seeds[0])
+        seed = hwc[sy, sx]
+        lo_diff = tuple(int(v) - low for v, low in zip(seed, lo, strict=True))
+        up_diff = tuple(high - int(v) for v, high in zip(seed, hi, strict=True))
+        _, _, _, (x, y, w, h) = cv2.floodFill(hwc, region, (sx, sy), 0, lo_diff, up_diff, _FLOOD)
+        x0, y0, x1, y1 = min(x0, x), min(y0, y), max(x1, x + w), max(y1, y + h)
+        seeds = seeds[region[seeds[:, 1] + 1, seeds[:, 0] + 1] == 0]
+    # open them within their bounding box plus a margin of zeros (replicating it is exact;
+    # the tile's own edges replicate as before)
+    r = _DISC_R
+    ox, oy = max(0, x0 - r - 1), max(0, y0 - r - 1)
+    ex, ey = min(cols, x1 + r + 1), min(rows, y1 + r + 1)
+    crop = region[oy + 1 : ey + 1, ox + 1 : ex + 1]
+    eroded = cv2.erode(crop, _DISC, borderType=cv2.BORDER_REPLICATE)
+    opened = cv2.dilate(eroded, _DISC, borderType=cv2.BORDER_REPLICATE)
+    return _fill_parts(opened, ox, oy, rows, cols, lambda box: _in_range(planes, lo, hi, box))
+
+
+def _in_range(planes: list[np.ndarray], lo: tuple[int, ...], hi: tuple[int, ...], box: tuple[slice, slice]) -> np.ndarray:
+    """uint8 0/255: the pixels of ``box`` within ``lo``-``hi`` in every band (band by band:
+    OpenCV's single-channel range test is about twice as fast as the 3-channel one)."""
+    cand = cv2.inRange(planes[0][box], lo[0], hi[0])
+    for plane, low, high in zip(planes[1:], lo[1:], hi[1:], strict=True):
+        cv2.bitwise_and(cand, cv2.inRange(plane[box], low, high), dst=cand)
+    return cand
 
 
 def _fill_components(cand: np.ndarray, rows: int, cols: int) -> np.ndarray | None:
@@ -152,6 +211,22 @@ def _fill_components(cand: np.ndarray, rows: int, cols: int) -> np.ndarray | Non
     ox, oy = max(0, bx - r - 1), max(0, by - r - 1)  # a margin of zeros: replicating it is exact
     ex, ey = min(cols, bx + bw + r + 1), min(rows, by + bh + r + 1)
     opened = cv2.dilate(eroded[oy:ey, ox:ex], _DISC, borderType=cv2.BORDER_REPLICATE)
+    return _fill_parts(opened, ox, oy, rows, cols, lambda box: cand[box])
+
+
+def _fill_parts(
+    opened: np.ndarray,
+    ox: int,
+    oy: int,
+    rows: int,
+    cols: int,
+    cand_in: Callable[[tuple[slice, slice]], np.ndarray],
+) -> np.ndarray | None:
+    """The fill among the opened candidate regions (``opened``: a crop at (``ox``, ``oy``)
+    of the rows x cols tile): each region touching the border whose inner boundary is
+    mostly straight, or its part on the fill side of its long straight edges, grown back
+    over the candidate colour (``cand_in(box)``: the candidate mask within a box, nonzero
+    where the colour is)."""
     out: np.ndarray | None = None
     for lx, ly, w, h, area, comp in _border_components(opened, ox, oy, rows, cols):
         x, y = lx + ox, ly + oy
@@ -178,7 +253,7 @@ def _fill_components(cand: np.ndarray, rows: int, cols: int) -> np.ndarray | Non
         grown = cv2.dilate(box, _DISC)
         if out is None:
             out = np.zeros((rows, cols), bool)
-        out[y0:y1, x0:x1] |= (grown > 0) & (cand[y0:y1, x0:x1] > 0)
+        out[y0:y1, x0:x1] |= (grown > 0) & (cand_in(np.s_[y0:y1, x0:x1]) > 0)
     return out
 
 
