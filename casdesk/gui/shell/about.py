@@ -76,7 +76,9 @@ def _proj_version() -> str:
 def torch_versions() -> list[tuple[str, str]]:
     """torch, CUDA and the GPU name; imports torch (seconds on a cold start)."""
     try:
-        import torch
+        from casdesk.gui.kit.torch_import import import_torch_quietly
+
+        torch = import_torch_quietly()
     except Exception as exc:  # noqa: BLE001 - a broken torch must not break About
         return [("torch", f"not available ({type(exc).__name__}: {exc})")]
     rows = [("torch", torch.__version__), ("CUDA (torch build)", torch.version.cuda or "none (CPU build)")]

@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import cast
 
+from casdesk.gui.kit.device_probe import PROBE_FLAG, probe_main
+
 log = logging.getLogger(__name__)
 
 
@@ -59,6 +61,9 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
 
 def gui_main(argv: list[str] | None = None) -> int:
     """The windowed executable's main: ``casdesk-gui [-v] [PROJECT]``."""
+    given = sys.argv[1:] if argv is None else argv
+    if len(given) == 2 and given[0] == PROBE_FLAG:  # the Train tab's device probe (frozen builds)
+        return probe_main(given[1])
     from casdesk import __version__
     from casdesk.logsetup import setup_logging
 

@@ -50,7 +50,9 @@ from casdesk.core.evaluation.runs import (
 )
 from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.project.catalog import Catalog
+from casdesk.gui.kit.devices import DeviceProbe
 from casdesk.gui.kit.dialogs import show_error
+from casdesk.gui.kit.torch_import import import_torch_quietly, torch_imported
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict.models import effective_encoder
 from casdesk.gui.shell.context import ProjectContext
@@ -90,7 +92,7 @@ class TrainingPanel(TrainingProgress):
         super().__init__(parent)
         self.context = context
         self.runner: JobRunner | None = None
-        self.device_runner: JobRunner | None = None
+        self.device_runner: JobRunner | None = None  # imports torch ahead of the first run
         self.queue: list[dict[str, Any]] = []
         self.current: dict[str, Any] | None = None
         self.last_run_dir: Path | None = None
@@ -98,6 +100,8 @@ class TrainingPanel(TrainingProgress):
         self.epoch_points = 0
 
         self.form = TrainingForm()
+        self.device_probe = DeviceProbe(self)
+        self.device_probe.found.connect(self.form.set_devices)
         form_layout = self.form.layout()
         if isinstance(form_layout, QFormLayout):  # the loader's worker processes, as the job will use
             n = gui_loader_workers()
@@ -215,25 +219,26 @@ class TrainingPanel(TrainingProgress):
             self.detect_devices()
 
     def detect_devices(self) -> None:
-        """List GPUs in a worker: importing torch takes seconds; the window must not wait."""
+        """List the devices in a child process (once per session), and import torch here in a
+        worker meanwhile, its libraries loaded outside the GIL (:mod:`casdesk.gui.kit.torch_import`):
+        the first "Start training" then finds it loaded, and the window never waits."""
+        cached = DeviceProbe.cached()
+        if cached is not None:
+            self.form.set_devices(cached)
+        elif not self.device_probe.is_running():
+            self.device_probe.start()
+        self.warm_torch()
+
+    def warm_torch(self) -> None:
+        """Import torch in a worker unless it is imported (or being imported) already."""
+        if torch_imported() or (self.device_runner is not None and self.device_runner.is_running()):
+            return
 
         def job(_token: CancelToken) -> Job:
-            yield Progress(0, 1, "detecting devices")
-            import torch
+            yield Progress(0, 1, "loading torch")
+            import_torch_quietly()
 
-            from casdesk.ml.device import available_devices
-
-            out = []
-            for name in available_devices():
-                if name.startswith("cuda"):
-                    props = torch.cuda.get_device_properties(int(name.split(":")[1]))
-                    out.append((name, f"{name} {props.name} ({props.total_memory / 2**30:.0f} GB)"))
-                else:
-                    out.append((name, name))
-            return out
-
-        self.device_runner = JobRunner(job, self, name="devices")
-        self.device_runner.finished.connect(self.form.set_devices)
+        self.device_runner = JobRunner(job, self, name="torch-import")
         self.device_runner.start()
 
     def refresh(self) -> None:
@@ -351,6 +356,7 @@ class TrainingPanel(TrainingProgress):
 
         def factory(token: CancelToken) -> Job:
             def job() -> Job:
+                import_torch_quietly()  # at once if the Train tab's warm-up did it
                 from casdesk.ml.training.config import TrainConfig
                 from casdesk.ml.training.trainer import train
 
@@ -420,6 +426,7 @@ class TrainingPanel(TrainingProgress):
     def shutdown(self) -> None:
         self.queue.clear()
         self.preview.shutdown()
+        self.device_probe.shutdown()
         for runner in (self.runner, self.device_runner):
             if runner is not None:
                 runner.shutdown(120_000)

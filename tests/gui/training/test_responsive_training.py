@@ -1,0 +1,125 @@
+"""The Train tab stays responsive: the devices are listed by a child process, torch is
+imported in a worker with its libraries loaded outside the GIL, and the live plots draw one
+plot at a time with cached axes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QGraphicsItem
+
+from casdesk.gui.kit import devices as devices_module
+from casdesk.gui.kit.device_probe import probe_main, read_result
+from casdesk.gui.kit.devices import DeviceProbe
+from casdesk.gui.training.plots import TrainingPlots
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture()
+def fresh_probe(monkeypatch):
+    monkeypatch.setattr(devices_module, "_found", None)
+
+
+def test_probe_main_writes_the_devices(tmp_path):
+    out = tmp_path / "devices.json"
+    assert probe_main(str(out), nice=False) == 0
+    found = read_result(str(out))
+    assert found is not None and found[-1] == ("cpu", "cpu")
+    assert read_result(str(tmp_path / "missing.json")) is None
+
+
+def test_device_probe_runs_a_child_and_caches_its_answer(qtbot, fresh_probe):
+    probe = DeviceProbe()
+    with qtbot.waitSignal(probe.found, timeout=120_000) as signal:
+        assert probe.start()
+    assert ("cpu", "cpu") in signal.args[0]
+    assert DeviceProbe.cached() == signal.args[0] and not probe.is_running()
+    assert not DeviceProbe().start()  # once per session
+
+
+def test_a_failing_probe_leaves_the_menu_as_it_is(qtbot, fresh_probe, monkeypatch):
+    monkeypatch.setattr(devices_module, "probe_command",
+                        lambda out: (sys.executable, ["-c", "raise SystemExit(3)"], {}))
+    probe = DeviceProbe()
+    with qtbot.waitSignal(probe.found, timeout=30_000) as signal:
+        probe.start()
+    assert signal.args[0] == [] and DeviceProbe.cached() is None
+
+
+def test_train_tab_lists_devices_without_torch_on_the_gui_thread(qtbot, fresh_probe, monkeypatch, tmp_path):
+    """Showing the tab starts the child probe and the torch warm-up; the menu fills from the
+    probe's answer."""
+    from casdesk.gui.shell.context import ProjectContext
+    from casdesk.gui.training import panel as panel_module
+
+    fake = json.dumps([["cuda:0", "cuda:0 Fake GPU (80 GB)"], ["cpu", "cpu"]])
+    monkeypatch.setattr(devices_module, "probe_command", lambda out: (
+        sys.executable, ["-c", f"import pathlib; pathlib.Path({out!r}).write_text({fake!r})"], {}))
+    warmed: list[str] = []
+    monkeypatch.setattr(panel_module, "import_torch_quietly", lambda: warmed.append("w"))
+    monkeypatch.setattr(panel_module, "torch_imported", lambda: False)
+    panel = panel_module.TrainingPanel(ProjectContext())
+    qtbot.addWidget(panel)
+    try:
+        panel.show()
+        qtbot.waitUntil(lambda: panel.form.device.findData("cuda:0") >= 0, timeout=30_000)
+        qtbot.waitUntil(lambda: warmed == ["w"] and not panel.device_runner.is_running(), timeout=30_000)
+        assert panel.form.device.itemText(panel.form.device.findData("cuda:0")) == "cuda:0 Fake GPU (80 GB)"
+    finally:
+        panel.shutdown()
+
+
+def test_torch_libraries_load_through_the_gil_free_dlopen():
+    """In a fresh interpreter: torch's extension module and the libraries torch loads with
+    ctypes are opened through the ctypes *function call* first (which releases the GIL),
+    and everything is put back afterwards."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Linux only")
+    code = textwrap.dedent("""
+        import ctypes, sys
+        from casdesk.gui.kit import torch_import as ti
+        real = ti._libc_dlopen()
+        opened = []
+        def spy(name, mode):
+            opened.append(name.decode())
+            return real(name, mode)
+        ti._libc_dlopen = lambda: spy
+        before = (ctypes._dlopen, list(sys.meta_path))
+        torch = ti.import_torch_quietly()
+        assert float(torch.ones(3).sum()) == 3.0
+        assert (ctypes._dlopen, list(sys.meta_path)) == before
+        assert any("/torch/_C." in p for p in opened), opened
+        assert any("libtorch_global_deps" in p for p in opened), opened
+        print("ok")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert proc.stdout.strip().endswith("ok"), proc.stderr[-3000:]
+
+
+def test_plots_draw_one_plot_per_turn_with_cached_axes(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 500)
+    plots.show()
+    for plot in (plots.loss_plot, plots.metric_plot, plots.lr_plot):
+        for side in ("bottom", "left"):
+            assert plot.getAxis(side).cacheMode() == QGraphicsItem.CacheMode.DeviceCoordinateCache
+    drawn: list[str] = []
+    plots.step_loss.curve.sigPlotChanged.connect(lambda *_: drawn.append("loss"))
+    plots.lr.curve.sigPlotChanged.connect(lambda *_: drawn.append("lr"))
+    for batch in range(1, 21):
+        plots.add_batch({"epoch": 1, "batch": batch, "batches": 40, "epochs": 3, "loss": 1 / batch, "lr": 0.01})
+    assert drawn == []  # 20 batches, nothing drawn yet
+    qtbot.waitUntil(lambda: "lr" in drawn, timeout=5_000)
+    assert drawn == ["loss", "lr"]  # each plot once, in separate turns
+    assert plots.step_loss.curve.getData()[0].size == 20
+    assert plots.loss_plot.getAxis("bottom").range[1] >= 3.0  # the whole run's epochs: x stays put
+    plots.clear()
+    assert plots.loss_plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
