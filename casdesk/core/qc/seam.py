@@ -116,6 +116,21 @@ def _candidates(score: np.ndarray, k: int) -> list[tuple[int, int]]:
     return out
 
 
+def _piece_medians(d: np.ndarray, k: int) -> np.ndarray:
+    """Median of each run of ``k`` pairs along axis 1 of ``d`` (shifts, pieces * k, bands),
+    as float32 (shifts, pieces, bands): the value ``np.median`` gives, computed on the
+    integer differences with one in-place partition of a contiguous copy (about three times
+    cheaper than ``np.median`` over a middle axis of floats)."""
+    shifts, _, bands = d.shape
+    runs = np.ascontiguousarray(d.reshape(shifts, -1, k, bands).transpose(0, 1, 3, 2))
+    mid = k // 2
+    if k % 2:
+        runs.partition(mid, axis=-1)
+        return runs[..., mid].astype(np.float32)
+    runs.partition((mid - 1, mid), axis=-1)
+    return (runs[..., mid - 1].astype(np.float32) + runs[..., mid]) * np.float32(0.5)
+
+
 _CORRECTIONS = np.deg2rad(np.linspace(-SEAM_REFINE_DEG, SEAM_REFINE_DEG, 7))
 
 
@@ -172,9 +187,9 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
         v = np.arange(half - reach, half + reach + 1)
         if SEAM_MEDIAN:
             g = SEAM_MEDIAN
-            body = strip[:, c0 : c0 + k * SEAM_PIECES, :3].astype(np.float32)
+            body = strip[:, c0 : c0 + k * SEAM_PIECES, :3].astype(np.int16)
             d = body[v + g] - body[v - g]  # (shifts, length, 3): pixel pairs across the line
-            near = np.median(d.reshape(len(v), SEAM_PIECES, k, 3), axis=2)
+            near = _piece_medians(d, k)
         else:
             near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
         mu = near.mean(axis=1)
