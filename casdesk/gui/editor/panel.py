@@ -11,6 +11,7 @@ list: :mod:`.targets`); their public names are importable from here as before.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import shapely
@@ -38,11 +39,11 @@ from casdesk.core.jobs import CancelToken, Job
 from casdesk.core.labels.store import (
     EditTarget,
     LabelStore,
-    adopt_base,
     pending_tiles,
     scene_target,
     tile_target,
 )
+from casdesk.core.labels.tile_masks import adopt_base, base_layer
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.browser.loader import LatestCall
 from casdesk.gui.editor.autosave import REGEN_DELAY_MS, MaskUpkeep
@@ -73,6 +74,12 @@ __all__ = [  # the parts' public names, importable from here as before the split
     "FitWidthDelegate", "TargetModel", "TargetRow", "TilePrediction",
 ]
 log = logging.getLogger(__name__)
+
+
+def adopt_base_for(path: Path, tile_id: int) -> int:
+    """:func:`~casdesk.core.labels.store.adopt_base` on this (worker) thread's own connection."""
+    with Catalog.open(path) as cat:
+        return adopt_base(cat, tile_id)
 class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
     """The Label tab. Its parts: the tool rows (:mod:`.toolbar`), the model loop
     (:mod:`.loop`), what follows an autosave (:mod:`.autosave`); the scene/tile list's model
@@ -157,6 +164,10 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self._targets_call = LatestCall(self)
         self._targets_call.finished.connect(self._on_target_rows)
         self._targets_call.failed.connect(lambda m: self.status.setText(f"The scenes and tiles could not be listed: {m}"))
+        self._adopting: tuple[str, int] | None = None  # (kind, id) opening once its label is adopted
+        self._adopt_call = LatestCall(self)
+        self._adopt_call.finished.connect(self._on_adopted)
+        self._adopt_call.failed.connect(self._on_adopt_failed)
         self._pending_runner: JobRunner | None = None
         context.project_opened.connect(lambda _p: self._on_project_opened())  # and the model box
         context.project_closed.connect(lambda: self.model_chooser.refresh(None))
@@ -256,6 +267,8 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self._prediction = None
         self._update_loop_actions()
         self._targets_call.cancel()
+        self._adopt_call.cancel()
+        self._adopting = None
         self._targets_stale = False
         self.targets.reset([])
 
@@ -295,14 +308,18 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
             return None
         return ("scene", target.scene_id) if target.tile_id is None else ("tile", target.tile_id)
 
-    def _open(self, kind: str, target_id: int) -> None:
+    def _open(self, kind: str, target_id: int, adopt: bool = True) -> None:
         cat = self.context.catalog
         if cat is None:
             return
+        self._adopting = None
         try:
             target = scene_target(cat, target_id) if kind == "scene" else tile_target(cat, target_id)
-            if target.kind == "tile" and target.tile_id is not None and not cat.readonly:
-                adopt_base(cat, target.tile_id)  # an imported raster label becomes editable shapes (exactly)
+            if adopt and target.kind == "tile" and target.tile_id is not None and not cat.readonly:
+                kept = base_layer(cat, target.tile_id)
+                if kept is not None and kept[1]:  # an imported raster label: made editable shapes first
+                    self._adopt_then_open(kind, target_id, target)
+                    return
         except CasdeskError as exc:
             show_error(self, "Cannot open for labelling", str(exc))
             return
@@ -323,6 +340,31 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
         self._rebuild_shape_list()
         self._update_status()
         self.canvas.setFocus()
+
+    def _adopt_then_open(self, kind: str, target_id: int, target: EditTarget) -> None:
+        """Turn the tile's imported raster label into editable shapes (exactly; polygonising
+        and storing them is ~50 ms) in a worker, then open the tile, unless another was asked
+        for meanwhile."""
+        cat = self.context.catalog
+        assert cat is not None and target.tile_id is not None
+        self._adopting = (kind, target_id)
+        self.status.setText(f"{target.title}: turning the imported label into shapes\u2026")
+        path, tile_id = cat.path, target.tile_id
+        self._adopt_call.submit(lambda: (kind, target_id, adopt_base_for(path, tile_id)))
+
+    def _on_adopted(self, result: tuple[str, int, int]) -> None:
+        kind, target_id, _added = result
+        if self._adopting == (kind, target_id) and self.context.catalog is not None:
+            self._open(kind, target_id, adopt=False)  # adopted (a second try could not loop)
+
+    def _on_adopt_failed(self, message: str) -> None:
+        if self._adopting is not None:
+            self._adopting = None
+            show_error(self, "Cannot open for labelling", message)
+
+    def is_opening(self) -> bool:
+        """A tile waits for its imported label to become shapes (:meth:`_adopt_then_open`)."""
+        return self._adopting is not None
 
     def _update_status(self, note: str = "") -> None:
         if self.target is None:
@@ -441,6 +483,8 @@ class EditorPanel(EditorToolbars, PredictionLoop, MaskUpkeep, QWidget):
     # ---- lifecycle
     def shutdown(self) -> None:
         self._targets_call.shutdown()
+        self._adopt_call.shutdown()
+        self._adopting = None
         if self._pending_runner is not None:
             self._pending_runner.shutdown()
         if self._predict_runner is not None:

@@ -52,10 +52,13 @@ def test_imported_mask_is_editable_and_restored(qtbot, cas_project) -> None:
     qtbot.addWidget(panel)
     panel.show()
     try:
-        panel.refresh()
+        panel.refresh()  # lists the tile and opens it: its imported mask becomes shapes in a worker
+        assert panel.is_opening() and panel.target is None
         qtbot.waitUntil(panel.regen_idle, timeout=10_000)
         assert pending_tiles(context.catalog) == []  # finished at the next open
         panel.open_target("tile", tid)
+        qtbot.waitUntil(lambda: panel.target is not None and panel.target.tile_id == tid, timeout=10_000)
+        assert not panel.is_opening()
         doc = panel.canvas.doc
         assert len(doc.shapes) == 2  # the imported circles, not "0 shapes"
         ring = np.array([[100.0, 5.0], [120.0, 5.0], [120.0, 25.0], [100.0, 25.0]])
