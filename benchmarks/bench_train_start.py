@@ -63,6 +63,7 @@ class StackWatch(threading.Thread):
             while frame is not None and len(names) < 3:
                 names.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}")
                 frame = frame.f_back
+            frame = None  # holding the GUI thread's frame would keep its locals (a QPainter) alive
             where = " < ".join(names) or "(no Python frame: Qt)"
             self.samples[where] = self.samples.get(where, 0.0) + dt * 1000
 
