@@ -69,14 +69,20 @@ def _rgba_layer(sel: np.ndarray, color: tuple[int, int, int]) -> QImage:
     rows, cols = sel.shape
     layer = np.zeros((rows, cols, 4), np.uint8)
     layer[sel] = (*color, 255)
-    return QImage(layer.data, cols, rows, 4 * cols, QImage.Format.Format_RGBA8888).copy()
+    image = QImage(layer.data, cols, rows, 4 * cols, QImage.Format.Format_RGBA8888)
+    return image.convertToFormat(QImage.Format.Format_ARGB32_Premultiplied)  # a copy, in the painter's format
 
 
 def to_images(thumb: thumbnails.Thumbnail) -> ThumbImages:
-    """Numpy thumbnail -> QImages (done in the worker; QImage is safe off the GUI thread)."""
+    """Numpy thumbnail -> QImages (done in the worker; QImage is safe off the GUI thread),
+    in the formats the grid's painter draws without converting."""
     rgb = np.ascontiguousarray(thumb.rgb)
     rows, cols = rgb.shape[:2]
-    image = QImage(rgb.data, cols, rows, 3 * cols, QImage.Format.Format_RGB888).copy()
+    # in the painter's own formats (RGB32, premultiplied ARGB32): drawn as they are, ~4-8 us a
+    # cell, where RGB888 and RGBA8888 were converted at every paint (~35 us each)
+    image = QImage(rgb.data, cols, rows, 3 * cols, QImage.Format.Format_RGB888).convertToFormat(
+        QImage.Format.Format_RGB32
+    )
     fill = outline = None
     if thumb.mask is not None and thumb.mask.any():
         fill = _rgba_layer(thumb.mask > 0, thumbnails.OVERLAY_RGB)

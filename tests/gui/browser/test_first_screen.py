@@ -150,3 +150,35 @@ def test_the_next_open_reads_the_last_first_screen_before_the_table(qtbot, brows
     finally:
         release.set()
         _close(context, panel)
+
+
+def test_thumbnails_come_in_the_painters_formats():
+    """RGB888 / RGBA8888 were converted at every paint (~35 us a cell)."""
+    from PySide6.QtGui import QImage
+
+    rgb = np.zeros((16, 24, 3), np.uint8)
+    rgb[..., 0] = 200
+    mask = np.zeros((16, 24), np.uint8)
+    mask[4:10, 4:12] = 1
+    images = loader_module.to_images(th.Thumbnail(rgb, mask))
+    assert images.rgb.format() == QImage.Format.Format_RGB32
+    assert images.fill.format() == images.outline.format() == QImage.Format.Format_ARGB32_Premultiplied
+    assert images.rgb.pixelColor(0, 0).red() == 200 and images.fill.pixelColor(5, 5).alpha() == 255
+    assert images.fill.pixelColor(0, 0).alpha() == 0
+
+
+def test_elided_names_follow_the_cell_width(qtbot, browser):
+    from PySide6.QtGui import QFontMetrics
+
+    fm = QFontMetrics(browser.grid.font())
+    r = int(browser.model.rows[0])
+    wide = browser.delegate._elided_name(browser.index, r, fm)
+    browser.set_thumb_px(96)
+    narrow = browser.delegate._elided_name(browser.index, r, fm)
+    assert wide == browser.model.display_name(r)
+    assert fm.horizontalAdvance(narrow) <= 96
+    long_index = __import__("copy").copy(browser.index)  # another tile table: names read again
+    long_index.names = browser.index.names.astype(object)
+    long_index.names[r] = "a_very_long_tile_name_that_cannot_fit_under_a_thumbnail"
+    browser.model.set_view(long_index, browser.model.rows)
+    assert browser.delegate._elided_name(long_index, r, fm) != narrow
