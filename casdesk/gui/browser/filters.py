@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -34,8 +34,6 @@ from casdesk.core.dataset.tile_table import (
     state_name,
 )
 
-NEW_SLIDERS_PER_TURN = 1
-"""Range sliders built per event-loop turn (each takes ~30 ms; the GUI thread must not stall)."""
 RANGE_METRICS = (LABEL_FRACTION, "fill_fraction", "cloud_fraction", "seam_score")
 """Metrics offered as range filters (when the project has values for them)."""
 QC_STATES = ("PENDING", "ACCEPTED", "REJECTED", "FLAGGED", "MANUAL_ACCEPT", "MANUAL_REJECT")
@@ -113,10 +111,12 @@ class FilterPanel(QWidget):
 
         self.ranges_box = QGroupBox("Metric ranges")
         self.ranges_layout = QVBoxLayout(self.ranges_box)
-        self.ranges: dict[str, QLabeledDoubleRangeSlider] = {}
+        self.ranges: dict[str, QLabeledDoubleRangeSlider] = {}  # the sliders shown
         self._bounds: dict[str, tuple[float, float]] = {}
-        self._index: TileIndex | None = None
-        self._more_ranges = False  # sliders still to create (one per event-loop turn)
+        # one slider per metric, built here, hidden: built while a project opened (one per
+        # event-loop turn), each took 5-30 ms of the GUI thread and relaid the window out
+        self._sliders = {name: self._new_slider(name) for name in RANGE_METRICS}
+        self.ranges_box.setVisible(False)
         layout.addWidget(self.ranges_box)
 
         reset = QPushButton("Reset filters")
@@ -146,22 +146,28 @@ class FilterPanel(QWidget):
             self.split_name.setText(
                 f"parts of split <b>{index.split_name}</b>" if index is not None and index.split_name else "no split"
             )
-            self._index = index
             self._update_ranges(index)
         finally:
             self._updating = False
 
-    def _create_more_ranges(self) -> None:
-        self._more_ranges = False
-        self._updating = True
-        try:
-            self._update_ranges(self._index)
-        finally:
-            self._updating = False
+    def _new_slider(self, name: str) -> QLabeledDoubleRangeSlider:
+        holder = QWidget()
+        v = QVBoxLayout(holder)
+        v.setContentsMargins(0, 0, 0, 0)
+        v.addWidget(QLabel(METRIC_LABELS.get(name, name)))
+        slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        slider.setDecimals(3)
+        slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
+        v.addWidget(slider)
+        holder.hide()
+        self.ranges_layout.addWidget(holder)
+        slider.valueChanged.connect(self._emit)
+        return slider
 
     def ranges_ready(self) -> bool:
-        """Every metric slider of the current index exists (they are built one per turn)."""
-        return not self._more_ranges
+        """Every metric slider exists (they are built with the panel)."""
+        return True
 
     def _update_ranges(self, index: TileIndex | None) -> None:
         wanted = [] if index is None else [
@@ -172,34 +178,18 @@ class FilterPanel(QWidget):
             if name not in wanted:
                 holder = self.ranges.pop(name).parentWidget()
                 if holder is not None:
-                    self.ranges_layout.removeWidget(holder)
-                    holder.deleteLater()
-        created = 0
+                    holder.hide()
         for name in wanted:
             slider = self.ranges.get(name)
-            if slider is None and created >= NEW_SLIDERS_PER_TURN:
-                if not self._more_ranges:  # a slider costs ~30 ms to build: one per turn
-                    self._more_ranges = True
-                    QTimer.singleShot(0, self._create_more_ranges)
-                continue
             lo, hi = metric_bounds(index, name)  # type: ignore[arg-type]
             hi = hi if hi > lo else lo + 1e-6
-            if slider is None:
-                created += 1
-                holder = QWidget()
-                v = QVBoxLayout(holder)
-                v.setContentsMargins(0, 0, 0, 0)
-                v.addWidget(QLabel(METRIC_LABELS.get(name, name)))
-                slider = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
-                slider.setDecimals(3)
-                slider.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
-                slider.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
-                v.addWidget(slider)
-                self.ranges_layout.addWidget(holder)
-                self.ranges[name] = slider
+            if slider is None:  # shown again: the full range
+                slider = self.ranges[name] = self._sliders[name]
                 slider.setRange(lo, hi)  # type: ignore[arg-type]  # superqt types it int; floats work
                 slider.setValue((lo, hi))
-                slider.valueChanged.connect(self._emit)
+                holder = slider.parentWidget()
+                if holder is not None:
+                    holder.show()
             else:
                 old_lo, old_hi = self._bounds.get(name, (lo, hi))
                 cur_lo, cur_hi = slider.value()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 
 from casdesk.core.raster import thumbnails as th
 from casdesk.gui.browser import loader as loader_module
@@ -182,3 +183,35 @@ def test_elided_names_follow_the_cell_width(qtbot, browser):
     long_index.names[r] = "a_very_long_tile_name_that_cannot_fit_under_a_thumbnail"
     browser.model.set_view(long_index, browser.model.rows)
     assert browser.delegate._elided_name(long_index, r, fm) != narrow
+
+
+def test_metric_sliders_are_built_with_the_panel_not_while_a_project_opens(qtbot):
+    """Building a range slider took 5-30 ms of the GUI thread (and a relayout of the window)
+    while the tile table arrived; they are built once, hidden, and only shown then."""
+    import copy
+
+    from casdesk.core.dataset.tile_filter import synthetic_index
+    from casdesk.gui.browser.filters import RANGE_METRICS, FilterPanel
+
+    panel = FilterPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    built = dict(panel._sliders)
+    assert set(built) == set(RANGE_METRICS) and not panel.ranges and not panel.ranges_box.isVisible()
+    index = synthetic_index(500)
+    panel.set_index(index)
+    assert set(panel.ranges) == set(RANGE_METRICS) and all(panel.ranges[k] is built[k] for k in panel.ranges)
+    assert panel.ranges_box.isVisible() and panel.ranges_ready()
+    seam = panel.ranges["seam_score"]
+    lo, hi = seam.value()
+    seam.setValue((lo + 5, hi))  # the user narrows a range: it survives a reload
+    assert "seam_score" in panel.current_filter().ranges
+    panel.set_index(index)
+    assert seam.value()[0] == pytest.approx(lo + 5)
+    fewer = copy.copy(index)
+    fewer.metrics = {k: v for k, v in index.metrics.items() if k != "seam_score"}
+    panel.set_index(fewer)
+    assert "seam_score" not in panel.ranges and not seam.parentWidget().isVisible()
+    assert "seam_score" not in panel.current_filter().ranges
+    panel.set_index(index)  # shown again: the full range
+    assert seam.value() == pytest.approx((lo, hi)) and panel._sliders["seam_score"] is seam
