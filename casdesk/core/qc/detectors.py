@@ -93,7 +93,7 @@ class TileData:
     @cached_property
     def full(self) -> bool:
         """True when every pixel is inside the footprint (the common case: shortcuts)."""
-        return bool(self.footprint.all())
+        return not self.fill.any() and bool(self.valid.all())
 
     @cached_property
     def rgb(self) -> np.ndarray:
@@ -116,8 +116,15 @@ class TileData:
         (area mean of :attr:`rgb`, resized band by band)."""
         rows, cols = self.shape
         size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
+        bands = default_rgb_bands(self.data.shape[0])
+        if self.hwc is not None and self.full and bands == (0, 1, 2) and (cols, rows) == (4 * size[0], 4 * size[1]):
+            # the three bands stacked into one image, reduced in one go (4x: no block
+            # straddles two bands)
+            stacked = np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols)
+            r, g, b = area_small(stacked, (size[0], 3 * size[1])).reshape(3, size[1], size[0])
+            return (r, g, b), np.ones(r.shape, bool)
         if self.hwc is not None:  # the display RGB is the data's bands, black outside the footprint
-            planes = [np.ascontiguousarray(self.data[b]) for b in default_rgb_bands(self.data.shape[0])]
+            planes = [np.ascontiguousarray(self.data[b]) for b in bands]
             if not self.full:
                 planes = [cv2.bitwise_and(p, self.foot8) for p in planes]
         else:
@@ -143,8 +150,10 @@ def area_small(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     rows, cols = plane.shape[:2]
     w, h = size
     if plane.dtype == np.uint8 and plane.ndim == 2 and (cols, rows) == (4 * w, 4 * h):
-        sums = cv2.resize(np.left_shift(plane, 2, dtype=np.uint16), (2 * w, 2 * h), interpolation=cv2.INTER_AREA)
-        np.left_shift(sums, 2, out=sums)
+        wide = plane.astype(np.uint16)
+        np.multiply(wide, 4, out=wide)
+        sums = cv2.resize(wide, (2 * w, 2 * h), interpolation=cv2.INTER_AREA)
+        np.multiply(sums, 4, out=sums)
         sums = cv2.resize(sums, size, interpolation=cv2.INTER_AREA)
         return np.rint(sums * np.float32(1 / 16))
     return cv2.resize(plane, size, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -197,9 +206,9 @@ def label_fraction(tile: TileData) -> float:
     Paper rule: reject below 0.001 (0.1 %)."""
     if tile.mask is None:
         return math.nan
-    foot = tile.footprint
     if tile.full:
-        return np.count_nonzero(tile.mask) / foot.size if foot.size else 0.0
+        return np.count_nonzero(tile.mask) / tile.mask.size if tile.mask.size else 0.0
+    foot = tile.footprint
     n = np.count_nonzero(foot)
     return np.count_nonzero(tile.mask.astype(bool) & foot) / n if n else 0.0
 

@@ -117,12 +117,15 @@ def _border_seeds(hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]) -> 
     found = []
     # each strip's inner edge is 2r+1 px in: the erosion of its outer r+1 px is exact; the
     # side strips are eroded transposed (OpenCV erodes wide images much faster than tall)
-    for strip, disc, first, side in (
-        (hwc[:b], _DISC, 0, "top"),
-        (hwc[-b:], _DISC, r, "bottom"),
-        (hwc[:, :b].transpose(1, 0, 2), _DISC_T, 0, "left"),
-        (hwc[:, -b:].transpose(1, 0, 2), _DISC_T, r, "right"),
+    for strip, disc, first, side, edge in (
+        (hwc[:b], _DISC, 0, "top", hwc[0]),
+        (hwc[-b:], _DISC, r, "bottom", hwc[-1]),
+        (hwc[:, :b].transpose(1, 0, 2), _DISC_T, 0, "left", hwc[:, 0]),
+        (hwc[:, -b:].transpose(1, 0, 2), _DISC_T, r, "right", hwc[:, -1]),
     ):
+        # a disc kept within r px of the border holds at least one border pixel
+        if not cv2.countNonZero(cv2.inRange(np.ascontiguousarray(edge[None]), lo, hi)):
+            continue
         cand = cv2.inRange(np.ascontiguousarray(strip), lo, hi)
         if not cv2.countNonZero(cand):
             continue
@@ -300,7 +303,8 @@ def _straight_edges(
     comp: np.ndarray, x: int, y: int, rows: int, cols: int
 ) -> tuple[float, list[tuple[tuple[float, float], tuple[float, float], int]]]:
     """(share of the region's inner boundary made of straight segments >= FILL_SEGMENT_PX,
-    the segments >= FILL_LINE_PX as (start, end, side of the region)); ``comp`` is the
+    the segments >= FILL_LINE_PX as (start, end, side of the region), only when the share is
+    below FILL_STRAIGHT_SHARE); ``comp`` is the
     region within its bounding box, whose top left corner is (``x``, ``y``) in the tile."""
     padded = cv2.copyMakeBorder(comp.view(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     contours, _ = cv2.findContours(padded, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
@@ -310,7 +314,7 @@ def _straight_edges(
     poly = cv2.approxPolyDP(contour, 1.5, True)[:, 0, :].astype(np.float64) + (x - 1.0, y - 1.0)
     if len(poly) < 2:
         return 1.0, []
-    nxt = np.roll(poly, -1, axis=0)
+    nxt = np.concatenate((poly[1:], poly[:1]))
     lengths = np.hypot(*(nxt - poly).T)
     mid = (poly + nxt) / 2
     on_border = (mid[:, 0] <= 0.5) | (mid[:, 1] <= 0.5) | (mid[:, 0] >= cols - 1.5) | (mid[:, 1] >= rows - 1.5)
@@ -319,6 +323,8 @@ def _straight_edges(
     if total < 1.0:
         return 1.0, []  # the region fills the tile or only runs along its border
     share = float(inner[inner >= FILL_SEGMENT_PX].sum() / total)
+    if share >= FILL_STRAIGHT_SHARE:
+        return share, []  # the whole region is fill: its lines are not needed
     lines = []
     for i in np.flatnonzero(~on_border & (lengths >= FILL_LINE_PX)):
         (x0, y0), (x1, y1) = poly[i], nxt[i]
