@@ -376,7 +376,7 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             nothing_to_paint = self.model.rowCount() == 0 or not self.grid.isVisible()
             if waited < LATE_START_MAX_S and not painted and not nothing_to_paint:
                 return
-            self._qc_call.submit(self._with_first_screen_saved(job) if painted else job)
+            self._qc_call.submit(self._with_first_screen_saved(job))
         self._late_job = None
         self._late_timer.stop()
 
@@ -384,13 +384,14 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         """``job``, first saving which tiles the project's first screen shows (once per open):
         the next open reads their thumbnails while the tile table loads."""
         cache, index = self.loader.disk_cache, self.index
-        if not self._remember_first_screen or cache is None or index is None:
+        rows = self._rows_in_view() if self.grid.isVisible() else np.zeros(0, np.int64)
+        if not self._remember_first_screen or cache is None or index is None or rows.size == 0:
             return job
         self._remember_first_screen = False
         tiles = [
             (int(index.ids[r]), str(index.modified[r]), str(index.image_path[r]),
              None if index.mask_path[r] is None else str(index.mask_path[r]))
-            for r in self._rows_in_view().tolist()
+            for r in rows.tolist()
         ]
         size = thumbnails.size_bucket(self.delegate.thumb_px)
 
