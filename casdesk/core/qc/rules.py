@@ -76,6 +76,7 @@ from casdesk.core.qc.table import (
     latest_decisions,
     load_table,
     stale_tile_ids,
+    update_decisions,
     update_table,
 )
 
@@ -126,6 +127,7 @@ __all__ = [
     "set_current_rules",
     "set_decision",
     "stale_tile_ids",
+    "update_decisions",
     "update_table",
     "with_threshold",
     "write_report",

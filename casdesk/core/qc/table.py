@@ -173,10 +173,9 @@ def load_table(catalog: Catalog) -> QCTable:
 
 def update_table(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> None:
     """Refresh the metrics and manual decisions of some tiles in place (a scan's progress,
-    another panel's decisions) without reloading the whole project."""
+    a tile's recomputation) without reloading the whole project."""
     ids = [int(t) for t in tile_ids]
-    rows = table.rows(ids)
-    if not rows.size:
+    if not table.rows(ids).size:
         return
     versions = {name: m.version for name, m in METRICS.items()}
     index = table._index or {}
@@ -189,6 +188,17 @@ def update_table(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> N
             table.computed[i] = True
             if metric in table.metrics:
                 table.metrics[metric][i] = math.nan if value is None else value
+    update_decisions(catalog, table, ids)
+
+
+def update_decisions(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> None:
+    """Refresh only the manual decisions (and notes) of some tiles in place: what a decision
+    changes (the metrics stay; reading them again cost 500 decided tiles ~20 ms of the GUI
+    thread)."""
+    ids = [int(t) for t in tile_ids]
+    index = table._index or {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start : start + 900]
         table.manual[table.rows(chunk)] = 0
         for dec in catalog.qc.latest_decisions(chunk):
             tid, decision, note = int(dec["tile_id"]), dec["decision"], dec["note"]

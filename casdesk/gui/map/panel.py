@@ -65,8 +65,11 @@ __all__ = [
 ]
 
 COLOUR_MODES = {"QC state": "qc", "Split": "split"}
-REPAINT_ON_GUI_THREAD = 2000
-"""Changed tiles redrawn on the GUI thread at most; more are redrawn in a worker."""
+REPAINT_ON_GUI_THREAD = 200
+"""Changed tiles redrawn on the GUI thread at most; more are redrawn in a worker. The cost is
+per block touched (a 6,700-tile grid block: ~5 ms to draw, ~2.5 ms to upload), so a
+decision on a few tiles is drawn at once; 500 decided tiles across three blocks took
+~21 ms of the GUI thread (``benchmarks/bench_map.py``) and now go to the worker."""
 
 
 def _qimage(image: lay.BlockImage) -> QImage:

@@ -438,7 +438,7 @@ class QCPanel(QCScanning, QWidget):
         except CasdeskError as exc:
             show_error(self, "Cannot record the decision", str(exc))
             return
-        qc.update_table(catalog, self.table, tile_ids)
+        qc.update_decisions(catalog, self.table, tile_ids)
         self.recount()
         self._own_decision = True
         try:
@@ -449,7 +449,7 @@ class QCPanel(QCScanning, QWidget):
     def _on_decisions_changed(self, tile_ids: Any) -> None:
         if self._own_decision or self.table is None or self.context.catalog is None:
             return
-        qc.update_table(self.context.catalog, self.table, tile_ids or [])
+        qc.update_decisions(self.context.catalog, self.table, tile_ids or [])
         self.recount()
 
     def review_queue(self, which: str = "flagged") -> list[int]:

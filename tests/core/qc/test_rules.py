@@ -167,3 +167,25 @@ def test_cli_json_and_report(project, capsys, tmp_path) -> None:
     assert len(rows) == 5 and "fill_fraction > 0.3" in rows[1]["failed_rules"]
     assert not list(tmp_path.glob("report.csv.*"))
     assert main(["qc", str(project.path), "--preset", "nope"]) == 2
+
+
+def test_update_decisions_refreshes_decisions_only(project) -> None:
+    run_job(qc.compute_metrics(project, workers=1))
+    table = qc.load_table(project)
+    ids = [int(i) for i in table.tile_ids]
+    fill_before = table.metrics["fill_fraction"].copy()
+    qc.set_decision(project, [ids[0]], "reject", note="seam")
+    qc.set_decision(project, [ids[2]], "accept")
+    # a metric changed in the project meanwhile: a decision refresh must not read it
+    with project.transaction() as db:
+        db.execute("UPDATE qc_metrics SET value = 0.77 WHERE metric = 'fill_fraction'")
+    qc.update_decisions(project, table, [ids[0], ids[2]])
+    assert table.manual[0] == -1 and table.manual[2] == 1 and table.manual[1] == 0
+    assert table.notes[ids[0]] == "seam"
+    np.testing.assert_array_equal(table.metrics["fill_fraction"], fill_before)
+    qc.set_decision(project, [ids[0]], "clear")
+    qc.update_decisions(project, table, [ids[0]])
+    assert table.manual[0] == 0 and ids[0] not in table.notes
+    # the full refresh reads both
+    qc.update_table(project, table, [ids[1]])
+    assert table.metrics["fill_fraction"][1] == pytest.approx(0.77)
