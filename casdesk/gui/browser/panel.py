@@ -43,6 +43,7 @@ from casdesk.gui.browser.loader import (
 )
 from casdesk.gui.browser.model import TileListModel
 from casdesk.gui.browser.quick_train import TrainRequest
+from casdesk.gui.browser.snapshot import forget_snapshot, load_snapshot, same_table, save_snapshot
 from casdesk.gui.browser.toolbar import FILTER_MIN_WIDTH, BrowserToolbar
 from casdesk.gui.kit.dialogs import show_error
 from casdesk.gui.shell.context import ProjectContext
@@ -55,7 +56,7 @@ log = logging.getLogger(__name__)
 NO_SPLIT = "(no split)"
 
 
-def load_index_for(path: Path, split: str | None) -> ti.TileIndex:
+def load_index_for(path: Path, split: str | None, snapshot_to: Path | None = None) -> ti.TileIndex:
     """Load the tile table without QC columns and split parts (the grid can show at once)
     with a connection of this (worker) thread; warm the name caches. The index names the
     split (``"latest"`` resolved) but its parts are all "none": :func:`load_late_for` reads
@@ -66,7 +67,35 @@ def load_index_for(path: Path, split: str | None) -> ti.TileIndex:
     index.name_rank()
     index.names_lower()
     index.name_shared()
+    if snapshot_to is not None:  # the next open starts from it (snapshot.py)
+        save_snapshot(snapshot_to, index)
     return index
+
+
+@dataclass(frozen=True)
+class FirstIndex:
+    """A project's first tile table: read from the catalog, or the snapshot of the last one
+    (``from_snapshot``: the catalog is read after the first screen, :func:`load_late_for`)."""
+
+    index: ti.TileIndex
+    from_snapshot: bool
+
+
+def load_first_index_for(path: Path, split: str | None, snapshots: Path | None) -> FirstIndex:
+    """The tile table of a project just opened: its snapshot in ``snapshots`` if there is
+    one (~25 ms instead of ~130 ms at 20k tiles), else from the catalog (worker thread)."""
+    if snapshots is not None:
+        with Catalog.open(path, readonly=True) as catalog:
+            root = catalog.root
+            name = ti.latest_split(catalog) if split == "latest" else split
+        index = load_snapshot(snapshots, root)
+        if index is not None:
+            index.split_name = name
+            index.name_rank()
+            index.names_lower()
+            index.name_shared()
+            return FirstIndex(index, True)
+    return FirstIndex(load_index_for(path, split, snapshots), False)
 
 
 def load_split_for(path: Path, index: ti.TileIndex, split: str | None) -> tuple[str | None, np.ndarray]:
@@ -79,18 +108,29 @@ def load_split_for(path: Path, index: ti.TileIndex, split: str | None) -> tuple[
 
 @dataclass(frozen=True)
 class LateColumns:
-    """What follows the tile table: the split parts (``split_part`` None: not read) and the
-    QC columns."""
+    """What follows the tile table: the split parts (``split_part`` None: not read), the QC
+    columns, and the tile table read from the catalog when the one shown was a snapshot that
+    differs from it (``table``; its ids are the columns')."""
 
     qc: ti.QCColumns
     split_name: str | None = None
     split_part: np.ndarray | None = None
+    table: ti.TileIndex | None = None
 
 
-def load_late_for(path: Path, index: ti.TileIndex) -> LateColumns:
-    """The split parts of ``index.split_name`` and the QC columns (worker thread)."""
+def load_late_for(path: Path, index: ti.TileIndex, verify_to: Path | None = None) -> LateColumns:
+    """The split parts of ``index.split_name`` and the QC columns (worker thread). With
+    ``verify_to`` (``index`` came from the snapshot there), the tile table is read from the
+    catalog first; if it differs, it is returned (and saved as the snapshot) and the columns
+    are those of its tiles."""
+    table = None
+    if verify_to is not None:
+        fresh = load_index_for(path, index.split_name)
+        if not same_table(index, fresh):
+            save_snapshot(verify_to, fresh)
+            table = index = fresh
     name, parts = load_split_for(path, index, index.split_name)
-    return LateColumns(load_qc_for(path, index.ids), name, parts)
+    return LateColumns(load_qc_for(path, index.ids), name, parts, table)
 
 
 def load_tiles_for(path: Path, tile_ids: list[int]) -> list[Tile]:
@@ -153,7 +193,8 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         self.grid.set_cell_size(self.delegate.cell_size())
         self.loader.ready.connect(self._on_thumbnails)
         self._index_call = LatestCall(self)
-        self._index_call.finished.connect(self._on_index)
+        self._index_call.finished.connect(self._on_index_result)
+        self._verify_table = False  # the index shown is a snapshot: the late job reads the catalog
         self._index_call.failed.connect(self._on_index_failed)
         self._qc_call = LatestCall(self)
         self._qc_call.finished.connect(self._on_qc)
@@ -229,7 +270,12 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             self.close_detail()
         self.count_label.setText("Loading tiles\u2026")
         path, split = catalog.path, self._split
-        self._index_call.submit(lambda: load_index_for(path, split))
+        cache = self.loader.disk_cache
+        snapshots = None if cache is None else cache.folder
+        if new_project:
+            self._index_call.submit(lambda: load_first_index_for(path, split, snapshots))
+        else:
+            self._index_call.submit(lambda: load_index_for(path, split, snapshots))
 
     def _on_tiles_changed(self) -> None:
         """Anything about the tiles may have changed (the coarse signal): re-read the table.
@@ -276,6 +322,9 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         if index is None:
             return
         patch_rows(index, tiles)
+        cache = self.loader.disk_cache
+        if cache is not None:  # the snapshot no longer holds the table
+            forget_snapshot(cache.folder)
         for t in tiles:
             self.loader.drop_tile(t.id)
         ids = [t.id for t in tiles]
@@ -337,6 +386,14 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             or self._split_call.is_busy() or self._late_job is not None
         )
 
+    def _on_index_result(self, result: ti.TileIndex | FirstIndex) -> None:
+        if isinstance(result, FirstIndex):
+            self._verify_table = result.from_snapshot
+            self._on_index(result.index)
+        else:
+            self._verify_table = False
+            self._on_index(result)
+
     def _on_index(self, index: ti.TileIndex) -> None:
         """The tiles arrived (QC columns follow): show them, keeping the known QC columns
         until the fresh ones come, so a reload does not blink every badge."""
@@ -357,8 +414,11 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         self.qc_loaded = False
         self._decided_meanwhile = set()
         path, probe = catalog.path, copy.copy(index)
+        cache = self.loader.disk_cache
+        verify_to = cache.folder if self._verify_table and cache is not None else None
+        self._verify_table = False
         self._late_serial = self._split_serial
-        self._defer_late(lambda: load_late_for(path, probe))
+        self._defer_late(lambda: load_late_for(path, probe, verify_to))
         self._show_index(index)
 
     def _defer_late(self, job: Callable[[], LateColumns]) -> None:
@@ -414,6 +474,9 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
 
     def _on_qc(self, late: LateColumns) -> None:
         catalog, index = self.context.catalog, self.index
+        if late.table is not None and index is not None:  # the snapshot shown was out of date
+            log.info("the tile table changed since its snapshot: shown as read from the catalog")
+            index = late.table
         if catalog is None or index is None or not ti.attach_qc(index, late.qc):
             return
         parts = late.split_part

@@ -141,6 +141,7 @@ def test_the_next_open_reads_the_last_first_screen_before_the_table(qtbot, brows
         return real(*args)
 
     monkeypatch.setattr(panel_module, "load_index_for", slow)
+    monkeypatch.setattr(panel_module, "load_snapshot", lambda *a: None)  # the table read from the catalog
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
         # the first tile's thumbnail is in memory while the tile table is still being read
@@ -215,3 +216,78 @@ def test_metric_sliders_are_built_with_the_panel_not_while_a_project_opens(qtbot
     assert "seam_score" not in panel.current_filter().ranges
     panel.set_index(index)  # shown again: the full range
     assert seam.value() == pytest.approx((lo, hi)) and panel._sliders["seam_score"] is seam
+
+
+def test_the_next_open_starts_from_the_snapshot_and_corrects_it(qtbot, browser_project, monkeypatch):
+    """The grid shows the last tile table at once; the catalog is read after the first
+    screen, and a table that changed meanwhile replaces the snapshot's."""
+    from casdesk.gui.browser import panel as panel_module
+    from casdesk.gui.browser import snapshot as snapshot_module
+
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+        folder = panel.loader.disk_cache.folder
+        assert snapshot_module.snapshot_path(folder).exists()  # saved by the worker that read it
+        saved = snapshot_module.load_snapshot(folder, browser_project.catalog.root)
+        assert saved is not None and snapshot_module.same_table(saved, panel.index)
+    finally:
+        _close(context, panel)
+    # the catalog changes while the app is closed: a tile renamed
+    cat = browser_project.catalog
+    renamed = browser_project.ids[0]
+    with cat.transaction() as db:
+        db.execute("UPDATE tiles SET name = 'zz_renamed' WHERE id = ?", (renamed,))
+
+    release = threading.Event()
+    real = panel_module.load_index_for
+
+    def slow(*args):
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        # shown from the snapshot while the catalog is still being read
+        qtbot.waitUntil(lambda: panel.index is not None and panel.model.rowCount() == 240, timeout=10_000)
+        row = int(panel.index.rows_of([renamed])[0])
+        assert panel.index.names[row] != "zz_renamed" and not panel.qc_loaded
+        release.set()
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+        row = int(panel.index.rows_of([renamed])[0])
+        assert panel.index.names[row] == "zz_renamed"  # corrected from the catalog
+        assert panel.model.tile_id(panel.model.rowCount() - 1) == renamed  # sorted by name: last
+        again = snapshot_module.load_snapshot(panel.loader.disk_cache.folder, cat.root)
+        assert again is not None and "zz_renamed" in again.names.tolist()  # the snapshot too
+    finally:
+        release.set()
+        _close(context, panel)
+
+
+def test_a_mask_edit_forgets_the_snapshot(qtbot, browser, browser_project):
+    from casdesk.gui.browser import snapshot as snapshot_module
+
+    path = snapshot_module.snapshot_path(browser.loader.disk_cache.folder)
+    qtbot.waitUntil(path.exists, timeout=10_000)
+    browser.refresh_tiles([browser_project.ids[3]])
+    assert not path.exists()
+
+
+def test_a_damaged_or_foreign_snapshot_is_refused(tmp_path):
+    from casdesk.core.dataset.tile_filter import synthetic_index
+    from casdesk.gui.browser import snapshot as snapshot_module
+
+    index = synthetic_index(50)
+    index.mask_path = np.array([None if i % 2 else f"m/{i}.tif" for i in range(50)], dtype=object)
+    snapshot_module.save_snapshot(tmp_path, index)
+    back = snapshot_module.load_snapshot(tmp_path, index.root)
+    assert back is not None and snapshot_module.same_table(back, index)
+    assert back.mask_path[1] is None and back.mask_path[0] == "m/0.tif"
+    other = snapshot_module.load_snapshot(tmp_path, index.root)
+    other.modified = other.modified.copy()
+    other.modified[7] = "later"
+    assert not snapshot_module.same_table(other, index)
+    snapshot_module.snapshot_path(tmp_path).write_bytes(b"not a snapshot")
+    assert snapshot_module.load_snapshot(tmp_path, index.root) is None
+    assert snapshot_module.load_snapshot(tmp_path / "missing", index.root) is None
