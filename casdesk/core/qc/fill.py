@@ -69,9 +69,7 @@ def fill_mask(
         hi = data.max(axis=0)
         values = fill_values if fill_values is not None else default_fill_values(data.dtype)
         for value in values:
-            part = _fill_components((lo >= value) & (hi <= value), rows, cols)
-            if part is not None:
-                fill |= part
+            _fill_components((lo >= value) & (hi <= value), fill)
         return fill
     planes = [np.ascontiguousarray(data[i]) for i in ((0, 1, 2) if data.shape[0] >= 3 else (0, 0, 0))]
     r, g, b = (np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]]).astype(np.int32) for p in planes)
@@ -88,9 +86,7 @@ def fill_mask(
     for colour in dict.fromkeys(colours):
         lo = tuple(max(0, c - FILL_TOLERANCE) for c in colour)
         hi = tuple(min(255, c + FILL_TOLERANCE) for c in colour)
-        part = _fill_colour(planes, hwc, lo, hi)
-        if part is not None:
-            fill |= part
+        _fill_colour(planes, hwc, lo, hi, fill)
     return fill
 
 
@@ -149,10 +145,10 @@ _FLOOD = 8 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
 
 
 def _fill_colour(
-    planes: list[np.ndarray], hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]
-) -> np.ndarray | None:
-    """The fill of one candidate colour (pixels within ``lo``-``hi``) of a uint8 tile, or
-    None; the same as :func:`_fill_components` on the whole candidate mask, at the cost of
+    planes: list[np.ndarray], hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...], out: np.ndarray
+) -> None:
+    """Add to ``out`` the fill of one candidate colour (pixels within ``lo``-``hi``) of a
+    uint8 tile; the same as :func:`_fill_components` on the whole candidate mask, at the cost of
     the regions that matter: a region's opening reaches the border only through a pixel
     its erosion keeps near the border (:func:`_border_seeds`), so only the candidate
     regions holding such a pixel are filled out (flood fill on the image within the
@@ -161,9 +157,10 @@ def _fill_colour(
     seeds = _border_seeds(hwc, lo, hi)
     if seeds is None:  # a tiny tile: the whole candidate mask
         cand = _in_range(planes, lo, hi, np.s_[:, :])
-        return _fill_components(cand, rows, cols)
+        _fill_components(cand, out)
+        return
     if not len(seeds):
-        return None
+        return
     # the candidate regions (8-connected) holding a seed, in one mask (values 255)
     region = np.zeros((rows + 2, cols + 2), np.uint8)
     x0, y0, x1, y1 = cols, rows, 0, 0
@@ -183,7 +180,7 @@ def _fill_colour(
     crop = region[oy + 1 : ey + 1, ox + 1 : ex + 1]
     eroded = cv2.erode(crop, _DISC, borderType=cv2.BORDER_REPLICATE)
     opened = cv2.dilate(eroded, _DISC, borderType=cv2.BORDER_REPLICATE)
-    return _fill_parts(opened, ox, oy, rows, cols, lambda box: _in_range(planes, lo, hi, box))
+    _fill_parts(opened, ox, oy, lambda box: _in_range(planes, lo, hi, box), out)
 
 
 def _in_range(planes: list[np.ndarray], lo: tuple[int, ...], hi: tuple[int, ...], box: tuple[slice, slice]) -> np.ndarray:
@@ -195,42 +192,42 @@ def _in_range(planes: list[np.ndarray], lo: tuple[int, ...], hi: tuple[int, ...]
     return cand
 
 
-def _fill_components(cand: np.ndarray, rows: int, cols: int) -> np.ndarray | None:
-    """The fill part of a candidate (constant colour, uint8 0/255 or bool) mask, None when
-    there is none; see :func:`fill_mask`."""
+def _fill_components(cand: np.ndarray, out: np.ndarray) -> None:
+    """Add to ``out`` the fill part of a candidate (constant colour, uint8 0/255 or bool)
+    mask; see :func:`fill_mask`."""
+    rows, cols = out.shape
     if cand.dtype == np.bool_:
         cand = cand.view(np.uint8)
     if not (cand[0].any() or cand[-1].any() or cand[:, 0].any() or cand[:, -1].any()):
-        return None
+        return
     if cv2.countNonZero(cand) < FILL_MIN_AREA:
-        return None  # no component can reach the minimum area
+        return  # no component can reach the minimum area
     # the opening (erosion, then dilation, by the disc), the dilation and the labelling only
     # where the erosion left something: a painted strip along one edge costs its own size
     eroded = cv2.erode(cand, _DISC, borderType=cv2.BORDER_REPLICATE)
     bx, by, bw, bh = cv2.boundingRect(eroded)
     r = _DISC_R
     if bw == 0 or (bx > r and by > r and bx + bw < cols - r and by + bh < rows - r):
-        return None  # nothing survives the opening near the tile border
+        return  # nothing survives the opening near the tile border
     ox, oy = max(0, bx - r - 1), max(0, by - r - 1)  # a margin of zeros: replicating it is exact
     ex, ey = min(cols, bx + bw + r + 1), min(rows, by + bh + r + 1)
     opened = cv2.dilate(eroded[oy:ey, ox:ex], _DISC, borderType=cv2.BORDER_REPLICATE)
-    return _fill_parts(opened, ox, oy, rows, cols, lambda box: cand[box])
+    _fill_parts(opened, ox, oy, lambda box: cand[box], out)
 
 
 def _fill_parts(
     opened: np.ndarray,
     ox: int,
     oy: int,
-    rows: int,
-    cols: int,
     cand_in: Callable[[tuple[slice, slice]], np.ndarray],
-) -> np.ndarray | None:
-    """The fill among the opened candidate regions (``opened``: a crop at (``ox``, ``oy``)
-    of the rows x cols tile): each region touching the border whose inner boundary is
+    out: np.ndarray,
+) -> None:
+    """Add to ``out`` (the tile's fill mask) the fill among the opened candidate regions
+    (``opened``: a crop at (``ox``, ``oy``) of the tile): each region touching the border whose inner boundary is
     mostly straight, or its part on the fill side of its long straight edges, grown back
     over the candidate colour (``cand_in(box)``: the candidate mask within a box, nonzero
     where the colour is)."""
-    out: np.ndarray | None = None
+    rows, cols = out.shape
     for lx, ly, w, h, area, comp in _border_components(opened, ox, oy, rows, cols):
         x, y = lx + ox, ly + oy
         if area < FILL_MIN_AREA:
@@ -254,10 +251,7 @@ def _fill_parts(
         box = np.zeros((y1 - y0, x1 - x0), np.uint8)
         box[y - y0 : y - y0 + h, x - x0 : x - x0 + w] = part
         grown = cv2.dilate(box, _DISC)
-        if out is None:
-            out = np.zeros((rows, cols), bool)
         out[y0:y1, x0:x1] |= (grown > 0) & (cand_in(np.s_[y0:y1, x0:x1]) > 0)
-    return out
 
 
 def _border_components(
