@@ -38,6 +38,8 @@ EPOCH_AXIS = "epoch"
 # a light box behind the legends: curves passing under them stay readable
 LEGEND_STYLE = {"brush": pg.mkBrush(255, 255, 255, 210), "pen": pg.mkPen("#cccccc")}
 STEP_AXIS = "epoch (fractional: each point is one batch)"
+REVEAL_EVERY_MS = 40
+"""At the first show, the plots are painted one per this long (not all in one frame)."""
 DRAW_EVERY_MS = 100
 """New points are drawn one plot at a time, one plot every this long at most."""
 
@@ -125,6 +127,9 @@ class TrainingPlots(QWidget):
             (self.metric_plot, list(self.metrics.values())),
         ]
         self._drawn = len(self._groups) - 1  # the group drawn last (the loss plot goes first)
+        self._to_reveal: list[pg.PlotWidget] | None = None  # plots not painted yet (first show)
+        self._reveal_timer = QTimer(self, singleShot=True, interval=REVEAL_EVERY_MS)
+        self._reveal_timer.timeout.connect(self._reveal_next)
         self._x_end: float | None = None  # the run's epochs, once known (else x auto range)
         self._lr_top = 0.0
         grid = QGridLayout(self)
@@ -134,6 +139,22 @@ class TrainingPlots(QWidget):
         grid.addWidget(self.lr_plot, 1, 0, 1, 2)
         grid.setRowStretch(0, 3)
         grid.setRowStretch(1, 1)
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt override
+        """The first time: one plot in this frame, the others one per turn after it (the first
+        paint of a plot, its axes and legend drawn, is ~20 ms of the GUI thread)."""
+        super().showEvent(event)
+        if self._to_reveal is None:
+            self._to_reveal = [self.metric_plot, self.lr_plot]
+            for plot in self._to_reveal:
+                plot.setUpdatesEnabled(False)
+            self._reveal_timer.start()
+
+    def _reveal_next(self) -> None:
+        if self._to_reveal:
+            self._to_reveal.pop(0).setUpdatesEnabled(True)
+        if self._to_reveal:
+            self._reveal_timer.start()
 
     def clear(self) -> None:
         self._batch_timer.stop()

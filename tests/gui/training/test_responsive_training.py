@@ -123,3 +123,18 @@ def test_plots_draw_one_plot_per_turn_with_cached_axes(qtbot):
     assert plots.loss_plot.getAxis("bottom").range[1] >= 3.0  # the whole run's epochs: x stays put
     plots.clear()
     assert plots.loss_plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
+
+
+def test_plots_are_first_painted_one_per_turn(qtbot):
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 500)
+    plots.show()
+    assert plots.loss_plot.updatesEnabled()
+    assert not plots.metric_plot.updatesEnabled() and not plots.lr_plot.updatesEnabled()
+    qtbot.waitUntil(lambda: plots.metric_plot.updatesEnabled(), timeout=5_000)
+    assert not plots.lr_plot.updatesEnabled()  # the next one a turn later
+    qtbot.waitUntil(lambda: plots.lr_plot.updatesEnabled(), timeout=5_000)
+    plots.hide()
+    plots.show()  # only the first show staggers
+    assert plots.metric_plot.updatesEnabled() and plots.lr_plot.updatesEnabled()
