@@ -195,6 +195,7 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         self._index_call = LatestCall(self)
         self._index_call.finished.connect(self._on_index_result)
         self._verify_table = False  # the index shown is a snapshot: the late job reads the catalog
+        self._verifying_to: Path | None = None  # ... and saves it here if it differs (until it came)
         self._index_call.failed.connect(self._on_index_failed)
         self._qc_call = LatestCall(self)
         self._qc_call.finished.connect(self._on_qc)
@@ -293,6 +294,11 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             return
         self._decided_meanwhile = set()
         path, ids = catalog.path, index.ids
+        if self._verifying_to is not None:  # the snapshot shown is not checked yet: this call does it
+            probe, verify_to = copy.copy(index), self._verifying_to
+            self._late_serial = self._split_serial
+            self._qc_call.submit(lambda: load_late_for(path, probe, verify_to))
+            return
         self._qc_call.submit(lambda: LateColumns(load_qc_for(path, ids)))
 
     def refresh_tiles(self, tile_ids: tuple[int, ...] | list[int]) -> None:
@@ -417,6 +423,7 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         cache = self.loader.disk_cache
         verify_to = cache.folder if self._verify_table and cache is not None else None
         self._verify_table = False
+        self._verifying_to = verify_to
         self._late_serial = self._split_serial
         self._defer_late(lambda: load_late_for(path, probe, verify_to))
         self._show_index(index)
@@ -479,6 +486,7 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             index = late.table
         if catalog is None or index is None or not ti.attach_qc(index, late.qc):
             return
+        self._verifying_to = None
         parts = late.split_part
         if parts is not None and parts.shape == index.ids.shape and self._late_serial == self._split_serial:
             index.split_name, index.split_part = late.split_name, parts
@@ -486,6 +494,8 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
             ti.refresh_decisions(catalog, index, sorted(self._decided_meanwhile))
         self.qc_loaded = True
         self._show_index(index)
+        if late.table is not None and self._late_serial != self._split_serial:
+            self._set_split(self._split)  # chosen meanwhile, for the tiles shown before
 
     def _show_index(self, index: ti.TileIndex) -> None:
         self.index = index
@@ -506,6 +516,7 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         self._qc_call.cancel()
         self._split_call.cancel()
         self._late_job = None
+        self._verifying_to = None
         self._late_timer.stop()
         self._patch_call.cancel()
         self._patch_pending.clear()

@@ -291,3 +291,38 @@ def test_a_damaged_or_foreign_snapshot_is_refused(tmp_path):
     snapshot_module.snapshot_path(tmp_path).write_bytes(b"not a snapshot")
     assert snapshot_module.load_snapshot(tmp_path, index.root) is None
     assert snapshot_module.load_snapshot(tmp_path / "missing", index.root) is None
+
+
+def test_new_qc_columns_while_the_snapshot_is_checked_still_check_it(qtbot, browser_project, monkeypatch):
+    """QC metrics changed right after the open: the QC reload replaces the late job, and
+    still reads the tile table the snapshot stands in for."""
+    from casdesk.gui.browser import panel as panel_module
+
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        qtbot.waitUntil(lambda: panel.qc_loaded, timeout=10_000)
+    finally:
+        _close(context, panel)
+    cat = browser_project.catalog
+    renamed = browser_project.ids[5]
+    with cat.transaction() as db:
+        db.execute("UPDATE tiles SET name = 'zz_late' WHERE id = ?", (renamed,))
+    started, release = threading.Event(), threading.Event()
+    real = panel_module.load_index_for
+
+    def slow(*args):
+        started.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    context, panel = _open_panel(qtbot, browser_project.catalog.path)
+    try:
+        qtbot.waitUntil(started.is_set, timeout=10_000)  # the late job checks the snapshot
+        panel.reload_qc()  # e.g. new QC metrics announced
+        release.set()
+        qtbot.waitUntil(lambda: panel.qc_loaded and not panel.is_loading(), timeout=10_000)
+        assert panel.index.names[int(panel.index.rows_of([renamed])[0])] == "zz_late"
+    finally:
+        release.set()
+        _close(context, panel)
