@@ -11,8 +11,11 @@ The row count lives in C++ (the model is a :class:`QStringListModel` of empty st
 bytes a row): the grid's layout asks ``rowCount()`` once per item, 20k calls per reset at 20k
 tiles. Answered in Python, each call took the GIL from C++ and, while a worker ran Python
 (loading the QC columns, decoding thumbnails), waited up to a switch interval for it: a reset
-stalled the GUI thread for 100+ ms. ``data()`` and ``flags()`` stay in Python (asked for the
-painted cells only).
+stalled the GUI thread for 100+ ms. ``flags()`` is C++'s too: the view asks it for every
+painted cell, and each call from C++ into Python waits for the GIL while a worker decodes
+thumbnails (up to a switch interval, 0.5 ms): with the delegate's ``paint`` that was two
+waits a cell, now one. (QStringListModel calls its rows editable and draggable; the grid
+has no edit triggers and dragging off.) ``data()`` stays in Python (tooltips, tests).
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ class TileListModel(QStringListModel):
     def total(self) -> int:
         return 0 if self.index_data is None else len(self.index_data)
 
-    # ---- Qt interface (rowCount and index are QStringListModel's, in C++)
+    # ---- Qt interface (rowCount, index and flags are QStringListModel's, in C++)
     def data(self, index: _AnyIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid() or self.index_data is None or index.row() >= self.rows.size:
             return None
@@ -84,11 +87,6 @@ class TileListModel(QStringListModel):
         if role == INDEX_ROW_ROLE:
             return r
         return None
-
-    def flags(self, index: _AnyIndex) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
     # ---- lookups
     def index_row(self, view_row: int) -> int:

@@ -326,3 +326,19 @@ def test_new_qc_columns_while_the_snapshot_is_checked_still_check_it(qtbot, brow
     finally:
         release.set()
         _close(context, panel)
+
+
+def test_cells_are_asked_for_flags_in_cpp_and_never_edited(qtbot, browser):
+    """One call into Python per painted cell (its paint), not two: flags() is C++'s."""
+    from PySide6.QtCore import QStringListModel, Qt
+    from PySide6.QtWidgets import QAbstractItemView
+
+    from casdesk.gui.browser.model import TileListModel
+
+    assert TileListModel.flags is QStringListModel.flags
+    grid = browser.grid
+    grid.setCurrentIndex(browser.model.index(0))
+    qtbot.keyClick(grid, Qt.Key.Key_F2)
+    assert grid.state() != QAbstractItemView.State.EditingState
+    assert not grid.edit(browser.model.index(0), QAbstractItemView.EditTrigger.EditKeyPressed, None)
+    assert grid.state() != QAbstractItemView.State.EditingState
