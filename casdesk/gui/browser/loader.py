@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -34,6 +35,10 @@ DEFAULT_CACHE_BYTES = 160 * 1024 * 1024
 """Memory for decoded thumbnails (~2,500 thumbnails at 128 px, ~600 at 256 px)."""
 MAX_QUEUED = 768
 """Requests waiting for a worker; older ones are dropped (they scrolled out of view)."""
+BATCH_MAX = 16
+BATCH_S = 0.025
+"""A worker hands its thumbnails to the GUI thread in batches: at most this many, or after
+this long, or when nothing more is queued."""
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,7 @@ def load_images(request: ThumbRequest, cache: thumbnails.ThumbnailCache | None) 
 class _Bridge(QObject):
     """Lives in the GUI thread; workers emit on it, so delivery is a queued call."""
 
-    done = Signal(int, object, object)  # generation, request, ThumbImages
+    done = Signal(object)  # [(generation, request, ThumbImages), ...]
 
 
 class _Queue:
@@ -160,10 +165,15 @@ class _Queue:
                 return True
             return False
 
-    def pop(self) -> tuple[ThumbRequest, int, thumbnails.ThumbnailCache | None] | None:
+    def pop(
+        self, keep_worker: bool = False
+    ) -> tuple[ThumbRequest | None, int, thumbnails.ThumbnailCache | None] | None:
         """(newest request, generation, disk cache), or None: then the calling worker is no
-        longer counted and must end."""
+        longer counted and must end. ``keep_worker``: when nothing is queued, answer
+        ``(None, ...)`` and keep counting the worker (it delivers what it holds first)."""
         with self.lock:
+            if not self.items and keep_worker and not self.stopped:
+                return None, self.generation, self.cache
             if not self.items or self.stopped:
                 self.workers -= 1
                 return None
@@ -197,16 +207,37 @@ class _Task(QRunnable):
 
     def run(self) -> None:
         lower_thread_priority()  # the GUI thread first when both want a core
-        while (item := self._queue.pop()) is not None:
+        batch: list[tuple[int, ThumbRequest, ThumbImages]] = []
+        since = 0.0
+        while (item := self._queue.pop(keep_worker=bool(batch))) is not None:
             request, generation, cache = item
+            if request is None:  # nothing queued: deliver what is done, then look again
+                if not self._deliver(batch):
+                    return
+                batch = []
+                continue
             images = load_images(request, cache)
             if images is None:
                 continue
-            try:
-                self._bridge.done.emit(generation, request, images)
-            except RuntimeError:  # the loader was deleted during shutdown
-                self._queue.pop_all_and_leave()
-                return
+            if not batch:
+                since = time.perf_counter()
+            batch.append((generation, request, images))
+            if len(batch) >= BATCH_MAX or time.perf_counter() - since >= BATCH_S:
+                if not self._deliver(batch):
+                    return
+                batch = []
+
+    def _deliver(self, batch: list[tuple[int, ThumbRequest, ThumbImages]]) -> bool:
+        """One queued call on the GUI thread for the batch (each call from a worker into the
+        GUI thread's Python waits there for the GIL); False when the loader is gone."""
+        if not batch:
+            return True
+        try:
+            self._bridge.done.emit(batch)
+        except RuntimeError:  # the loader was deleted during shutdown
+            self._queue.pop_all_and_leave()
+            return False
+        return True
 
 
 class ThumbnailLoader(QObject):
@@ -231,7 +262,7 @@ class ThumbnailLoader(QObject):
         self._pool.setExpiryTimeout(5_000)
         self._queue = _Queue()
         self._bridge = _Bridge()
-        self._bridge.done.connect(self._on_done)
+        self._bridge.done.connect(self._on_done_batch)
         self._disk: thumbnails.ThumbnailCache | None = None
         self._lru: OrderedDict[tuple[int, int, str], ThumbImages] = OrderedDict()
         self._bytes = 0
@@ -302,7 +333,11 @@ class ThumbnailLoader(QObject):
         for key in [k for k in self._lru if k[0] == tile_id]:
             self._bytes -= self._lru.pop(key).nbytes
 
-    @Slot(int, object, object)
+    @Slot(object)
+    def _on_done_batch(self, batch: list[tuple[int, ThumbRequest, ThumbImages]]) -> None:
+        for generation, request, images in batch:
+            self._on_done(generation, request, images)
+
     def _on_done(self, generation: int, request: ThumbRequest, images: ThumbImages) -> None:
         if generation != self._generation:
             return

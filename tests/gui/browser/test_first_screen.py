@@ -342,3 +342,26 @@ def test_cells_are_asked_for_flags_in_cpp_and_never_edited(qtbot, browser):
     assert grid.state() != QAbstractItemView.State.EditingState
     assert not grid.edit(browser.model.index(0), QAbstractItemView.EditTrigger.EditKeyPressed, None)
     assert grid.state() != QAbstractItemView.State.EditingState
+
+
+def test_thumbnails_reach_the_gui_thread_in_batches(qtbot, tmp_path, monkeypatch):
+    """Each delivery is a call into the GUI thread's Python (a wait for the GIL while the
+    workers decode): one per batch, not one per thumbnail."""
+    from tests.support.tiles import UTM18_HALF_M, write_raster
+
+    monkeypatch.setattr(loader_module, "BATCH_MAX", 8)
+    monkeypatch.setattr(loader_module, "BATCH_S", 10.0)
+    image = write_raster(tmp_path / "a.tif", np.full((3, 32, 32), 90, np.uint8), UTM18_HALF_M)
+    loader = ThumbnailLoader(threads=1)
+    deliveries: list[int] = []
+    loader._bridge.done.connect(lambda batch: deliveries.append(len(batch)))
+    try:
+        keys = []
+        for tid in range(1, 21):
+            request = ThumbRequest(tid, "m", 64, image, None)
+            keys.append(request.key)
+            assert loader.get(request) is None
+        qtbot.waitUntil(lambda: all(loader.cached(k) is not None for k in keys), timeout=20_000)
+        assert sum(deliveries) == 20 and len(deliveries) < 20 and max(deliveries) <= 8
+    finally:
+        assert loader.shutdown()
