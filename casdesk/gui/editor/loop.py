@@ -19,7 +19,7 @@ from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.store import EditTarget
 from casdesk.gui.editor.canvas import EditorCanvas
 from casdesk.gui.kit.dialogs import show_error
-from casdesk.gui.kit.torch_import import import_torch_quietly
+from casdesk.gui.kit.torch_import import import_ml_quietly
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict.models import ModelChooser
 from casdesk.gui.predict.view import probability_rgba
@@ -92,7 +92,7 @@ class PredictionLoop(QWidget):
 
         def job(_token: CancelToken) -> Job:
             yield Progress(0, 1, "predicting the tile")
-            import_torch_quietly()  # the window stays live while torch loads (first use)
+            import_ml_quietly()  # the window stays live while torch and the model packages load (first use)
             from casdesk.ml.inference.scene import load_predictor
             from casdesk.ml.inference.tiles import predict_tile
             from casdesk.ml.training.data import read_tile

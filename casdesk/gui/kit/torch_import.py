@@ -17,6 +17,7 @@ Elsewhere than Linux, or if anything here fails, torch is imported as usual.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import importlib.abc
 import importlib.machinery
 import logging
@@ -48,6 +49,25 @@ def import_torch_quietly() -> ModuleType:
     return sys.modules["torch"]
 
 
+MODEL_PACKAGES = ("segmentation_models_pytorch",)
+"""What building a model imports beyond torch (~2 s: timm, torchvision, triton's library)."""
+
+
+def import_ml_quietly() -> ModuleType:
+    """torch, then the model packages (:data:`MODEL_PACKAGES`), their libraries loaded outside
+    the GIL: what a training or prediction job calls first, in its worker thread."""
+    torch = import_torch_quietly()
+    missing = [name for name in MODEL_PACKAGES if name not in sys.modules]
+    if missing:
+        with _lock, _dlopen_outside_the_gil():
+            for name in missing:
+                try:
+                    importlib.import_module(name)
+                except ImportError as exc:  # the job itself reports what is missing
+                    log.debug("%s not imported ahead: %s", name, exc)
+    return torch
+
+
 def _libc_dlopen() -> Callable[[bytes | None, int], int | None] | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -62,16 +82,18 @@ def _libc_dlopen() -> Callable[[bytes | None, int], int | None] | None:
 
 
 class _PreloadExtensions(importlib.abc.MetaPathFinder):
-    """Before torch's extension modules are imported, ``dlopen`` their files (and with them
-    the libraries they need) through ``dlopen_`` with the interpreter's flags."""
+    """Before an extension module is imported by the thread that installed this finder,
+    ``dlopen`` its file (and with it the libraries it needs) through ``dlopen_`` with the
+    interpreter's flags."""
 
     def __init__(self, dlopen_: Callable[[bytes | None, int], int | None]) -> None:
         self._dlopen = dlopen_
+        self._thread = threading.get_ident()
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        if not fullname.startswith("torch.") or path is None:
+        if threading.get_ident() != self._thread:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         origin = spec.origin if spec is not None else None

@@ -25,6 +25,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from casdesk.core.errors import Cancelled, CasdeskError
 from casdesk.core.jobs import CancelToken, Job
+from casdesk.gui.kit.gil import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -37,17 +38,24 @@ class _Worker(QObject):
     failed = Signal(str, str)
     cancelled = Signal()
 
-    def __init__(self, factory: JobFactory, token: CancelToken):
+    def __init__(self, factory: JobFactory, token: CancelToken, lower_priority: bool = True):
         super().__init__()
         self._factory = factory
         self._token = token
+        self._lower_priority = lower_priority
 
     @Slot()
     def run(self) -> None:
         """Drive the job. Cancelling is the job's own business: every core job polls its
         token between steps and raises Cancelled or returns a consistent partial result
         (a training run saves its checkpoint first), so the generator is never closed
-        from outside."""
+        from outside.
+
+        The thread runs below the GUI thread (:func:`~casdesk.gui.kit.gil.lower_thread_priority`),
+        and so do the processes it starts (a training run's tile loaders inherit it): on a
+        busy machine the window's thread gets a core first."""
+        if self._lower_priority:
+            lower_thread_priority()
         try:
             job = self._factory(self._token)
             while True:
@@ -78,13 +86,14 @@ class JobRunner(QObject):
     cancelled = Signal()
     done = Signal()  # after any of finished/failed/cancelled, once the thread has ended
 
-    def __init__(self, factory: JobFactory, parent: QObject | None = None, name: str = "job"):
+    def __init__(self, factory: JobFactory, parent: QObject | None = None, name: str = "job",
+                 lower_priority: bool = True):
         super().__init__(parent)
         self.name = name
         self.token = CancelToken()
         self._thread = QThread()
         self._thread.setObjectName(f"casdesk-{name}")
-        self._worker = _Worker(factory, self.token)
+        self._worker = _Worker(factory, self.token, lower_priority)
         self._worker.moveToThread(self._thread)
         self._thread.started.connect(self._worker.run)
         self._worker.progress.connect(self.progress)

@@ -52,7 +52,7 @@ from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.project.catalog import Catalog
 from casdesk.gui.kit.devices import DeviceProbe
 from casdesk.gui.kit.dialogs import show_error
-from casdesk.gui.kit.torch_import import import_torch_quietly, torch_imported
+from casdesk.gui.kit.torch_import import import_ml_quietly, import_torch_quietly, torch_imported
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.predict.models import effective_encoder
 from casdesk.gui.shell.context import ProjectContext
@@ -356,7 +356,7 @@ class TrainingPanel(TrainingProgress):
 
         def factory(token: CancelToken) -> Job:
             def job() -> Job:
-                import_torch_quietly()  # at once if the Train tab's warm-up did it
+                import_ml_quietly()  # torch at once if the Train tab's warm-up did it; the model packages
                 from casdesk.ml.training.config import TrainConfig
                 from casdesk.ml.training.trainer import train
 

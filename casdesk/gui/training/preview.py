@@ -47,9 +47,9 @@ def confusion_overlay(rgb: np.ndarray, pred: np.ndarray, truth: np.ndarray, vali
 def preview_job(model_path: Path, project: Path, limit: int = PREVIEW_TILES) -> Job:
     """Predict up to ``limit`` val tiles of the model's split with the model file."""
     yield Progress(0, 1, "validation preview")
-    from casdesk.gui.kit.torch_import import import_torch_quietly
+    from casdesk.gui.kit.torch_import import import_ml_quietly
 
-    import_torch_quietly()  # loaded already when a run trained in this session
+    import_ml_quietly()  # loaded already when a run trained in this session
     from casdesk.core.dataset.splits import load_split
     from casdesk.core.project.catalog import Catalog
     from casdesk.core.raster.io import to_display_rgb

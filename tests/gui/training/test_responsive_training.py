@@ -96,6 +96,11 @@ def test_torch_libraries_load_through_the_gil_free_dlopen():
         assert (ctypes._dlopen, list(sys.meta_path)) == before
         assert any("/torch/_C." in p for p in opened), opened
         assert any("libtorch_global_deps" in p for p in opened), opened
+        opened.clear()
+        ti.import_ml_quietly()  # the model packages: their extension modules too (triton, PIL, ...)
+        assert "segmentation_models_pytorch" in sys.modules
+        assert any(".so" in p and "/torch/" not in p for p in opened), opened
+        assert (ctypes._dlopen, list(sys.meta_path)) == before
         print("ok")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
