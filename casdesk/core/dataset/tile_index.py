@@ -127,7 +127,7 @@ class TileIndex:
             if int(self.failed[row]) >> bit & 1:
                 values = self.metrics.get(rule.metric)
                 v = float(values[row]) if values is not None else math.nan
-                out.append(qc.describe_failure(rule, v))
+                out.append(qc.describe_failure(rule, v, self.subdataset_names[self.subdataset_code[row]]))
         return out
 
     def tooltip(self, row: int) -> str:

@@ -71,9 +71,17 @@ class Rule:
         if self.op not in ("max", "min"):
             raise QCError(f"rule op must be 'max' or 'min', not {self.op!r}")
 
-    def describe(self) -> str:
+    def threshold_for(self, subdataset: str | None) -> float | None:
+        """The threshold that applies to a tile of ``subdataset``: its override if it has
+        one, None when the rule is switched off there (or everywhere)."""
+        if subdataset is not None and subdataset in self.overrides:
+            return self.overrides[subdataset]
+        return self.threshold if self.enabled else None
+
+    def describe(self, subdataset: str | None = None) -> str:
         sign = ">" if self.op == "max" else "<"
-        return f"{self.metric} {sign} {self.threshold:g}"
+        thr = self.threshold_for(subdataset)
+        return f"{self.metric} {sign} {self.threshold if thr is None else thr:g}"
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

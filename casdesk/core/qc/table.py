@@ -286,18 +286,21 @@ def failed_rule_names(bits: int, rules: Sequence[Rule]) -> list[str]:
     return [r.describe() for i, r in enumerate(rules) if int(bits) >> i & 1]
 
 
-def describe_failure(rule: Rule, value: float) -> str:
-    """Which rule a value fails and by how much: "seam_score 31.2 > 25 (by 6.2)"."""
-    if value is None or not math.isfinite(value):
-        return rule.describe()
+def describe_failure(rule: Rule, value: float, subdataset: str | None = None) -> str:
+    """Which rule a value fails and by how much: "seam_score 31.2 > 25 (by 6.2)", against
+    the threshold of the tile's ``subdataset`` (a per-subdataset override, if any)."""
+    thr = rule.threshold_for(subdataset)
+    if value is None or not math.isfinite(value) or thr is None:
+        return rule.describe(subdataset)
     sign = ">" if rule.op == "max" else "<"
-    return f"{rule.metric} {value:.4g} {sign} {rule.threshold:g} (by {abs(value - rule.threshold):.3g})"
+    return f"{rule.metric} {value:.4g} {sign} {thr:g} (by {abs(value - thr):.3g})"
 
 
 def failure_details(table: QCTable, failed: np.ndarray, rules: Sequence[Rule], row: int) -> list[str]:
     """:func:`describe_failure` of every rule tile ``row`` fails."""
+    sub = table.subdataset_names[int(table.subdataset_codes[row])]
     return [
-        describe_failure(r, float(table.metrics[r.metric][row]) if r.metric in table.metrics else math.nan)
+        describe_failure(r, float(table.metrics[r.metric][row]) if r.metric in table.metrics else math.nan, sub)
         for i, r in enumerate(rules)
         if int(failed[row]) >> i & 1
     ]

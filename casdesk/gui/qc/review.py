@@ -229,11 +229,11 @@ def near_rules(table: Any, row: int, rules: Sequence[Rule]) -> list[str]:
     out = []
     for rule in rules:
         values = table.metrics.get(rule.metric)
-        thr = rule.overrides.get(sub, rule.threshold) if rule.overrides else rule.threshold
-        if values is None or thr is None or not rule.enabled or rule.margin <= 0:
+        thr = rule.threshold_for(sub)
+        if values is None or thr is None or rule.margin <= 0:
             continue
         if abs(values[row] - thr) <= rule.margin:
-            out.append(f"{rule.describe()} (value {values[row]:.4g}, margin {rule.margin:g})")
+            out.append(f"{rule.describe(sub)} (value {values[row]:.4g}, margin {rule.margin:g})")
     return out
 
 

@@ -189,3 +189,20 @@ def test_update_decisions_refreshes_decisions_only(project) -> None:
     # the full refresh reads both
     qc.update_table(project, table, [ids[1]])
     assert table.metrics["fill_fraction"][1] == pytest.approx(0.77)
+
+
+def test_failure_is_described_against_the_subdatasets_own_threshold(project) -> None:
+    run_job(qc.compute_metrics(project, workers=1))
+    table = qc.load_table(project)
+    row = int(np.nanargmax(table.metrics["fill_fraction"]))
+    sub = table.subdataset_names[int(table.subdataset_codes[row])]
+    value = float(table.metrics["fill_fraction"][row])
+    rule = qc.Rule("fill_fraction", "max", 0.30, overrides={sub: round(value / 2, 3)})
+    _, failed = qc.evaluate(table, [rule])
+    (text,) = qc.failure_details(table, failed, [rule], row)
+    # the override is the threshold this tile failed, and the margin is measured from it
+    assert f"> {round(value / 2, 3):g} (by {value - round(value / 2, 3):.3g})" in text
+    assert rule.threshold_for(sub) == round(value / 2, 3)
+    assert rule.threshold_for("elsewhere") == 0.30
+    off = qc.Rule("fill_fraction", "max", 0.30, overrides={sub: None})
+    assert off.threshold_for(sub) is None and off.describe(sub) == "fill_fraction > 0.3"
