@@ -17,6 +17,7 @@ import numpy as np
 from rasterio.enums import Resampling
 
 from casdesk.core.jobs import CancelToken, Job, Progress
+from casdesk.gui.kit.torch_import import import_ml_quietly, import_torch_quietly
 
 OVERLAY_MAX_SIDE = 2048
 """Longest side (pixels) of the decimated scene shown after a run: enough for a screen,
@@ -59,6 +60,7 @@ class ModelInfo:
 def model_info_job(path: Path) -> Job:
     """Read a model file's meta (imports torch, hence a worker)."""
     yield Progress(0, 1, f"reading {path.name}")
+    import_torch_quietly()  # first use: torch's libraries load outside the GIL (the window stays live)
     from casdesk.ml.inference.scene import check_meta
     from casdesk.ml.modelfile import read_model_file
 
@@ -84,6 +86,7 @@ def first_scene(source: Path) -> Path:
 def memory_job(model: Path, source: Path, options: dict[str, Any]) -> Job:
     """Peak memory of the run, before it starts (reads the model file and a header)."""
     yield Progress(0, 1, "estimating memory")
+    import_ml_quietly()
     from casdesk.ml.inference.scene import estimate_memory
 
     scene = first_scene(source)
@@ -93,6 +96,7 @@ def memory_job(model: Path, source: Path, options: dict[str, Any]) -> Job:
 
 def predict_job(model: Path, source: Path, out_dir: Path, options: dict[str, Any], token: CancelToken) -> Job:
     """Predict one scene or a folder of scenes; return the list of PredictionResult."""
+    import_ml_quietly()
     from casdesk.ml.inference.scene import predict_scenes
 
     return (yield from predict_scenes(model, source, out_dir, cancel=token, **options))
@@ -101,6 +105,7 @@ def predict_job(model: Path, source: Path, out_dir: Path, options: dict[str, Any
 def predict_tiles_job(model: Path, project: Path, split: str | None, part: str | None,
                       options: dict[str, Any], token: CancelToken) -> Job:
     """Predict the project's tiles (a split's part, a whole split, or all tiles)."""
+    import_ml_quietly()
     from casdesk.ml.inference.tiles import predict_tiles
 
     return (yield from predict_tiles(model, project, split=split, part=part, device=options["device"],
