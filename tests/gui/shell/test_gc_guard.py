@@ -117,3 +117,19 @@ def test_a_long_lived_burst_of_young_objects_is_frozen_not_walked(qtbot, monkeyp
         collector.stop()
         if not was_enabled:
             gc.disable()
+
+
+def test_lazily_imported_modules_load_at_startup() -> None:
+    # np.unique imports numpy.ma on its first call: that must not happen on a later GUI event
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy\n"
+        "assert 'numpy.ma' not in sys.modules\n"
+        "from casdesk.gui.kit.gc_guard import freeze_long_lived, STARTUP_IMPORTS\n"
+        "freeze_long_lived()\n"
+        "print(all(m in sys.modules for m in STARTUP_IMPORTS), 'numpy.ma' in STARTUP_IMPORTS)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
