@@ -32,8 +32,8 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_browser import Stalls, apply_app_runtime, generate  # noqa: E402
-from bench_qc_panel import measured  # noqa: E402
+from bench_browser import Stalls  # noqa: E402
+from bench_qc_panel import measured, window_on_project  # noqa: E402
 
 GOAL_STALL_MS = 50.0
 
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", help="build/keep the project in this folder")
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QPoint, QPointF, QSettings, Qt
+    from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
@@ -56,33 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles}
     window = None
     try:
-        project = folder / "bench.casdesk"
-        if not project.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            project = generate(folder, args.tiles, args.images)
-
         from casdesk.core.dataset import tile_table as ti
-        from casdesk.gui.shell.main_window import MainWindow
 
-        settings = QSettings(str(folder / "bench-settings.ini"), QSettings.Format.IniFormat)
-        runtime = apply_app_runtime(app)
-        window = MainWindow(settings=settings)
-        window.resize(1400, 900)
-        window.show()
-        app.processEvents()
-        runtime.freeze()
-        browser, map_panel, qc_panel = (
-            window.panels["Browse"],
-            window.panels["Map"],
-            window.panels["QC"],
-        )
-        window.tabs.setCurrentWidget(browser)
-        window.open_project(project)
-        Stalls(app).spin(
-            lambda: browser.index is not None and browser.qc_loaded and not browser.is_loading(),
-            120,
-        )
-        Stalls(app).spin(lambda: False, 2.0)  # the other views' deferred work settles
+        window = window_on_project(app, folder, args.tiles, args.images)
+        browser, map_panel, qc_panel = (window.panels["Browse"], window.panels["Map"], window.panels["QC"])
 
         result["show"] = measured(
             app,

@@ -66,6 +66,33 @@ def measured(app, action, until, timeout: float = 60.0, tail: float = 0.15) -> d
     }
 
 
+def window_on_project(app, folder: Path, tiles: int, images: int):
+    """A shown :class:`MainWindow` (the app's runtime settings) on the generated project in
+    ``folder`` (made when missing), after its tile table and QC states loaded and the other
+    views' deferred work settled (2 s): what a tab's own interactions are measured from."""
+    from PySide6.QtCore import QSettings
+
+    from casdesk.gui.shell.main_window import MainWindow
+
+    project = folder / "bench.casdesk"
+    if not project.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        project = generate(folder, tiles, images)
+    settings = QSettings(str(folder / "bench-settings.ini"), QSettings.Format.IniFormat)
+    runtime = apply_app_runtime(app)
+    window = MainWindow(settings=settings)
+    window.resize(1400, 900)
+    window.show()
+    app.processEvents()
+    runtime.freeze()
+    browser = window.panels["Browse"]
+    window.tabs.setCurrentWidget(browser)
+    window.open_project(project)
+    Stalls(app).spin(lambda: browser.index is not None and browser.qc_loaded and not browser.is_loading(), 120)
+    Stalls(app).spin(lambda: False, 2.0)
+    return window
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tiles", type=int, default=20_000)
@@ -75,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", help="build/keep the project in this folder")
     args = parser.parse_args(argv)
 
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -83,30 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, object] = {"load_avg_1min": round(os.getloadavg()[0], 1), "tiles": args.tiles}
     window = None
     try:
-        project = folder / "bench.casdesk"
-        if not project.exists():
-            folder.mkdir(parents=True, exist_ok=True)
-            project = generate(folder, args.tiles, args.images)
-
-        from casdesk.gui.shell.main_window import MainWindow
-
-        settings = QSettings(str(folder / "bench-settings.ini"), QSettings.Format.IniFormat)
-        runtime = apply_app_runtime(app)
-        window = MainWindow(settings=settings)
-        window.resize(1400, 900)
-        window.show()
-        app.processEvents()
-        runtime.freeze()
+        window = window_on_project(app, folder, args.tiles, args.images)
         browser, qc_panel = window.panels["Browse"], window.panels["QC"]
-        window.tabs.setCurrentWidget(browser)
-        window.open_project(project)
-        Stalls(app).spin(
-            lambda: browser.index is not None and browser.qc_loaded and not browser.is_loading(),
-            120,
-        )
-        Stalls(app).spin(
-            lambda: False, 2.0
-        )  # let the other views' deferred work settle: the QC tab's own cost
 
         result["show"] = measured(
             app,
