@@ -50,15 +50,28 @@ from casdesk.core.project.catalog import Catalog  # noqa: E402
 GOAL_STALL_MS = 50.0
 
 
+def outermost_gui_frame(frame) -> str | None:
+    """The outermost casdesk GUI frame below the event loop ("browser/delegate.py:paint")."""
+    where = None
+    while frame is not None:
+        file = frame.f_code.co_filename.replace("\\", "/")
+        if "casdesk/gui/" in file and "casdesk/gui/shell/" not in file:
+            where = f"{file.split('casdesk/gui/')[1]}:{frame.f_code.co_name}"
+        frame = frame.f_back
+    return where
+
+
 class StallWatch(threading.Thread):
     """Samples the GUI thread's Python stack every 5 ms while it has not served an event for
     more than ``threshold`` s: which casdesk GUI function the stalls are spent in (no profiler
     overhead on the GUI thread). :meth:`alive` is called from the GUI thread's timer."""
 
-    def __init__(self, threshold: float = GOAL_STALL_MS / 1000) -> None:
+    def __init__(self, threshold: float = GOAL_STALL_MS / 1000, where=None) -> None:
         super().__init__(daemon=True)
         self.gui = threading.get_ident()
         self.threshold = threshold
+        self.where = where or outermost_gui_frame
+        """frame -> the name a sample is counted under (None: not counted)."""
         self.last = time.perf_counter()
         self.samples: dict[str, float] = {}
         self.running = True
@@ -74,13 +87,7 @@ class StallWatch(threading.Thread):
             dt, previous = min(now - previous, 0.1), now
             if now - self.last < self.threshold:
                 continue
-            frame = sys._current_frames().get(self.gui)
-            where = None
-            while frame is not None:  # the outermost casdesk GUI frame below the event loop
-                file = frame.f_code.co_filename.replace("\\", "/")
-                if "casdesk/gui/" in file and "casdesk/gui/shell/" not in file:
-                    where = f"{file.split('casdesk/gui/')[1]}:{frame.f_code.co_name}"
-                frame = frame.f_back
+            where = self.where(sys._current_frames().get(self.gui))
             if where is not None:
                 self.samples[where] = self.samples.get(where, 0.0) + dt * 1000
 

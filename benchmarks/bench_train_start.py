@@ -22,7 +22,6 @@ import os
 import shutil
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -35,40 +34,19 @@ import rasterio  # noqa: E402
 GOAL_STALL_MS = 50.0
 
 
-class StackWatch(threading.Thread):
-    """While the GUI thread has not served its timer for over ``threshold`` s, samples every
-    5 ms where it is (its innermost frames): what the longest stalls are spent in."""
+def innermost_frames(frame) -> str:
+    """The GUI thread's three innermost frames ("a.py:f < b.py:g < ...")."""
+    names = []
+    while frame is not None and len(names) < 3:
+        names.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(names) or "(no Python frame: Qt)"
 
-    def __init__(self, threshold: float = 0.03) -> None:
-        super().__init__(daemon=True)
-        self.gui = threading.get_ident()
-        self.threshold = threshold
-        self.last = time.perf_counter()
-        self.samples: dict[str, float] = {}
-        self.running = True
 
-    def alive(self) -> None:
-        self.last = time.perf_counter()
+def StackWatch():  # noqa: N802 - the sampler of bench_edit_scale, naming the innermost frames
+    from bench_edit_scale import StallWatch
 
-    def run(self) -> None:
-        previous = time.perf_counter()
-        while self.running:
-            time.sleep(0.005)
-            now = time.perf_counter()
-            dt, previous = min(now - previous, 0.1), now
-            if now - self.last < self.threshold:
-                continue
-            frame = sys._current_frames().get(self.gui)
-            names = []
-            while frame is not None and len(names) < 3:
-                names.append(f"{Path(frame.f_code.co_filename).name}:{frame.f_code.co_name}")
-                frame = frame.f_back
-            frame = None  # holding the GUI thread's frame would keep its locals (a QPainter) alive
-            where = " < ".join(names) or "(no Python frame: Qt)"
-            self.samples[where] = self.samples.get(where, 0.0) + dt * 1000
-
-    def top(self, n: int = 6) -> dict[str, float]:
-        return {k: round(v) for k, v in sorted(self.samples.items(), key=lambda kv: -kv[1])[:n]}
+    return StallWatch(0.03, innermost_frames)
 
 
 def _write(path: Path, data: np.ndarray) -> None:
