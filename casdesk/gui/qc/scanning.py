@@ -8,33 +8,19 @@ the panel's ``__init__`` sets the attributes declared here).
 
 from __future__ import annotations
 
-from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QProgressBar, QPushButton, QWidget
 
-from casdesk.core.jobs import CancelToken, Progress
 from casdesk.core.project.events import QCMetricsChanged
 from casdesk.core.qc import rules as qc
 from casdesk.gui.kit.dialogs import show_error
-from casdesk.gui.kit.gil import lower_thread_priority
 from casdesk.gui.kit.workers import JobRunner
 from casdesk.gui.shell.context import ProjectContext
 
 STALE_BATCH = 8
 """Tiles recomputed per background job after their image or mask changed."""
-
-
-def scan_yielding_to_gui(path: Any, token: CancelToken, **options: Any) -> Generator[Progress, None, int]:
-    """``compute_metrics`` at a lower scheduling priority than the GUI thread: the job's
-    thread is lowered before the scan starts, and the worker processes it spawns inherit
-    its priority (Linux: a child takes the nice value of the thread that forks it). On a
-    machine whose cores the scan fills, the window then gets a core when it needs one
-    (measured on 20,000 tiles with 2 cores: longest stall during a scan 90 ms -> see
-    ``benchmarks/bench_qc_panel.py``). The command line's ``casdesk qc`` runs at full priority."""
-    lower_thread_priority()
-    return (yield from qc.compute_metrics(path, cancel=token, **options))
 
 
 class QCScanning(QWidget):
@@ -63,7 +49,8 @@ class QCScanning(QWidget):
         if catalog is None or (self.runner is not None and self.runner.is_running()):
             return
         path = catalog.path
-        self.runner = JobRunner(lambda token: scan_yielding_to_gui(path, token), self, name="qc")
+        # JobRunner runs the scan below the GUI thread; the worker processes it spawns inherit that
+        self.runner = JobRunner(lambda token: qc.compute_metrics(path, cancel=token), self, name="qc")
         self.runner.progress.connect(self._on_progress)
         self.runner.finished.connect(self._on_computed)
         self.runner.failed.connect(lambda msg, details: show_error(self, "QC metrics failed", msg, details))
@@ -135,7 +122,7 @@ class QCScanning(QWidget):
         self._stale_pending.difference_update(batch)
         path = catalog.path
         self.stale_runner = JobRunner(
-            lambda token: scan_yielding_to_gui(path, token, tile_ids=batch, workers=1, force=True),
+            lambda token: qc.compute_metrics(path, tile_ids=batch, cancel=token, workers=1, force=True),
             self,
             name="qc-stale",
         )
