@@ -13,7 +13,6 @@ from a GUI-thread timer instead.
 from __future__ import annotations
 
 import gc
-import importlib
 
 from PySide6.QtCore import QObject, QTimer
 
@@ -76,16 +75,10 @@ class GuiThreadGarbageCollector(QObject):
         gc.enable()
 
 
-STARTUP_IMPORTS = ("numpy.ma",)
-"""Modules imported lazily by code the GUI thread runs later, loaded at startup instead:
-``np.unique`` imports ``numpy.ma`` on its first call (~20-25 ms, measured as part of a
-140 ms stall when a tile was first opened in Browse from the Map)."""
-
-
 def freeze_long_lived() -> int:
     """Move every object alive now to the collector's permanent generation; returns how many.
-    The lazily imported :data:`STARTUP_IMPORTS` are loaded first (their objects live for the
-    whole session too).
+    The GUI thread's one-time costs are paid first (:func:`~casdesk.gui.kit.warmup.warm_up_gui_thread`:
+    their objects live for the whole session too).
 
     Call once, when the window is built: the ~130k objects of the modules, classes and
     widgets then live for the whole session, and a full collection walked them all each
@@ -95,8 +88,9 @@ def freeze_long_lived() -> int:
     frees frozen objects; only a cycle among them would never be collected, which is why
     this is done at startup, before any dialog exists.
     """
-    for name in STARTUP_IMPORTS:
-        importlib.import_module(name)
+    from casdesk.gui.kit.warmup import warm_up_gui_thread
+
+    warm_up_gui_thread()
     gc.freeze()
     return gc.get_freeze_count()
 

@@ -127,9 +127,11 @@ def test_lazily_imported_modules_load_at_startup() -> None:
     code = (
         "import sys, numpy\n"
         "assert 'numpy.ma' not in sys.modules\n"
-        "from casdesk.gui.kit.gc_guard import freeze_long_lived, STARTUP_IMPORTS\n"
+        "from casdesk.gui.kit.gc_guard import freeze_long_lived\n"
+        "from casdesk.gui.kit.warmup import STARTUP_IMPORTS\n"
         "freeze_long_lived()\n"
         "print(all(m in sys.modules for m in STARTUP_IMPORTS), 'numpy.ma' in STARTUP_IMPORTS)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
+
