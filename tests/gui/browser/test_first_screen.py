@@ -27,6 +27,24 @@ def _open_panel(qtbot, path):
     return context, panel
 
 
+def _hold(monkeypatch, name: str, started: threading.Event | None = None) -> threading.Event:
+    """Make the browser panel's loader ``name`` wait (in its worker) until the returned event
+    is set; ``started`` is set when it is called."""
+    from casdesk.gui.browser import panel as panel_module
+
+    release = threading.Event()
+    real = getattr(panel_module, name)
+
+    def held(*args):
+        if started is not None:
+            started.set()
+        release.wait(10)
+        return real(*args)
+
+    monkeypatch.setattr(panel_module, name, held)
+    return release
+
+
 def _close(context, panel) -> None:
     panel.shutdown()
     context.close()
@@ -35,16 +53,8 @@ def _close(context, panel) -> None:
 def test_split_parts_follow_the_table(qtbot, browser_project, monkeypatch):
     """The grid shows while the split parts are still being read; they arrive with the QC
     columns (index rows in split "s1": every fourth tile has no part)."""
-    from casdesk.gui.browser import panel as panel_module
 
-    release = threading.Event()
-    real = panel_module.load_qc_for
-
-    def slow(*args):
-        release.wait(10)
-        return real(*args)
-
-    monkeypatch.setattr(panel_module, "load_qc_for", slow)
+    release = _hold(monkeypatch, "load_qc_for")
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
         qtbot.waitUntil(lambda: panel.index is not None and panel.model.rowCount() == 240, timeout=10_000)
@@ -133,14 +143,7 @@ def test_the_next_open_reads_the_last_first_screen_before_the_table(qtbot, brows
     finally:
         _close(context, panel)
 
-    release = threading.Event()
-    real = panel_module.load_index_for
-
-    def slow(*args):
-        release.wait(10)
-        return real(*args)
-
-    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    release = _hold(monkeypatch, "load_index_for")
     monkeypatch.setattr(panel_module, "load_snapshot", lambda *a: None)  # the table read from the catalog
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
@@ -221,7 +224,6 @@ def test_metric_sliders_are_built_with_the_panel_not_while_a_project_opens(qtbot
 def test_the_next_open_starts_from_the_snapshot_and_corrects_it(qtbot, browser_project, monkeypatch):
     """The grid shows the last tile table at once; the catalog is read after the first
     screen, and a table that changed meanwhile replaces the snapshot's."""
-    from casdesk.gui.browser import panel as panel_module
     from casdesk.gui.browser import snapshot as snapshot_module
 
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
@@ -239,14 +241,7 @@ def test_the_next_open_starts_from_the_snapshot_and_corrects_it(qtbot, browser_p
     with cat.transaction() as db:
         db.execute("UPDATE tiles SET name = 'zz_renamed' WHERE id = ?", (renamed,))
 
-    release = threading.Event()
-    real = panel_module.load_index_for
-
-    def slow(*args):
-        release.wait(10)
-        return real(*args)
-
-    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    release = _hold(monkeypatch, "load_index_for")
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
         # shown from the snapshot while the catalog is still being read
@@ -296,7 +291,6 @@ def test_a_damaged_or_foreign_snapshot_is_refused(tmp_path):
 def test_new_qc_columns_while_the_snapshot_is_checked_still_check_it(qtbot, browser_project, monkeypatch):
     """QC metrics changed right after the open: the QC reload replaces the late job, and
     still reads the tile table the snapshot stands in for."""
-    from casdesk.gui.browser import panel as panel_module
 
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
@@ -307,15 +301,8 @@ def test_new_qc_columns_while_the_snapshot_is_checked_still_check_it(qtbot, brow
     renamed = browser_project.ids[5]
     with cat.transaction() as db:
         db.execute("UPDATE tiles SET name = 'zz_late' WHERE id = ?", (renamed,))
-    started, release = threading.Event(), threading.Event()
-    real = panel_module.load_index_for
-
-    def slow(*args):
-        started.set()
-        release.wait(10)
-        return real(*args)
-
-    monkeypatch.setattr(panel_module, "load_index_for", slow)
+    started = threading.Event()
+    release = _hold(monkeypatch, "load_index_for", started)
     context, panel = _open_panel(qtbot, browser_project.catalog.path)
     try:
         qtbot.waitUntil(started.is_set, timeout=10_000)  # the late job checks the snapshot
