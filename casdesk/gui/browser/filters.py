@@ -279,4 +279,4 @@ def _remember_label_sizes(slider: QLabeledDoubleRangeSlider) -> None:
                 measure()
                 last[0] = key
 
-        label._update_size = update  # type: ignore[attr-defined]  # showEvent looks it up here
+        label._update_size = update  # showEvent looks it up on the instance first
