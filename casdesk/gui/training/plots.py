@@ -132,6 +132,10 @@ class TrainingPlots(QWidget):
         self._reveal_timer.timeout.connect(self._reveal_next)
         self._x_end: float | None = None  # the run's epochs, once known (else x auto range)
         self._lr_top = 0.0
+        self._loss_span: tuple[float, float] | None = None  # the loss axis during a run
+        self._ranges: dict[pg.PlotWidget, dict[str, tuple[float, float, float]]] = {}
+        """Axis ranges to set, per plot: applied on the plot's own drawing turn (setting all
+        three plots' ranges at once re-laid out six axes in one frame, ~30 ms)."""
         grid = QGridLayout(self)
         grid.setContentsMargins(0, 0, 0, 0)
         grid.addWidget(self.loss_plot, 0, 0)
@@ -160,9 +164,11 @@ class TrainingPlots(QWidget):
         self._batch_timer.stop()
         for s in (self.step_loss, self.train_loss, self.val_loss, self.lr, *self.metrics.values()):
             s.clear()
-        self._x_end, self._lr_top = None, 0.0
+        self._x_end, self._lr_top, self._loss_span = None, 0.0, None
+        self._ranges.clear()
         for plot in (self.loss_plot, self.lr_plot):
             plot.getPlotItem().enableAutoRange()
+        self.metric_plot.getPlotItem().enableAutoRange(axis="x")  # y stays 0-100
 
         for c in self.compare_curves:
             self.metric_plot.removeItem(c)
@@ -173,17 +179,43 @@ class TrainingPlots(QWidget):
         loss = float(data["loss"])
         if np.isfinite(loss):  # the engine reads the loss back every few batches only (NaN before the first)
             self.step_loss.append(x, loss, draw=False)
+            self._fit_loss(loss)
         lr = float(data["lr"])
         self.lr.append(x, lr, draw=False)
         epochs = data.get("epochs")
         if epochs and epochs != self._x_end:  # the whole run: the x axes stay as they are
             self._x_end = epochs
-            for plot in (self.loss_plot, self.lr_plot):
-                plot.setXRange(0, float(epochs), padding=0.02)
+            for plot in (self.loss_plot, self.lr_plot, self.metric_plot):  # the metrics' x: epochs 1..N
+                self._want_range(plot, "x", 0.0, float(epochs), 0.02)
         if np.isfinite(lr) and lr > self._lr_top:  # the lr axis changes a few times a run
             self._lr_top = 1.25 * lr if lr > 0 else 1.0
-            self.lr_plot.setYRange(0, self._lr_top, padding=0)
+            self._want_range(self.lr_plot, "y", 0.0, self._lr_top)
         self._schedule_draw()
+
+    def _fit_loss(self, value: float) -> None:
+        """During a run the loss axis spans 0 (or the lowest loss, if negative) to 1.25 x the
+        highest loss, and changes only when a loss falls outside it: auto-range moved it at
+        every new lowest loss, and an axis whose range moves is laid out and repainted again
+        (10-30 ms of the GUI thread each time, the largest part of the stalls left while a
+        run trains)."""
+        span = self._loss_span
+        if span is not None and span[0] <= value <= span[1]:
+            return
+        low = min(0.0, value if span is None else min(span[0], 1.25 * value))
+        high = max(value, 1e-6) * 1.25 if span is None else max(span[1], 1.25 * value)
+        self._loss_span = (low, high)
+        self._want_range(self.loss_plot, "y", low, high)
+
+    def _want_range(self, plot: pg.PlotWidget, axis: str, low: float, high: float, padding: float = 0.0) -> None:
+        self._ranges.setdefault(plot, {})[axis] = (low, high, padding)
+        self._schedule_draw()
+
+    def _apply_ranges(self, plot: pg.PlotWidget) -> None:
+        for axis, (low, high, padding) in self._ranges.pop(plot, {}).items():
+            if axis == "x":
+                plot.setXRange(low, high, padding=padding)
+            else:
+                plot.setYRange(low, high, padding=padding)
 
     def _schedule_draw(self) -> None:
         if not self._batch_timer.isActive():
@@ -195,19 +227,21 @@ class TrainingPlots(QWidget):
         a few times a second, however fast batches arrive."""
         groups = self._groups
         for step in range(1, len(groups) + 1):
-            _plot, series = groups[(self._drawn + step) % len(groups)]
-            if any(s.dirty for s in series):
+            plot, series = groups[(self._drawn + step) % len(groups)]
+            if plot in self._ranges or any(s.dirty for s in series):
+                self._apply_ranges(plot)
                 for s in series:
                     s.draw()
                 self._drawn = (self._drawn + step) % len(groups)
                 break
-        if any(s.dirty for _p, series in groups for s in series):
+        if self._ranges or any(s.dirty for _p, series in groups for s in series):
             self._batch_timer.start()
 
     def draw_now(self) -> None:
         """Draw every pending point at once (tests, screenshots)."""
         self._batch_timer.stop()
-        for _plot, series in self._groups:
+        for plot, series in self._groups:
+            self._apply_ranges(plot)
             for s in series:
                 s.draw()
 
@@ -217,6 +251,10 @@ class TrainingPlots(QWidget):
         val = record.get("val", {})
         if "loss" in val:
             self.val_loss.append(epoch, float(val["loss"]), draw=False)
+        if self._loss_span is not None:  # a live run (a history keeps auto range)
+            for value in (record["train"]["loss"], val.get("loss")):
+                if value is not None and np.isfinite(float(value)):
+                    self._fit_loss(float(value))
         for key, series in self.metrics.items():
             if key in val:
                 series.append(epoch, 100 * float(val[key]), draw=False)

@@ -143,3 +143,30 @@ def test_plots_are_first_painted_one_per_turn(qtbot):
     plots.hide()
     plots.show()  # only the first show staggers
     assert plots.metric_plot.updatesEnabled() and plots.lr_plot.updatesEnabled()
+
+
+def test_axes_stay_put_while_a_run_trains(qtbot):
+    """An axis whose range moves is laid out and repainted again (10-30 ms of the GUI thread):
+    during a run the loss axis changes only when a loss leaves it, and the metric plot's
+    x axis spans the run's epochs from the start."""
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 500)
+    plots.show()
+    box = plots.loss_plot.getPlotItem().getViewBox()
+    plots.add_batch({"epoch": 1, "batch": 1, "batches": 40, "epochs": 5, "loss": 0.8, "lr": 0.01})
+    plots.draw_now()
+    first = box.viewRange()[1]
+    assert first == pytest.approx([0.0, 1.0])
+    for batch in range(2, 41):  # the loss falls to a new lowest value at every batch
+        plots.add_batch({"epoch": 1, "batch": batch, "batches": 40, "epochs": 5, "loss": 0.8 / batch, "lr": 0.01})
+    plots.add_epoch({"epoch": 1, "train": {"loss": 0.3}, "val": {"loss": 0.4, "miou": 0.3}})
+    plots.draw_now()
+    assert box.viewRange()[1] == pytest.approx(first)
+    assert plots.metric_plot.getPlotItem().getViewBox().viewRange()[0][1] >= 5.0
+    plots.add_batch({"epoch": 2, "batch": 1, "batches": 40, "epochs": 5, "loss": 2.0, "lr": 0.01})
+    assert box.viewRange()[1] == pytest.approx(first)  # set on the loss plot's own drawing turn
+    qtbot.waitUntil(lambda: box.viewRange()[1] == pytest.approx([0.0, 2.5]), timeout=5_000)  # a loss above the axis widens it
+    plots.clear()
+    assert box.autoRangeEnabled()[1]  # a past run's history is shown with auto range
+    assert plots.metric_plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
