@@ -270,6 +270,9 @@ class ThumbnailLoader(QObject):
         self._batch: list[int] = []
         self._timer = QTimer(self, singleShot=True, interval=30)
         self._timer.timeout.connect(self._flush)
+        self._to_start = 0  # workers counted by the queue, to start after this event
+        self._start_timer = QTimer(self, singleShot=True, interval=0)
+        self._start_timer.timeout.connect(self._start_pending)
         self.decoded = 0  # thumbnails delivered (for tests and the benchmark)
 
     # ---- configuration
@@ -297,7 +300,7 @@ class ThumbnailLoader(QObject):
             self._lru.move_to_end(request.key)
             return images
         if self._queue.push(request, self._pool.maxThreadCount()):
-            self._pool.start(_Task(self._queue, self._bridge))
+            self._start_worker()
         return None
 
     def prefetch(self, requests: list[ThumbRequest]) -> None:
@@ -306,7 +309,21 @@ class ThumbnailLoader(QObject):
         for request in reversed(requests):
             request = replace(request, prefetch=True)
             if request.key not in self._lru and self._queue.push(request, self._pool.maxThreadCount()):
-                self._pool.start(_Task(self._queue, self._bridge))
+                self._start_worker()
+
+    def _start_worker(self) -> None:
+        """Start a worker once the GUI thread is done with what it is doing: requests come
+        from a paint, and a worker started at once decoded (holding the GIL a third of the
+        time) while the rest of the window painted: the paint that asked for thumbnails took
+        longer for it."""
+        self._to_start += 1
+        if not self._start_timer.isActive():
+            self._start_timer.start()
+
+    def _start_pending(self) -> None:
+        n, self._to_start = self._to_start, 0
+        for _ in range(n):
+            self._pool.start(_Task(self._queue, self._bridge))
 
     @property
     def disk_cache(self) -> thumbnails.ThumbnailCache | None:
@@ -367,6 +384,10 @@ class ThumbnailLoader(QObject):
             self._queue.generation = self._generation
             self._queue.stopped = True
         self._queue.clear()
+        self._start_timer.stop()
+        with self._queue.lock:  # workers counted but never started
+            self._queue.workers -= self._to_start
+            self._to_start = 0
         self._pool.clear()
         done = self._pool.waitForDone(msecs)
         self._timer.stop()
