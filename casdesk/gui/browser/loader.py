@@ -479,7 +479,9 @@ class _CallTask(QRunnable):
 class LatestCall(QObject):
     """Runs a function in its own one-thread pool and reports only the *latest* call's
     result: loading the tile index or a detail view, where a newer request makes an older
-    one moot."""
+    one moot. The call starts once the GUI thread has finished the event that submitted
+    it (a click is followed by the repaint it causes; a worker started at once competed
+    with that repaint for the GIL and the cores)."""
 
     finished = Signal(object)
     failed = Signal(str)
@@ -493,18 +495,28 @@ class LatestCall(QObject):
         self._bridge.finished.connect(self._on_finished)
         self._bridge.failed.connect(self._on_failed)
         self._ticket = 0
+        self._next: Callable[[], Any] | None = None  # submitted, not started yet
+        self._start_timer = QTimer(self, singleShot=True, interval=0)
+        self._start_timer.timeout.connect(self._start_next)
 
     def submit(self, func: Callable[[], Any]) -> None:
         self._ticket += 1
         self._pool.clear()  # a queued older call will never be wanted
-        self._pool.start(_CallTask(func, self._ticket, self._bridge))
+        self._next = func
+        self._start_timer.start()
+
+    def _start_next(self) -> None:
+        func, self._next = self._next, None
+        if func is not None:
+            self._pool.start(_CallTask(func, self._ticket, self._bridge))
 
     def is_busy(self) -> bool:
-        return self._pool.activeThreadCount() > 0
+        return self._next is not None or self._pool.activeThreadCount() > 0
 
     def cancel(self) -> None:
-        """Ignore the result of every call made so far."""
+        """Ignore the result of every call made so far (one not started yet never runs)."""
         self._ticket += 1
+        self._next = None
 
     def _on_finished(self, ticket: int, result: object) -> None:
         if ticket == self._ticket:
@@ -516,5 +528,7 @@ class LatestCall(QObject):
 
     def shutdown(self, msecs: int = 10_000) -> bool:
         self._ticket += 1
+        self._next = None
+        self._start_timer.stop()
         self._pool.clear()
         return self._pool.waitForDone(msecs)
