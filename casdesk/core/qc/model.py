@@ -46,7 +46,8 @@ SEAM_DEFAULT = 20.5
 """Seam rule default in DN (margin 6: 14.5-26.5 is flagged), calibrated on the 22 released tiles
 and the evaluation set of ``benchmarks/bench_qc_accuracy.py`` (docs/qc.md): released tiles
 score 3-14 except 10026 (19.9) and Palu0117 (24.9, a faint real seam the authors kept),
-which are flagged, never rejected."""
+which are flagged, never rejected. The duplication term (geometric seams, 2000 x the
+duplicated share) of every released tile is below 7."""
 
 
 # --------------------------------------------------------------------------- rules

@@ -1,5 +1,6 @@
 """Mosaic seams: the strongest straight line along which one side is brighter (or one
-colour band higher) by the same amount all along it (see :func:`seam_score`)."""
+colour band higher) by the same amount all along it, or content duplicated by a displaced
+scene (see :func:`seam_score` and :mod:`~casdesk.core.qc.seam_dup`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+from casdesk.core.qc.seam_dup import duplication_profile
 
 if TYPE_CHECKING:
     from casdesk.core.qc.detectors import TileData
@@ -28,6 +31,10 @@ SEAM_PIECES = 16
 SEAM_TEXTURE_MIN = 0.45
 SEAM_MEDIAN = 2
 SEAM_MIN_CHORD = 0.6
+SEAM_DUP_DN = 2000.0
+"""DN of seam score per unit of duplicated share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
+a share of 0.00725 reaches the 14.5 DN flag line of the default rule, 0.01325 its 26.5 DN
+reject line (released tiles <= 0.0032, traps <= 0.0042)."""
 
 
 @lru_cache(maxsize=4)
@@ -220,12 +227,23 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
 
 
 def seam_profile(tile: TileData) -> tuple[float, float, float]:
-    """(score in DN, line normal angle in degrees, signed offset from the centre as a
-    fraction of the tile side) of the strongest seam; see :func:`seam_score`."""
+    """(score in DN, angle in degrees, signed offset from the centre as a fraction of the
+    tile side) of the strongest seam; see :func:`seam_score`. For a brightness or colour
+    step the angle is the line's normal; for duplicated content (a displaced scene) it is
+    the displacement's direction and the offset is 0."""
     rows, cols = tile.shape
     size = min(SEAM_SIZE, rows, cols)
     if size < 32:
         return (0.0, 0.0, 0.0)
+    step = _step_profile(tile, size)
+    share, dy, dx = duplication_profile(tile.rgb, None if tile.full else tile.footprint)
+    if SEAM_DUP_DN * share > step[0]:
+        return (SEAM_DUP_DN * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
+    return step
+
+
+def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:
+    """The strongest brightness or colour step line: (DN, normal angle, offset)."""
     inner = cv2.erode(tile.footprint.astype(np.uint8), np.ones((9, 9), np.uint8))
     ok = cv2.resize(inner * 255, (size, size), interpolation=cv2.INTER_AREA) == 255
     rgb = cv2.resize(tile.rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -240,7 +258,15 @@ def seam_profile(tile: TileData) -> tuple[float, float, float]:
 
 
 def seam_score(tile: TileData) -> float:
-    """Strength of the strongest mosaic seam, in 8-bit DN of the display RGB: a straight
+    """Strength of the strongest mosaic seam, in 8-bit DN of the display RGB: the larger of
+    a step score and a duplication score.
+
+    Duplication (a geometric seam, one scene displaced): the share of the tile repeating
+    other content of it at one displacement of 6.5-36 px (one FFT autocorrelation of the
+    sign of the Laplacian, see :func:`~casdesk.core.qc.seam_dup.duplication_share`), times
+    :data:`SEAM_DUP_DN`.
+
+    Step (a radiometric seam): a straight
     line across the tile along which one side is brighter (or one colour band higher) by
     the same amount all along it. Candidates: on a 96 px copy, lines in 48 directions, each
     cut into 10 pieces; per piece the step between 3-px strips beside the line minus the

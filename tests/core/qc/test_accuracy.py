@@ -73,7 +73,7 @@ def test_cloud_cover_within_01() -> None:
 
 def test_traps_are_not_fill_or_cloud() -> None:
     _, summary = measured(("trap",), 4)
-    for metric in ("fill_fraction", "cloud_fraction"):
+    for metric in ("fill_fraction", "cloud_fraction", "seam_score"):
         assert summary[metric]["trap_rejected"] == 0.0
 
 
@@ -89,6 +89,28 @@ def test_strong_brightness_seam_is_caught() -> None:
     assert caught >= 2
 
 
+def displaced(img: np.ndarray, shift: int) -> np.ndarray:
+    """Right of a vertical line through the centre, the scene displaced ``shift`` px to the
+    right (into that side): the band just right of the line repeats the left side's content."""
+    out = img.copy()
+    half = img.shape[2] // 2
+    out[:, :, half:] = img[:, :, half - shift : img.shape[2] - shift]
+    return out
+
+
+@pytest.mark.parametrize("shift", [16, 32])
+def test_displaced_scene_is_caught(shift: int) -> None:
+    seam = next(r for r in PAPER_DEFAULTS if r.metric == "seam_score")
+    caught = 0
+    chosen = sources(4)
+    for path in chosen:
+        img = evalset.read_rgb(path)
+        case = evalset.Case("s", "seam", displaced(img, shift), {"dn": 0, "px": shift})
+        value = evalset.measure_cases([case], ("seam_score",))[0]["seam_score"]
+        caught += value >= seam.threshold - seam.margin
+    assert caught >= len(chosen) - 1
+
+
 @pytest.mark.slow
 def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
     """The benchmark's numbers as assertions (docs/qc.md has the table): fill and cloud
@@ -100,4 +122,8 @@ def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
     assert fill["within_goal"] == 1.0 and fill["clean_rejected"] == 0.0
     assert cloud["within_goal"] >= 0.95 and cloud["clean_rejected"] == 0.0
     assert seam["clean_rejected"] == 0.0 and seam["clean_flagged"] <= 0.10
-    assert seam["radiometric_severe_caught"] >= 0.2
+    assert seam["trap_rejected"] == 0.0
+    # measured 33 % / 37.5 % / 35.2 % (seed 16; seed 17: 36 % / 39 % / 37.5 %)
+    assert seam["radiometric_severe_caught"] >= 0.28
+    assert seam["geometric_severe_caught"] >= 0.30
+    assert seam["severe_caught"] >= 0.30
