@@ -207,6 +207,15 @@ class AppRuntime:
         except ImportError:
             return
         self.parts.append(f"{freeze_long_lived()} startup objects frozen")
+        try:  # as run_app: the modules of features not used yet, in the background, 2 s later
+            from PySide6.QtCore import QTimer
+
+            from casdesk.gui.kit.warmup import import_in_background
+            from casdesk.gui.shell.app import BACKGROUND_IMPORTS_AFTER_MS
+        except ImportError:
+            return
+        QTimer.singleShot(BACKGROUND_IMPORTS_AFTER_MS, import_in_background)
+        self.parts.append("background imports")
 
     def describe(self) -> str:
         return ", ".join(self.parts) or "python defaults"

@@ -15,6 +15,10 @@ from casdesk.gui.kit.device_probe import PROBE_FLAG, probe_main
 
 log = logging.getLogger(__name__)
 
+BACKGROUND_IMPORTS_AFTER_MS = 2000
+"""When the window has shown, wait this long before importing the modules of features not
+used yet (:func:`casdesk.gui.kit.warmup.import_in_background`): the project loads first."""
+
 
 def run_app(project: str | Path | None = None, argv: list[str] | None = None) -> int:
     from PySide6.QtCore import Qt
@@ -50,6 +54,12 @@ def run_app(project: str | Path | None = None, argv: list[str] | None = None) ->
     freeze_long_lived()  # full collections no longer walk the startup objects (~120 ms each)
     if project is not None:
         window.start_open_project(project)  # the window shows at once; the project follows
+    from PySide6.QtCore import QTimer
+
+    from casdesk.gui.kit.warmup import import_in_background
+
+    # first uses of features import their modules ahead, once the project's first screen is up
+    QTimer.singleShot(BACKGROUND_IMPORTS_AFTER_MS, import_in_background)
     try:
         return app.exec()
     finally:

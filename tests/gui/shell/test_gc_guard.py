@@ -135,3 +135,38 @@ def test_lazily_imported_modules_load_at_startup() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "True"]
 
+
+
+def test_modules_of_first_uses_are_imported_in_the_background_without_torch() -> None:
+    # a fresh interpreter: the first "Review suspect labels" or "Start training" finds its
+    # modules imported, and the background imports never pull torch in
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from casdesk.gui.kit.warmup import BACKGROUND_IMPORTS, import_in_background\n"
+        "assert not any(m in sys.modules for m in BACKGROUND_IMPORTS), 'imported already'\n"
+        "thread = import_in_background()\n"
+        "thread.join(60)\n"
+        "print(thread.daemon, all(m in sys.modules for m in BACKGROUND_IMPORTS), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True", "False"]
+
+
+def test_a_module_that_fails_to_import_does_not_stop_the_others() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from casdesk.gui.kit.warmup import import_in_background\n"
+        "name = 'casdesk.core.dataset.splits'\n"
+        "assert name not in sys.modules\n"
+        "thread = import_in_background(('casdesk.no_such_module', name))\n"
+        "thread.join(30)\n"
+        "print(thread.is_alive(), name in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
