@@ -45,9 +45,9 @@ N_STATES = len(STATE_NAMES)
 SEAM_DEFAULT = 20.5
 """Seam rule default in DN (margin 6: 14.5-26.5 is flagged), calibrated on the 22 released tiles
 and the evaluation set of ``benchmarks/bench_qc_accuracy.py`` (docs/qc.md): released tiles
-score 3-14 except 10026 (19.9) and Palu0117 (24.9, a faint real seam the authors kept),
+score 4-14 except 10026 (19.9) and Palu0117 (19.6, a faint real seam the authors kept),
 which are flagged, never rejected. The duplication term (geometric seams, 2000 x the
-duplicated share) of every released tile is below 7."""
+duplicated share) of every released tile is below 4.5."""
 
 
 # --------------------------------------------------------------------------- rules

@@ -23,7 +23,8 @@ SEAM_SEGMENTS = 10
 SEAM_MIN_SEGMENTS = 6
 SEAM_STRIP = 3
 SEAM_PROMINENCE = 9
-SEAM_CANDIDATES = 5
+SEAM_CANDIDATES = 3
+"""Candidate lines re-fitted on the RGB bands (the best of the grey plane's coarse scores)."""
 SEAM_REFINE_DEG = 2.25
 SEAM_REFINE_PX = 10
 SEAM_REFINE_STRIP = 6
@@ -31,10 +32,23 @@ SEAM_PIECES = 16
 SEAM_TEXTURE_MIN = 0.45
 SEAM_MEDIAN = 2
 SEAM_MIN_CHORD = 0.6
+SEAM_CHROMA_CANDIDATES = 2
+"""Candidate lines re-fitted on the colour-difference planes R - G and B - G."""
+SEAM_CHROMA = 1.25
+"""Weight of a step in a colour-difference plane (DN) against one in a band: the planes hold
+little of the scene's texture (the bands' shared brightness cancels), so their chance lines
+are weaker (released tiles <= 7.5 DN but Palu0117's real seam) and a one-band shift of c DN
+is a clean step of c DN in them."""
+_PLANES = np.array([[1 / 3, 1 / 3, 1 / 3, 0.0], [1.0, -1.0, 0.0, 128.0], [0.0, -1.0, 1.0, 128.0]], np.float32)
+"""(grey, R - G + 128, B - G + 128) from RGB (``cv2.transform``: rounded, saturated to uint8)."""
+_CHROMA_SRC = np.array([[1.0, -1.0, 0.0, 128.0], [0.0, -1.0, 1.0, 128.0], [0.0, 0.0, 0.0, 255.0]], np.float32)
+"""(R - G + 128, B - G + 128, 255): the colour-difference planes with a full footprint plane."""
+
+
 SEAM_DUP_DN = 2000.0
 """DN of seam score per unit of duplicated share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
 a share of 0.00725 reaches the 14.5 DN flag line of the default rule, 0.01325 its 26.5 DN
-reject line (released tiles <= 0.0032, traps <= 0.0042)."""
+reject line (released tiles <= 0.0021, traps <= 0.005)."""
 
 
 @lru_cache(maxsize=4)
@@ -53,7 +67,7 @@ def _rotations(size: int, angles: int) -> tuple[int, list[np.ndarray]]:
 
 
 def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
-    """Candidate seam lines on the small copy: (score per (angle, boundary row), first row).
+    """Candidate seam lines on the small copy: (score per (angle, boundary row, plane), first row).
 
     Each rotation turns the lines of one direction into rows; every row is cut into
     :data:`SEAM_SEGMENTS` pieces (``cv2.resize`` INTER_AREA does the averaging). For each
@@ -61,7 +75,7 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
     kept only when the step between the strips beyond (the plateau) has the same sign, and
     minus the steps of the parallel lines :data:`SEAM_PROMINENCE` rows away (a regional
     change of content is not a line). The score is the lower 2-sigma bound of the mean step
-    over the pieces, maximised over bands.
+    over the pieces, per plane.
     """
     out, mats = _rotations(rgb.shape[0], SEAM_ANGLES)
     stack = np.dstack([rgb * ok[..., None], ok * 255]).astype(np.uint8)
@@ -75,8 +89,8 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
             )
             for m in mats
         ]
-    ).astype(np.float32)  # (angles, rows, segments, 4)
-    seg[..., 3] /= 255.0
+    ).astype(np.float32)  # (angles, rows, segments, planes + 1)
+    seg[..., -1] /= 255.0
     w = SEAM_STRIP
     csum = np.concatenate([np.zeros_like(seg[:, :1]), np.cumsum(seg, axis=1)], axis=1)
     b = np.arange(3 * w, out - 3 * w + 1)
@@ -85,7 +99,7 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
 
     def mean(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         s = csum[:, first + hi : last + hi] - csum[:, first + lo : last + lo]
-        return s[..., :3] / np.maximum(s[..., 3:], 1e-3), s[..., 3]
+        return s[..., :-1] / np.maximum(s[..., -1:], 1e-3), s[..., -1]
 
     nb, wb = mean(-w, 0)
     na, wa = mean(0, w)
@@ -97,16 +111,14 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, int]:
     nbh[:, k:-k] = 0.5 * (plat[:, : -2 * k] + plat[:, 2 * k :])
     step = plat - nbh
     n_valid = good.sum(axis=2)
-    # median over the valid pieces (invalid ones pushed half to each end of the sort)
-    big = np.float32(1e6)
-    hi = np.sort(np.where(good[..., None], step, big), axis=2)
-    lo = np.sort(np.where(good[..., None], step, -big), axis=2)
-    mid = np.clip(n_valid // 2, 0, SEAM_SEGMENTS - 1)
-    idx = mid[..., None, None]
-    med = 0.5 * (np.take_along_axis(hi, idx, axis=2) + np.take_along_axis(lo, SEAM_SEGMENTS - 1 - idx, axis=2))[:, :, 0]
+    # median over the valid pieces (invalid ones sorted to the end)
+    srt = np.sort(np.where(good[..., None], step, np.float32(1e6)), axis=2)
+    upper = np.clip(n_valid // 2, 0, SEAM_SEGMENTS - 1)[..., None, None]
+    lower = np.clip(n_valid - 1 - n_valid // 2, 0, SEAM_SEGMENTS - 1)[..., None, None]
+    med = 0.5 * (np.take_along_axis(srt, upper, axis=2) + np.take_along_axis(srt, lower, axis=2))[:, :, 0]
     score = np.abs(med)
     score[n_valid < SEAM_MIN_SEGMENTS] = 0.0
-    return np.clip(score, 0, None).max(axis=2), int(b[0])
+    return np.clip(score, 0, None), int(b[0])
 
 
 def _candidates(score: np.ndarray, k: int) -> list[tuple[int, int]]:
@@ -141,7 +153,9 @@ def _piece_medians(d: np.ndarray, k: int) -> np.ndarray:
 _CORRECTIONS = np.deg2rad(np.linspace(-SEAM_REFINE_DEG, SEAM_REFINE_DEG, 7))
 
 
-def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[float, float, float]:
+def _refine_seam(
+    src: np.ndarray, size: int, angle: int, row: float, weight: float = 1.0
+) -> tuple[float, float, float]:
     """Score one candidate line at full resolution: (DN, normal angle in degrees, offset).
 
     The line is re-fitted (7 angle corrections, +-:data:`SEAM_REFINE_PX` px shifts) and sampled
@@ -181,21 +195,21 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
             dtype=np.float32,
         )
         strip = cv2.warpAffine(src, m, (length, 2 * half + 1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        cols_ok = np.flatnonzero((strip[..., 3] == 255).all(axis=0))
+        cols_ok = np.flatnonzero((strip[..., -1] == 255).all(axis=0))
         if cols_ok.size < SEAM_MIN_CHORD * min(rows, cols):
             continue
         c0, c1 = int(cols_ok[0]), int(cols_ok[-1]) + 1
         # pieces along the line (the valid run of a convex footprint is contiguous)
         k = (c1 - c0) // SEAM_PIECES
         prof = cv2.resize(  # integer factor: the fast block mean of each piece's columns
-            strip[:, c0 : c0 + k * SEAM_PIECES, :3], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA
-        ).astype(np.float32)  # (2*half+1, pieces, 3)
+            strip[:, c0 : c0 + k * SEAM_PIECES, :-1], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA
+        ).astype(np.float32)  # (2*half+1, pieces, planes)
         csum = np.concatenate([np.zeros_like(prof[:1]), np.cumsum(prof, axis=0)])
         v = np.arange(half - reach, half + reach + 1)
         if SEAM_MEDIAN:
             g = SEAM_MEDIAN
-            body = strip[:, c0 : c0 + k * SEAM_PIECES, :3].astype(np.int16)
-            d = body[v + g] - body[v - g]  # (shifts, length, 3): pixel pairs across the line
+            body = strip[:, c0 : c0 + k * SEAM_PIECES, :-1].astype(np.int16)
+            d = body[v + g] - body[v - g]  # (shifts, length, planes): pixel pairs across the line
             near = _piece_medians(d, k)
         else:
             near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
@@ -207,7 +221,7 @@ def _refine_seam(src: np.ndarray, size: int, angle: int, row: float) -> tuple[fl
         denom = np.where(np.abs(mu) > 1e-3, mu, 1e-3)
         plateau = np.clip(np.minimum(far1.mean(axis=1) / denom, far2.mean(axis=1) / denom), 0, 1)
         gate = np.clip((plateau - 0.4) / 0.3, 0, 1)
-        score = (np.abs(mu) - 2.0 * sd / math.sqrt(SEAM_PIECES)) * gate
+        score = (np.abs(mu) - 2.0 * sd / math.sqrt(SEAM_PIECES)) * gate * weight
         i, band = np.unravel_index(int(score.argmax()), score.shape)
         if score[i, band] <= best[0]:
             continue
@@ -243,17 +257,29 @@ def seam_profile(tile: TileData) -> tuple[float, float, float]:
 
 
 def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:
-    """The strongest brightness or colour step line: (DN, normal angle, offset)."""
+    """The strongest brightness or colour step line: (DN, normal angle, offset).
+
+    One coarse pass over (grey, R - G, B - G); the :data:`SEAM_CANDIDATES` best lines of
+    the grey plane are re-fitted on the RGB bands, the :data:`SEAM_CHROMA_CANDIDATES` best
+    of the colour-difference planes on those planes (their score times :data:`SEAM_CHROMA`).
+    """
     inner = cv2.erode(tile.footprint.astype(np.uint8), np.ones((9, 9), np.uint8))
     ok = cv2.resize(inner * 255, (size, size), interpolation=cv2.INTER_AREA) == 255
-    rgb = cv2.resize(tile.rgb, (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
-    coarse, first = _coarse_seam(rgb, ok.astype(np.float32))
     best = (0.0, 0.0, 0.0)
-    src = np.dstack([tile.rgb, inner * 255])
-    for angle, r in _candidates(coarse, SEAM_CANDIDATES):
-        found = _refine_seam(src, size, angle, float(r + first))
-        if found[0] > best[0]:
-            best = found
+    rgb = tile.rgb
+    small = cv2.resize(cv2.transform(rgb, _PLANES), (size, size), interpolation=cv2.INTER_AREA).astype(np.float32)
+    coarse, first = _coarse_seam(small, ok.astype(np.float32))
+    full = bool(inner.all())
+    for src, sel, weight, n in (
+        (cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA), slice(0, 1), 1.0, SEAM_CANDIDATES),  # alpha 255
+        (cv2.transform(rgb, _CHROMA_SRC), slice(1, 3), SEAM_CHROMA, SEAM_CHROMA_CANDIDATES),
+    ):
+        if not full:  # the last plane: the footprint
+            src[..., -1] = inner * 255
+        for angle, r in _candidates(coarse[..., sel].max(axis=2), n):
+            found = _refine_seam(src, size, angle, float(r + first), weight)
+            if found[0] > best[0]:
+                best = found
     return best
 
 
@@ -266,12 +292,15 @@ def seam_score(tile: TileData) -> float:
     sign of the Laplacian, see :func:`~casdesk.core.qc.seam_dup.duplication_share`), times
     :data:`SEAM_DUP_DN`.
 
-    Step (a radiometric seam): a straight
-    line across the tile along which one side is brighter (or one colour band higher) by
-    the same amount all along it. Candidates: on a 96 px copy, lines in 48 directions, each
-    cut into 10 pieces; per piece the step between 3-px strips beside the line minus the
-    steps of parallel lines 9 px away; the 5 lines with the largest median step go on. Each
-    is re-fitted at full resolution (7 angle corrections, +-10 px) and cut into 16 pieces;
+    Step (a radiometric seam): a straight line across the tile along which one side is
+    brighter (or one colour band higher) by the same amount all along it. Candidates: on a
+    96 px copy of the grey plane and the colour-difference planes R - G and B - G (a
+    one-band shift is a step there, clear of the brightness texture the bands share), lines
+    in 48 directions, each cut into 10 pieces; per piece the step between 3-px strips beside
+    the line minus the steps of parallel lines 9 px away; the 3 lines of the grey plane and
+    the 2 of the colour-difference planes with the largest median step go on. Each is
+    re-fitted at full resolution (7 angle corrections, +-10 px; grey-plane lines on the RGB
+    bands, the others on the colour-difference planes, scored x 1.25) and cut into 16 pieces;
     per piece the median difference of pixel pairs 4 px apart across the line (robust to
     the texture crossing it); score = lower 2-sigma bound of the mean over pieces, gated by
     a plateau test (the step must persist 6-18 px away: roads and river banks do not) and a

@@ -42,13 +42,13 @@ def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) ->
     if min(rows, cols) < DUP_MIN_SIZE:
         return (0.0, 0, 0)
     if rgb.ndim == 3:  # the sum of the bands (3x their mean, exact in 16 bits)
-        grey = cv2.transform(rgb, np.ones((1, 3), np.float32)).astype(np.int16)
+        grey = np.add(np.add(rgb[..., 0], rgb[..., 1], dtype=np.int16), rgb[..., 2], dtype=np.int16)
     else:
         grey = rgb.astype(np.int16)
     lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=1)
-    # whitened: the sign of the Laplacian, 0 where it is flat (fill, saturated, smooth;
-    # a step under 2/3 of a DN of the band mean counts as flat)
-    w = (lap > 1).astype(np.float32) - (lap < -1).astype(np.float32)
+    # whitened: the sign of the Laplacian, 0 where it is flat (fill, saturated, smooth; a
+    # Laplacian under 2/3 DN of the band mean counts as flat): trunc(clip(lap, -2, 2) / 2)
+    w = np.trunc(np.clip(lap, -2, 2).astype(np.float32) * np.float32(0.5))
     if footprint is not None and not footprint.all():
         inner = cv2.erode(footprint.astype(np.uint8), np.ones((5, 5), np.uint8))
         w *= inner
