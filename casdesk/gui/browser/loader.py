@@ -22,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.raster import thumbnails
 from casdesk.gui.kit.gil import lower_thread_priority
+from casdesk.gui.kit.pools import kept_pool
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +258,7 @@ class ThumbnailLoader(QObject):
     ) -> None:
         super().__init__(parent)
         self.max_bytes = max_bytes
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(threads or max(2, min(4, (os.cpu_count() or 2) - 1)))
-        self._pool.setExpiryTimeout(5_000)
+        self._pool = kept_pool(self, threads or max(2, min(4, (os.cpu_count() or 2) - 1)))
         self._queue = _Queue()
         self._bridge = _Bridge()
         self._bridge.done.connect(self._on_done_batch)
@@ -488,9 +487,7 @@ class LatestCall(QObject):
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(1)
-        self._pool.setExpiryTimeout(5_000)
+        self._pool = kept_pool(self, 1)
         self._bridge = _CallBridge()
         self._bridge.finished.connect(self._on_finished)
         self._bridge.failed.connect(self._on_failed)

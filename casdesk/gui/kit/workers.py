@@ -104,10 +104,29 @@ class JobRunner(QObject):
             signal.connect(self._thread.quit)
         self._thread.finished.connect(self._on_thread_finished)
         self._running = False
+        self._after: JobRunner | None = None  # started, its thread waiting for this job to end
+        self._closed = False
 
-    def start(self) -> None:
+    def start(self, after: JobRunner | None = None) -> None:
+        """Run the job: now or, while ``after`` runs, once it has ended (running from now on,
+        as far as :meth:`is_running` says). A job that imports torch waits for a torch
+        import running elsewhere anyway, and a thread made while another thread loads a
+        large library waits for the loader, on the GUI thread (:mod:`casdesk.gui.kit.pools`:
+        up to ~50 ms for the first training run's thread while torch was imported)."""
         self._running = True
-        self._thread.start()
+        if after is not None and after is not self and after.is_running():
+            self._after = after
+            after.done.connect(self._start_after)
+        else:
+            self._thread.start()
+
+    def _start_after(self) -> None:
+        if self._after is None:
+            return
+        self._after.done.disconnect(self._start_after)
+        self._after = None
+        if not self._closed:
+            self._thread.start()
 
     def cancel(self) -> None:
         self.token.cancel()
@@ -116,7 +135,10 @@ class JobRunner(QObject):
         return self._running
 
     def wait(self, msecs: int = 30_000) -> bool:
-        """Block until the thread ends (used on shutdown and in tests)."""
+        """Block until the thread ends (used on shutdown and in tests); False for a job still
+        waiting for another to end (its thread starts from the GUI thread's event loop)."""
+        if self._after is not None:
+            return False
         return self._thread.wait(msecs)
 
     def _on_thread_finished(self) -> None:
@@ -124,7 +146,13 @@ class JobRunner(QObject):
         self.done.emit()
 
     def shutdown(self, msecs: int = 30_000) -> None:
-        """Cancel and wait: nothing may outlive the window that owns the job."""
+        """Cancel and wait: nothing may outlive the window that owns the job (one still
+        waiting to start never starts)."""
+        self._closed = True
+        if self._after is not None:
+            self._after.done.disconnect(self._start_after)
+            self._after = None
+            self._running = False
         if self._thread.isRunning():
             self.token.cancel()
             self._thread.quit()

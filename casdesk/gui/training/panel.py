@@ -387,7 +387,7 @@ class TrainingPanel(TrainingProgress):
         self.t_start = time.monotonic()
         self.status.setText(f"Starting {item['planned'].name}...")
         self.progress.setRange(0, 0)
-        runner.start()
+        runner.start(after=self.device_runner)  # its thread is made once torch's warm-up import ends
         self._update_buttons()
 
     # ---- control
