@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PySide6.QtCore import QObject, QRunnable, QTimer, Signal, Slot
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, QTimer, Signal, Slot
 from PySide6.QtGui import QImage
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.raster import thumbnails
 from casdesk.gui.kit.gil import lower_thread_priority
-from casdesk.gui.kit.pools import kept_pool
+from casdesk.gui.kit.pools import call_pool
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,9 @@ class ThumbnailLoader(QObject):
     ) -> None:
         super().__init__(parent)
         self.max_bytes = max_bytes
-        self._pool = kept_pool(self, threads or max(2, min(4, (os.cpu_count() or 2) - 1)))
+        self._pool = QThreadPool(self)
+        self._pool.setMaxThreadCount(threads or max(2, min(4, (os.cpu_count() or 2) - 1)))
+        self._pool.setExpiryTimeout(5_000)
         self._queue = _Queue()
         self._bridge = _Bridge()
         self._bridge.done.connect(self._on_done_batch)
@@ -444,14 +446,19 @@ def _resolve(root: Path, stored: str) -> Path:
 class _CallBridge(QObject):
     finished = Signal(int, object)
     failed = Signal(int, str)
+    ended = Signal()  # after finished or failed, whatever the ticket
 
 
 class _CallTask(QRunnable):
-    def __init__(self, func: Callable[[], Any], ticket: int, bridge: _CallBridge) -> None:
+    def __init__(
+        self, func: Callable[[], Any], ticket: int, bridge: _CallBridge, idle: threading.Event
+    ) -> None:
         super().__init__()
+        self.setAutoDelete(False)  # its LatestCall holds it (to take it back while queued)
         self._func = func
         self._ticket = ticket
         self._bridge = bridge
+        self._idle = idle
 
     def run(self) -> None:
         lower_thread_priority()  # the GUI thread first when both want a core
@@ -467,6 +474,12 @@ class _CallTask(QRunnable):
                 self._bridge.finished.emit(self._ticket, result)
             except RuntimeError:
                 pass
+        finally:
+            self._idle.set()
+            try:
+                self._bridge.ended.emit()
+            except RuntimeError:
+                pass
 
     def _emit_failed(self, message: str) -> None:
         try:
@@ -476,39 +489,55 @@ class _CallTask(QRunnable):
 
 
 class LatestCall(QObject):
-    """Runs a function in its own one-thread pool and reports only the *latest* call's
-    result: loading the tile index or a detail view, where a newer request makes an older
-    one moot. The call starts once the GUI thread has finished the event that submitted
-    it (a click is followed by the repaint it causes; a worker started at once competed
-    with that repaint for the GIL and the cores)."""
+    """Runs a function in the background and reports only the *latest* call's result:
+    loading the tile index or a detail view, where a newer request makes an older one moot.
+    One call runs at a time; a call submitted meanwhile waits, and a newer one replaces it.
+
+    The call starts once the GUI thread has finished the event that submitted it (a click
+    is followed by the repaint it causes; a worker started at once competed with that
+    repaint for the GIL and the cores), in the process's shared pool whose threads are
+    made early and kept (:mod:`casdesk.gui.kit.pools`: a thread made while torch's
+    libraries load stalled the window up to 110 ms)."""
 
     finished = Signal(object)
     failed = Signal(str)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self._pool = kept_pool(self, 1)
+        self._pool = call_pool()
         self._bridge = _CallBridge()
         self._bridge.finished.connect(self._on_finished)
         self._bridge.failed.connect(self._on_failed)
+        self._bridge.ended.connect(self._on_ended)
         self._ticket = 0
         self._next: Callable[[], Any] | None = None  # submitted, not started yet
+        self._task: _CallTask | None = None  # started (queued in the pool or running)
+        self._idle = threading.Event()  # set while no task of this call is in the pool
+        self._idle.set()
         self._start_timer = QTimer(self, singleShot=True, interval=0)
         self._start_timer.timeout.connect(self._start_next)
 
     def submit(self, func: Callable[[], Any]) -> None:
         self._ticket += 1
-        self._pool.clear()  # a queued older call will never be wanted
-        self._next = func
+        self._next = func  # an older call not started yet will never be wanted
         self._start_timer.start()
 
     def _start_next(self) -> None:
+        if self._task is not None:
+            return  # started when the running call ends (_on_ended)
         func, self._next = self._next, None
         if func is not None:
-            self._pool.start(_CallTask(func, self._ticket, self._bridge))
+            self._idle.clear()
+            self._task = _CallTask(func, self._ticket, self._bridge, self._idle)
+            self._pool.start(self._task)
+
+    def _on_ended(self) -> None:
+        self._task = None
+        if self._next is not None:
+            self._start_timer.start()
 
     def is_busy(self) -> bool:
-        return self._next is not None or self._pool.activeThreadCount() > 0
+        return self._next is not None or self._task is not None
 
     def cancel(self) -> None:
         """Ignore the result of every call made so far (one not started yet never runs)."""
@@ -524,8 +553,12 @@ class LatestCall(QObject):
             self.failed.emit(message)
 
     def shutdown(self, msecs: int = 10_000) -> bool:
+        """Drop what has not started and wait up to ``msecs`` for the running call to end."""
         self._ticket += 1
         self._next = None
         self._start_timer.stop()
-        self._pool.clear()
-        return self._pool.waitForDone(msecs)
+        task = self._task
+        if task is not None and self._pool.tryTake(task):  # still queued: it never runs
+            self._task = None
+            self._idle.set()
+        return self._idle.wait(msecs / 1000)

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QRectF, Qt, Signal
+from PySide6.QtCore import QObject, QRectF, Qt, QThreadPool, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import QGraphicsPixmapItem, QGraphicsScene
 from rasterio.enums import Resampling
@@ -23,7 +23,6 @@ from rasterio.windows import Window
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.raster.io import open_raster, percentile_limits, to_display_rgb
-from casdesk.gui.kit.pools import kept_pool
 
 log = logging.getLogger(__name__)
 OVERVIEW_PX = 2048
@@ -84,7 +83,8 @@ class ImageLayer(QObject):
     def __init__(self, scene: QGraphicsScene, parent: QObject | None = None):
         super().__init__(parent)
         self.scene = scene
-        self.pool = kept_pool(self, 2)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(2)
         self._emitter = _Emitter(self)
         self._emitter.done.connect(self._on_done)
         self.path: Path | None = None

@@ -17,7 +17,7 @@ import logging
 import threading
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QThreadPool, Signal
 
 from casdesk.core.errors import CasdeskError
 from casdesk.core.project import lock as project_lock
@@ -36,7 +36,6 @@ from casdesk.core.project.events import (
 )
 from casdesk.core.project.lock import ProjectLockedError
 from casdesk.gui.kit.gil import lower_thread_priority
-from casdesk.gui.kit.pools import kept_pool
 
 
 class ProjectEvents(QObject):
@@ -103,7 +102,8 @@ class ProjectContext(QObject):
         self._cleanup: threading.Event | None = None  # set when the cleanup thread is done
         # open and cleanup threads: a QThreadPool task starts without the GUI thread waiting
         # for the new thread to run (threading.Thread.start waits: ~20 ms on a busy machine)
-        self._threads = kept_pool(self, 4)
+        self._threads = QThreadPool(self)
+        self._threads.setMaxThreadCount(4)
         self._cleanup_found_runs.connect(lambda: self.events.announce(RunsChanged()))
         self._open_ticket = 0
         self._pending_open: tuple[int, Path, project_lock.Lock | None] | None = None
