@@ -9,9 +9,10 @@ repeated) to reach ``--tiles``; each gets a mask. Both sides start their own pro
 (spawn), read each file once, in chunks of the same size; the files are in the OS cache
 for both (they were just written, and a warm-up read precedes). ``--metrics`` / ``--without``
 scan a subset of the registered metrics (default: all of them). The reading side reads
-with the GDAL configuration the scan's workers use (``GDAL_SCAN_OPTIONS``: no folder
-listing at every open); ``--plain-read`` reads with GDAL's defaults, which in a folder of
-thousands of tiles cost more than the tiles themselves. Prints a JSON line last with the
+with the GDAL configuration the scan's workers use (casdesk's default
+``GDAL_DISABLE_READDIR_ON_OPEN``: no folder listing at every open); ``--plain-read``
+reads with GDAL's defaults, which in a folder of thousands of tiles cost more than the
+tiles themselves. Prints a JSON line last with the
 wall-clock ratio and the CPU-time ratio (this process and the pools' workers: steadier on
 a shared machine, and it counts the process starts of both sides alike); goal (issue 16):
 scan / read <= 1.5.
@@ -40,7 +41,6 @@ from casdesk.core.project.catalog import Catalog  # noqa: E402
 from casdesk.core.qc import evalset  # noqa: E402
 from casdesk.core.qc.detectors import METRICS  # noqa: E402
 from casdesk.core.qc.rules import CHUNK, compute_metrics  # noqa: E402
-from casdesk.core.qc.scan import GDAL_SCAN_OPTIONS  # noqa: E402
 from casdesk.core.raster.io import open_raster, read_window  # noqa: E402
 
 DEFAULT_PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
@@ -79,10 +79,10 @@ def _read_pair(pair: tuple[Path, Path]) -> int:
 
 
 def _read_chunk(pairs: list[tuple[Path, Path]], plain: bool = False) -> int:
-    if plain:
-        return sum(_read_pair(p) for p in pairs)
-    with rasterio.Env(**GDAL_SCAN_OPTIONS):  # GDAL configured as the scan's workers read
-        return sum(_read_pair(p) for p in pairs)
+    if plain:  # GDAL's own default: list the folder at every open
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
+            return sum(_read_pair(p) for p in pairs)
+    return sum(_read_pair(p) for p in pairs)  # as the scan's workers read (casdesk's GDAL defaults)
 
 
 def read_all(pairs: list[tuple[Path, Path]], workers: int, plain: bool = False) -> float:
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         "--plain-read",
         action="store_true",
         help="read with GDAL's default configuration (it lists the folder at every open: slow with"
-        " thousands of tiles), not the scan's (qc.scan.GDAL_SCAN_OPTIONS)",
+        " thousands of tiles), not casdesk's (GDAL_DISABLE_READDIR_ON_OPEN, core/raster/io.py)",
     )
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.metrics.split(",") if n.strip()] if args.metrics else list(METRICS)

@@ -97,19 +97,10 @@ FLUSH_SECONDS = 1.0
 """Results are written in one transaction per this many tiles or seconds, whichever first."""
 
 
-GDAL_SCAN_OPTIONS = {"GDAL_DISABLE_READDIR_ON_OPEN": "TRUE"}
-"""GDAL configuration while a scan reads tiles: by default GDAL lists the whole folder at
-every open to look for side-car files, which costs more than reading a tile once a folder
-holds a few thousand tiles (2,000 pairs: 5.3 ms per pair read instead of 2.8 ms). With
-this option it looks for the side-cars it needs (``.aux.xml``, ``.msk``, ...) one by one."""
-
-
 def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[str, float]]]:
-    """A worker's task: measure a few tiles (each file read once)."""
-    import rasterio
-
-    with rasterio.Env(**GDAL_SCAN_OPTIONS):
-        return [(tile.id, measure_tile(tile, need)) for tile, need in items]
+    """A worker's task: measure a few tiles (each file read once; GDAL opens them without
+    listing their folder: casdesk.core.raster.io's default)."""
+    return [(tile.id, measure_tile(tile, need)) for tile, need in items]
 
 
 def _init_worker() -> None:
