@@ -119,11 +119,17 @@ def test_a_long_lived_burst_of_young_objects_is_frozen_not_walked(qtbot, monkeyp
             gc.disable()
 
 
-def test_lazily_imported_modules_load_at_startup() -> None:
-    # np.unique imports numpy.ma on its first call: that must not happen on a later GUI event
+def _fresh_python(code: str) -> list[str]:
+    """What ``code`` prints in a fresh interpreter, split into words."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.split()
+
+
+def test_lazily_imported_modules_load_at_startup() -> None:
+    # np.unique imports numpy.ma on its first call: that must not happen on a later GUI event
     code = (
         "import sys, numpy\n"
         "assert 'numpy.ma' not in sys.modules\n"
@@ -132,17 +138,12 @@ def test_lazily_imported_modules_load_at_startup() -> None:
         "freeze_long_lived()\n"
         "print(all(m in sys.modules for m in STARTUP_IMPORTS), 'numpy.ma' in STARTUP_IMPORTS)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True"]
-
+    assert _fresh_python(code) == ["True", "True"]
 
 
 def test_modules_of_first_uses_are_imported_in_the_background_without_torch() -> None:
     # a fresh interpreter: the first "Review suspect labels" or "Start training" finds its
     # modules imported, and the background imports never pull torch in
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "from casdesk.gui.kit.warmup import BACKGROUND_IMPORTS, import_in_background\n"
@@ -151,14 +152,10 @@ def test_modules_of_first_uses_are_imported_in_the_background_without_torch() ->
         "thread.join(60)\n"
         "print(thread.daemon, all(m in sys.modules for m in BACKGROUND_IMPORTS), 'torch' in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["True", "True", "False"]
+    assert _fresh_python(code) == ["True", "True", "False"]
 
 
 def test_a_module_that_fails_to_import_does_not_stop_the_others() -> None:
-    import subprocess
-    import sys
-
     code = (
         "import sys\n"
         "from casdesk.gui.kit.warmup import import_in_background\n"
@@ -168,5 +165,4 @@ def test_a_module_that_fails_to_import_does_not_stop_the_others() -> None:
         "thread.join(30)\n"
         "print(thread.is_alive(), name in sys.modules)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "True"]
+    assert _fresh_python(code) == ["False", "True"]
