@@ -38,6 +38,9 @@ EPOCH_AXIS = "epoch"
 # a light box behind the legends: curves passing under them stay readable
 LEGEND_STYLE = {"brush": pg.mkBrush(255, 255, 255, 210), "pen": pg.mkPen("#cccccc")}
 STEP_AXIS = "epoch (fractional: each point is one batch)"
+X_PADDING = 0.05
+"""Room beside the run's first and last epoch on the x axes (share of the run): the points of
+the last epoch are drawn whole, not cut by the frame (0.02 cut them in a 1-epoch run)."""
 REVEAL_EVERY_MS = 40
 """At the first show, the plots are painted one per this long (not all in one frame)."""
 DRAW_EVERY_MS = 100
@@ -186,7 +189,7 @@ class TrainingPlots(QWidget):
         if epochs and epochs != self._x_end:  # the whole run: the x axes stay as they are
             self._x_end = epochs
             for plot in (self.loss_plot, self.lr_plot, self.metric_plot):  # the metrics' x: epochs 1..N
-                self._want_range(plot, "x", 0.0, float(epochs), 0.02)
+                self._want_range(plot, "x", 0.0, float(epochs), X_PADDING)
         if np.isfinite(lr) and lr > self._lr_top:  # the lr axis changes a few times a run
             self._lr_top = 1.25 * lr if lr > 0 else 1.0
             self._want_range(self.lr_plot, "y", 0.0, self._lr_top)

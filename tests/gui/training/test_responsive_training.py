@@ -170,3 +170,21 @@ def test_axes_stay_put_while_a_run_trains(qtbot):
     plots.clear()
     assert box.autoRangeEnabled()[1]  # a past run's history is shown with auto range
     assert plots.metric_plot.getPlotItem().getViewBox().autoRangeEnabled()[0]
+
+
+def test_the_last_epochs_points_are_inside_the_frame(qtbot) -> None:
+    # a 1-epoch run: the last batch, the epoch's train loss and the validation point sit at
+    # x = 1; the x axes leave room beside them instead of cutting them at the frame
+    from casdesk.gui.training.plots import TrainingPlots
+
+    plots = TrainingPlots()
+    qtbot.addWidget(plots)
+    plots.resize(900, 500)
+    plots.show()
+    for b in (1, 2, 3, 4):
+        plots.add_batch({"epoch": 1, "batch": b, "batches": 4, "epochs": 1, "loss": 0.8, "lr": 0.01})
+    for plot in (plots.loss_plot, plots.metric_plot):
+        box = plot.getPlotItem().getViewBox()
+        qtbot.waitUntil(lambda box=box: box.viewRange()[0][1] > 1.0, timeout=5_000)
+        low, high = box.viewRange()[0]
+        assert low <= -0.04 and high >= 1.04  # a point's radius (5 px) fits in 5 % of the width
