@@ -25,15 +25,23 @@ SEAM_STRIP = 3
 SEAM_PROMINENCE = 9
 SEAM_CANDIDATES = 3
 """Candidate lines re-fitted on the RGB bands (the best of the grey plane's coarse scores)."""
-SEAM_REFINE_DEG = 2.25
+SEAM_REFINE_DEG = 3.375
+"""Angle corrections reach 0.9 of the coarse step (3.75 degrees): the best coarse cell of a
+seam is often its neighbour direction."""
 SEAM_REFINE_ANGLES = 5
-"""Angle corrections tried per candidate line, over +-:data:`SEAM_REFINE_DEG` (7 caught
-1-2 % more severe seams for about 6 ms more per tile)."""
+"""Angle corrections tried per candidate line, over +-:data:`SEAM_REFINE_DEG` (1.69 degrees
+apart: the line fit of :func:`_fit_line` takes up what is left)."""
 SEAM_REFINE_PX = 10
 SEAM_REFINE_STRIP = 6
 SEAM_PIECES = 16
 SEAM_TEXTURE_MIN = 0.45
 SEAM_MEDIAN = 2
+"""Pixel pairs across the line are 2 x this apart (4 px)."""
+SEAM_FIT_WINDOW = 6
+"""Where a piece's step is looked for around the best re-fitted line (px): a line 0.85
+degrees (half a correction step) off a straight seam is 5.3 px from it 360 px away."""
+SEAM_FIT_TOL = 1.5
+"""Pieces whose step lies further than this (px) from the fitted line are dropped from the fit."""
 SEAM_MIN_CHORD = 0.6
 SEAM_CHROMA_CANDIDATES = 2
 """Candidate lines re-fitted on the colour-difference planes R - G and B - G."""
@@ -161,12 +169,12 @@ def _refine_seam(
 ) -> tuple[float, float, float]:
     """Score one candidate line at full resolution: (DN, normal angle in degrees, offset).
 
-    The line is re-fitted (5 angle corrections, +-:data:`SEAM_REFINE_PX` px shifts) and sampled
-    as a strip across it (``cv2.warpAffine``), cut into :data:`SEAM_PIECES` pieces along it.
-    Per piece and band: the step between the 6-px strips beside the line; the line's score
-    is the lower 2-sigma bound of the mean step over the pieces, times a plateau gate (the
-    step between the strips 6-18 px away must be at least 40-70 % of it: a road or a river
-    bank is a line of its own, not a change of the whole side).
+    The line is re-fitted (5 angle corrections over +-3.375 degrees, +-:data:`SEAM_REFINE_PX`
+    px shifts, see :func:`_line_score`), then scored once more along the straight line
+    fitted to where each piece's step lies (:func:`_fit_line`). Half a degree off, a line
+    drifts 3 px from a straight seam at the ends of the tile, which spoils the 4 px pair
+    differences there (a 15 DN colour seam scored 2 from the neighbouring coarse direction
+    and 16 on its line).
     """
     rows, cols = src.shape[:2]
     out, mats = _rotations(size, SEAM_ANGLES)
@@ -180,67 +188,132 @@ def _refine_seam(
     corners = np.array([[0, 0], [cols - 1, 0], [0, rows - 1], [cols - 1, rows - 1]], float)
     u = (corners - ends[0]) @ t0
     centre = ends[0] + t0 * (u.min() + u.max()) / 2
-    w, reach, half = SEAM_REFINE_STRIP, SEAM_REFINE_PX, SEAM_REFINE_PX + 3 * SEAM_REFINE_STRIP
     best = (0.0, 0.0, 0.0)
+    keep: _Pieces | None = None
     for d in _CORRECTIONS:
         cs, sn = math.cos(d), math.sin(d)
         t = np.array([t0[0] * cs - t0[1] * sn, t0[0] * sn + t0[1] * cs])
-        nrm = np.array([-t[1], t[0]])
-        if float(nrm @ n0) < 0:
-            nrm = -nrm
-        u = (corners - centre) @ t
-        u0, length = float(u.min()), int(u.max() - u.min())
-        m = np.array(
-            [
-                [t[0], nrm[0], centre[0] + u0 * t[0] - half * nrm[0]],
-                [t[1], nrm[1], centre[1] + u0 * t[1] - half * nrm[1]],
-            ],
-            dtype=np.float32,
-        )
-        strip = cv2.warpAffine(src, m, (length, 2 * half + 1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-        cols_ok = np.flatnonzero((strip[..., -1] == 255).all(axis=0))
-        if cols_ok.size < SEAM_MIN_CHORD * min(rows, cols):
-            continue
-        c0, c1 = int(cols_ok[0]), int(cols_ok[-1]) + 1
-        # pieces along the line (the valid run of a convex footprint is contiguous)
-        k = (c1 - c0) // SEAM_PIECES
-        prof = cv2.resize(  # integer factor: the fast block mean of each piece's columns
-            strip[:, c0 : c0 + k * SEAM_PIECES, :-1], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA
-        ).astype(np.float32)  # (2*half+1, pieces, planes)
-        csum = np.concatenate([np.zeros_like(prof[:1]), np.cumsum(prof, axis=0)])
-        v = np.arange(half - reach, half + reach + 1)
-        if SEAM_MEDIAN:
-            g = SEAM_MEDIAN
-            body = strip[:, c0 : c0 + k * SEAM_PIECES, :-1].astype(np.int16)
-            d = body[v + g] - body[v - g]  # (shifts, length, planes): pixel pairs across the line
-            near = _piece_medians(d, k)
-        else:
-            near = (csum[v + w] - csum[v]) / w - (csum[v] - csum[v - w]) / w  # (shifts, pieces, 3)
-        mu = near.mean(axis=1)
-        sd = near.std(axis=1, ddof=1)
-        # the step must persist beyond the line: strips 1-2 and 2-3 strip widths away
-        far1 = (csum[v + 2 * w] - csum[v + w]) / w - (csum[v - w] - csum[v - 2 * w]) / w
-        far2 = (csum[v + 3 * w] - csum[v + 2 * w]) / w - (csum[v - 2 * w] - csum[v - 3 * w]) / w
-        denom = np.where(np.abs(mu) > 1e-3, mu, 1e-3)
-        plateau = np.clip(np.minimum(far1.mean(axis=1) / denom, far2.mean(axis=1) / denom), 0, 1)
-        gate = np.clip((plateau - 0.4) / 0.3, 0, 1)
-        score = (np.abs(mu) - 2.0 * sd / math.sqrt(SEAM_PIECES)) * gate * weight
-        i, band = np.unravel_index(int(score.argmax()), score.shape)
-        if score[i, band] <= best[0]:
-            continue
-        # both sides must carry the same texture (a seam shifts one scene's tones; a river
-        # bank or a forest edge joins two different surfaces)
-        vi = int(v[i])
-        grain = np.abs(np.diff(strip[:, c0:c1, band], axis=1))
-        before = float(grain[vi - 3 * w : vi - w].mean())
-        after = float(grain[vi + w : vi + 3 * w].mean())
-        ratio = min(before, after) / max(before, after, 1e-3)
-        score[i, band] *= float(np.clip((ratio - SEAM_TEXTURE_MIN) / 0.25, 0, 1))
-        if score[i, band] > best[0]:
-            normal = math.degrees(math.atan2(nrm[1], nrm[0])) % 180.0
-            offset = float((centre + (v[i] - half) * nrm - [(cols - 1) / 2, (rows - 1) / 2]) @ nrm) / min(rows, cols)
-            best = (float(score[i, band]), normal, offset)
+        found = _line_score(src, t, n0, centre, corners, weight, floor=best[0])
+        if found is not None and found[0][0] > best[0]:
+            best, keep = found
+    if keep is not None:
+        line = _fit_line(keep)
+        if line is not None:
+            found = _line_score(src, line[0], n0, line[1], corners, weight, best[0])
+            if found is not None and found[0][0] > best[0]:
+                best = found[0]
     return best
+
+
+_Pieces = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""(direction, normal, centre, per piece: the step's position across the line in px, the
+piece's position along it, whether its step is clear) of a scored line."""
+
+
+def _fit_line(pieces: _Pieces) -> tuple[np.ndarray, np.ndarray] | None:
+    """(direction, a point) of the straight line through the pieces' step positions (least
+    squares, twice dropping pieces more than :data:`SEAM_FIT_TOL` px off), or None when
+    fewer than half the pieces hold a clear step."""
+    t, nrm, centre, pos, along, clear = pieces
+    ok = clear.copy()
+    for _ in range(2):
+        if ok.sum() < SEAM_PIECES // 2:
+            return None
+        mid = float(along[ok].mean())
+        slope, at = np.polyfit(along[ok] - mid, pos[ok], 1)
+        ok &= np.abs(pos - (at + slope * (along - mid))) <= SEAM_FIT_TOL
+    if ok.sum() < SEAM_PIECES // 2 or abs(slope) >= 0.1:
+        return None
+    direction = t + slope * nrm
+    return direction / np.hypot(*direction), centre + mid * t + at * nrm
+
+
+def _grain(rows: np.ndarray) -> float:
+    """Mean along-line difference of neighbouring uint8 pixels, as uint8 (a negative
+    difference wraps to 256 minus it: the texture gate was calibrated so)."""
+    return float(np.abs(np.diff(rows, axis=1)).mean())
+
+
+def _line_score(
+    src: np.ndarray,
+    t: np.ndarray,
+    n0: np.ndarray,
+    centre: np.ndarray,
+    corners: np.ndarray,
+    weight: float,
+    floor: float = 0.0,
+) -> tuple[tuple[float, float, float], _Pieces] | None:
+    """Score the line through ``centre`` along ``t`` (and its parallels up to
+    :data:`SEAM_REFINE_PX` px away): ((DN, normal angle in degrees, offset), the pieces' step positions), or None
+    where the tile's chord along it is too short or nothing steps.
+
+    The line is sampled as a strip across it (``cv2.warpAffine``), cut into
+    :data:`SEAM_PIECES` pieces along it. Per piece and band: the median difference of pixel
+    pairs 4 px apart across the line; the line's score is the lower 2-sigma bound of the
+    mean step over the pieces, times a plateau gate (the step between the strips 6-18 px
+    away must be at least 40-70 % of it: a road or a river bank is a line of its own, not a
+    change of the whole side) and a texture gate (both sides must carry the same grain).
+    """
+    rows, cols = src.shape[:2]
+    w, reach = SEAM_REFINE_STRIP, SEAM_REFINE_PX
+    half = reach + 3 * w
+    nrm = np.array([-t[1], t[0]])
+    if float(nrm @ n0) < 0:
+        nrm = -nrm
+    u = (corners - centre) @ t
+    u0, length = float(u.min()), int(u.max() - u.min())
+    m = np.array(
+        [
+            [t[0], nrm[0], centre[0] + u0 * t[0] - half * nrm[0]],
+            [t[1], nrm[1], centre[1] + u0 * t[1] - half * nrm[1]],
+        ],
+        dtype=np.float32,
+    )
+    strip = cv2.warpAffine(src, m, (length, 2 * half + 1), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    cols_ok = np.flatnonzero((strip[..., -1] == 255).all(axis=0))
+    if cols_ok.size < SEAM_MIN_CHORD * min(rows, cols):
+        return None
+    c0, c1 = int(cols_ok[0]), int(cols_ok[-1]) + 1
+    # pieces along the line (the valid run of a convex footprint is contiguous)
+    k = (c1 - c0) // SEAM_PIECES
+    prof = cv2.resize(  # integer factor: the fast block mean of each piece's columns
+        strip[:, c0 : c0 + k * SEAM_PIECES, :-1], (SEAM_PIECES, strip.shape[0]), interpolation=cv2.INTER_AREA
+    ).astype(np.float32)  # (2*half+1, pieces, planes)
+    csum = np.concatenate([np.zeros_like(prof[:1]), np.cumsum(prof, axis=0)])
+    v = np.arange(half - reach, half + reach + 1)
+    g = SEAM_MEDIAN
+    body = strip[:, c0 : c0 + k * SEAM_PIECES, :-1].astype(np.int16)
+    d = body[v + g] - body[v - g]  # (shifts, length, planes): pixel pairs across the line
+    near = _piece_medians(d, k)  # (shifts, pieces, planes)
+    mu = near.mean(axis=1)
+    sd = near.std(axis=1, ddof=1)
+    # the step must persist beyond the line: strips 1-2 and 2-3 strip widths away
+    far1 = (csum[v + 2 * w] - csum[v + w]) / w - (csum[v - w] - csum[v - 2 * w]) / w
+    far2 = (csum[v + 3 * w] - csum[v + 2 * w]) / w - (csum[v - 2 * w] - csum[v - 3 * w]) / w
+    denom = np.where(np.abs(mu) > 1e-3, mu, 1e-3)
+    plateau = np.clip(np.minimum(far1.mean(axis=1) / denom, far2.mean(axis=1) / denom), 0, 1)
+    gate = np.clip((plateau - 0.4) / 0.3, 0, 1)
+    score = (np.abs(mu) - 2.0 * sd / math.sqrt(SEAM_PIECES)) * gate * weight
+    i, band = np.unravel_index(int(score.argmax()), score.shape)
+    if score[i, band] <= floor:  # the gates below only lower it
+        return None
+    # both sides must carry the same texture (a seam shifts one scene's tones; a river
+    # bank or a forest edge joins two different surfaces)
+    vi = int(v[i])
+    before = _grain(strip[vi - 3 * w : vi - w, c0:c1, band])
+    after = _grain(strip[vi + w : vi + 3 * w, c0:c1, band])
+    ratio = min(before, after) / max(before, after, 1e-3)
+    value = float(score[i, band]) * float(np.clip((ratio - SEAM_TEXTURE_MIN) / 0.25, 0, 1))
+    normal = math.degrees(math.atan2(nrm[1], nrm[0])) % 180.0
+    offset = float((centre + (v[i] - half) * nrm - [(cols - 1) / 2, (rows - 1) / 2]) @ nrm) / min(rows, cols)
+    # where each piece's step lies within +-SEAM_FIT_WINDOW px of the line (for _fit_line)
+    sign = 1.0 if mu[i, band] > 0 else -1.0
+    lo, hi = max(int(i) - SEAM_FIT_WINDOW, 0), min(int(i) + SEAM_FIT_WINDOW + 1, len(v))
+    steps = sign * near[lo:hi, :, band]
+    pos = (v[lo:hi][steps.argmax(axis=0)] - half).astype(float)
+    clear = steps.max(axis=0) > 0.5 * abs(float(mu[i, band]))
+    along = u0 + c0 + (np.arange(SEAM_PIECES) + 0.5) * k
+    return (value, normal, offset), (t, nrm, centre, pos, along, clear)
 
 
 def seam_profile(tile: TileData) -> tuple[float, float, float]:
@@ -302,8 +375,10 @@ def seam_score(tile: TileData) -> float:
     in 48 directions, each cut into 10 pieces; per piece the step between 3-px strips beside
     the line minus the steps of parallel lines 9 px away; the 3 lines of the grey plane and
     the 2 of the colour-difference planes with the largest median step go on. Each is
-    re-fitted at full resolution (5 angle corrections, +-10 px; grey-plane lines on the RGB
-    bands, the others on the colour-difference planes, scored x 1.25) and cut into 16 pieces;
+    re-fitted at full resolution (5 angle corrections over +-3.375 degrees, +-10 px, then
+    once more along the straight line fitted to where each piece's step lies; grey-plane
+    lines on the RGB bands, the others on the colour-difference planes, scored x 1.25) and
+    cut into 16 pieces;
     per piece the median difference of pixel pairs 4 px apart across the line (robust to
     the texture crossing it); score = lower 2-sigma bound of the mean over pieces, gated by
     a plateau test (the step must persist 6-18 px away: roads and river banks do not) and a
