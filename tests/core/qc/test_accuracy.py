@@ -137,7 +137,7 @@ def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
     assert cloud["within_goal"] >= 0.95 and cloud["clean_rejected"] == 0.0
     assert seam["clean_rejected"] == 0.0 and seam["clean_flagged"] <= 0.10
     assert seam["trap_rejected"] == 0.0
-    # measured 61.4 % / 42.0 % / 51.7 % (seed 16; seed 17: 56.8 % / 43.2 % / 50.0 %)
-    assert seam["radiometric_severe_caught"] >= 0.56
+    # measured 62.5 % / 42.0 % / 52.3 % (seed 16; seed 17: 58.0 % / 43.2 % / 50.6 %)
+    assert seam["radiometric_severe_caught"] >= 0.57
     assert seam["geometric_severe_caught"] >= 0.37
-    assert seam["severe_caught"] >= 0.47
+    assert seam["severe_caught"] >= 0.48
