@@ -51,6 +51,12 @@ class QCTable:
     stale: np.ndarray = field(default_factory=lambda: np.zeros(0, bool))
     """True where the tile's image or mask changed after its metrics were computed: the
     values shown are old until the background recomputation reaches it."""
+    measured: dict[str, np.ndarray] | None = None
+    """Per metric, True where the tile has it at the detector's current version (a value or
+    "not applicable"). A rule whose metric a tile lacks cannot judge it: :func:`evaluate`
+    keeps such a tile pending, not accepted (a detector's new version left every stored
+    value of the old one unused). None: every computed tile has every metric (tables built
+    from arrays)."""
 
     def __post_init__(self) -> None:
         if self.stale.shape != self.tile_ids.shape:
@@ -133,6 +139,7 @@ def load_table(catalog: Catalog) -> QCTable:
     sensor_names = sorted(set(sensors) | {""})
     sensor_lut = {s: i for i, s in enumerate(sensor_names)}
     metrics = {name: np.full(n, np.nan) for name in METRICS}
+    measured = {name: np.zeros(n, bool) for name in METRICS}
     computed = np.zeros(n, bool)
     versions = {name: m.version for name, m in METRICS.items()}
     for tid, metric, version, value in catalog.qc.metric_values():
@@ -140,6 +147,7 @@ def load_table(catalog: Catalog) -> QCTable:
         if i is None or versions.get(metric) != version:
             continue
         computed[i] = True
+        measured[metric][i] = True
         if value is not None:
             metrics[metric][i] = value
     stale = np.zeros(n, bool)
@@ -168,6 +176,7 @@ def load_table(catalog: Catalog) -> QCTable:
         notes=notes,
         _index=index,
         stale=stale,
+        measured=measured,
     )
 
 
@@ -188,6 +197,8 @@ def update_table(catalog: Catalog, table: QCTable, tile_ids: Iterable[int]) -> N
             table.computed[i] = True
             if metric in table.metrics:
                 table.metrics[metric][i] = math.nan if value is None else value
+            if table.measured is not None and metric in table.measured:
+                table.measured[metric][i] = True
     update_decisions(catalog, table, ids)
 
 
@@ -219,7 +230,9 @@ def evaluate(table: QCTable, rules: Sequence[Rule]) -> tuple[np.ndarray, np.ndar
 
     Order: a manual decision wins; else a rule failed beyond its margin -> rejected; else a
     value within a margin of a threshold -> flagged; else accepted; tiles with no metric
-    computed yet are pending.
+    computed yet are pending, and so are tiles no rule rejects that an applicable rule cannot
+    judge because they lack its metric at the detector's current version
+    (:attr:`QCTable.measured`).
     """
     if len(rules) > 32:
         raise QCError("at most 32 rules can be evaluated at once")
@@ -227,12 +240,13 @@ def evaluate(table: QCTable, rules: Sequence[Rule]) -> tuple[np.ndarray, np.ndar
     failed = np.zeros(n, np.uint32)
     rejected = np.zeros(n, bool)
     flagged = np.zeros(n, bool)
+    unjudged = np.zeros(n, bool)
     for bit, rule in enumerate(rules):
         values = table.metrics.get(rule.metric)
         if values is None or not (rule.enabled or rule.overrides):
             continue
         thr: float | np.ndarray = rule.threshold
-        applies = np.isfinite(values)
+        scope = np.ones(n, bool)  # the tiles this rule is for (subdataset, sensor)
         if rule.overrides:
             lut = np.full(len(table.subdataset_names), rule.threshold)
             on = np.full(len(table.subdataset_names), rule.enabled)
@@ -242,10 +256,14 @@ def evaluate(table: QCTable, rules: Sequence[Rule]) -> tuple[np.ndarray, np.ndar
                     on[i] = value is not None
                     lut[i] = rule.threshold if value is None else value
             thr = lut[table.subdataset_codes]
-            applies &= on[table.subdataset_codes]
+            scope &= on[table.subdataset_codes]
         if rule.sensors:
             ok = np.array([s == "" or s in rule.sensors for s in table.sensor_names])
-            applies &= ok[table.sensor_codes]
+            scope &= ok[table.sensor_codes]
+        applies = scope & np.isfinite(values)
+        measured = table.measured.get(rule.metric) if table.measured is not None else None
+        if measured is not None:
+            unjudged |= scope & ~measured
         with np.errstate(invalid="ignore"):
             fail = (values > thr) if rule.op == "max" else (values < thr)
             near = np.abs(values - thr) <= rule.margin if rule.margin > 0 else np.zeros(n, bool)
@@ -255,7 +273,7 @@ def evaluate(table: QCTable, rules: Sequence[Rule]) -> tuple[np.ndarray, np.ndar
         rejected |= fail & ~near
         flagged |= near
     states = np.where(rejected, REJECTED, np.where(flagged, FLAGGED, ACCEPTED)).astype(np.int8)
-    states[~table.computed] = PENDING
+    states[~table.computed | (unjudged & ~rejected)] = PENDING  # a failed rule rejects whatever is missing
     states[table.manual == 1] = MANUAL_ACCEPT
     states[table.manual == -1] = MANUAL_REJECT
     return states, failed

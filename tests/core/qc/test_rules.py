@@ -206,3 +206,28 @@ def test_failure_is_described_against_the_subdatasets_own_threshold(project) -> 
     assert rule.threshold_for("elsewhere") == 0.30
     off = qc.Rule("fill_fraction", "max", 0.30, overrides={sub: None})
     assert off.threshold_for(sub) is None and off.describe(sub) == "fill_fraction > 0.3"
+
+
+def test_a_tile_a_rule_cannot_judge_stays_pending_until_its_metric_is_computed(project) -> None:
+    # a detector's new version leaves the values stored by the old one unused (the seam
+    # detector went from version 3 to 8): the seam rule cannot judge those tiles, which must
+    # not be counted accepted meanwhile; a tile another rule rejects stays rejected
+    run_job(qc.compute_metrics(project, workers=1))
+    rules = [qc.Rule("fill_fraction", "max", 0.3), qc.Rule("seam_score", "max", 20.5)]
+    before, failed = qc.evaluate(qc.load_table(project), rules)
+    assert not (before == qc.PENDING).any()
+    fill_rejects = (failed & 1).astype(bool)
+    assert fill_rejects.any() and not fill_rejects.all()
+    with project.transaction() as db:
+        db.execute("UPDATE qc_metrics SET version = 0 WHERE metric = 'seam_score'")
+    table = qc.load_table(project)
+    assert table.computed.all()  # other metrics are there: "computed" alone would accept
+    states, _ = qc.evaluate(table, rules)
+    np.testing.assert_array_equal(states, np.where(fill_rejects, qc.REJECTED, qc.PENDING))
+    assert not (qc.evaluate(table, rules[:1])[0] == qc.PENDING).any()  # no seam rule, nothing missing
+    off = [rules[0], qc.Rule("seam_score", "max", 20.5, enabled=False)]
+    assert not (qc.evaluate(table, off)[0] == qc.PENDING).any()  # a rule switched off needs nothing
+    assert qc.count_states(table, states)["total"]["pending"] == int((~fill_rejects).sum())
+    # computing the missing metric (what "Compute metrics" does) judges them again
+    run_job(qc.compute_metrics(project, metrics=["seam_score"]))
+    np.testing.assert_array_equal(qc.evaluate(qc.load_table(project), rules)[0], before)
