@@ -60,8 +60,9 @@ def build_project(folder: Path, n_tiles: int = 240) -> BrowserProject:
     for j, tid in enumerate(ids):
         if j % 10 == 9:
             continue  # some tiles have no metrics yet (pending, NaN)
-        metric_rows += [
+        metric_rows += [  # what a scan stores: every metric the paper rules use
             (tid, "fill_fraction", METRICS["fill_fraction"].version, (j % 20) / 19.0, now),
+            (tid, "label_fraction", METRICS["label_fraction"].version, rows[j]["label_pixels"] / TILE_PX**2, now),
             (tid, "cloud_fraction", METRICS["cloud_fraction"].version, ((j * 7) % 13) / 12.0, now),
             (tid, "seam_score", METRICS["seam_score"].version, float(j % 50), now),
         ]
