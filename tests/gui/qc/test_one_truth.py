@@ -131,6 +131,27 @@ def test_changed_mask_marks_metrics_stale_then_recomputes(views, qtbot) -> None:
     assert not panel.table.stale.any()
 
 
+def test_tiles_a_new_detector_version_has_not_measured_are_pending_everywhere(views, qtbot, capsys) -> None:
+    # a seam detector of a newer version leaves the stored seam values unused: the panel,
+    # the browser, the exported/kept tiles and the CLI all show those tiles pending (never
+    # accepted by a rule that did not look at them) until Compute metrics measures them
+    ctx, panel, browser, path = views
+    with ctx.catalog.transaction() as db:
+        db.execute("UPDATE qc_metrics SET version = 0 WHERE metric = 'seam_score'")
+    ctx.metrics_changed.emit()
+    assert panel.wait_loaded()
+    qtbot.waitUntil(lambda: browser.qc_loaded and (browser.index.qc_state == qc.PENDING).any(), timeout=20_000)
+    pending = {int(t) for t in panel.table.tile_ids[panel.states == qc.PENDING]}
+    assert pending and panel.counts["total"]["accepted"] == 0  # every unrejected tile waits
+    assert f"{len(pending)} without metrics" in panel.heading.text()
+    rows = browser.index.rows_of(panel.table.tile_ids)
+    assert browser.index.qc_state[rows].tolist() == panel.states.tolist()
+    assert not set(qc.accepted_tile_ids(ctx.catalog)) & pending
+    capsys.readouterr()
+    assert main(["qc", str(path), "--no-compute", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["total"] == panel.counts["total"]
+
+
 def test_qc_presentation(views) -> None:
     """Issue 19: the histogram says its last bar holds everything beyond the range, the
     y axis fits its labels, equal-looking subdataset names are not cut to the same text."""
