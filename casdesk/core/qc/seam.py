@@ -380,10 +380,10 @@ def seam_score(tile: TileData) -> float:
     re-fitted at full resolution (5 angle corrections over +-3.375 degrees, +-10 px, then
     once more along the straight line fitted to where each piece's step lies; grey-plane
     lines on the RGB bands, the others on the colour-difference planes, scored x 1.25) and
-    cut into 16 pieces;
-    per piece the median difference of pixel pairs 4 px apart across the line (robust to
-    the texture crossing it); score = lower 2-sigma bound of the mean over pieces, gated by
-    a plateau test (the step must persist 6-18 px away: roads and river banks do not) and a
-    texture test (both sides must carry the same grain: a seam shifts one scene's tones, a
-    forest edge joins two surfaces). Calibration and accuracy in docs/qc.md."""
+    cut into 16 pieces; per piece the median difference of pixel pairs 4 px apart across the
+    line (robust to the texture crossing it); score = lower 2-sigma bound of the mean over
+    pieces, gated by a plateau test (the step must persist 6-18 px away: roads and river
+    banks do not) and a texture test (both sides must carry the same grain: a seam shifts
+    one scene's tones, a forest edge joins two surfaces). Calibration and accuracy in
+    docs/qc.md."""
     return seam_profile(tile)[0]
