@@ -41,12 +41,13 @@ def cloud_mask(tile: TileData) -> tuple[np.ndarray, np.ndarray]:
 
 def cloud_fraction(tile: TileData) -> float:
     """Share (0-1) of footprint pixels that look like cloud on the display-stretched RGB
-    (128 px copy): mean brightness >= 175 DN, saturation (max-min)/max <= 0.15, and, for
-    a cloud's core, texture (3x3 mean of |grey - 5x5 Gaussian|) <= 6 DN; cores are cleaned
-    by a 3x3 opening and grown 3 px over bright grey neighbours to recover soft cloud
-    edges. Clouds are bright, grey and smooth; forest, rock texture and coloured soil are
-    not. Bright smooth bare soil or snow also counts (up to ~0.24 on the shared tiles), which
-    is why the paper rule only rejects above 0.80 and only for satellite tiles."""
+    (128 px copy made by halving with 2x2 means: a 512 px tile's 4x4 means within 1 DN):
+    mean brightness >= 175 DN, saturation (max-min)/max <= 0.15, and, for a cloud's core,
+    texture (3x3 mean of |grey - 5x5 Gaussian|) <= 6 DN; cores are cleaned by a 3x3
+    opening and grown 3 px over bright grey neighbours to recover soft cloud edges. Clouds
+    are bright, grey and smooth; forest, rock texture and coloured soil are not. Bright
+    smooth bare soil or snow also counts (up to ~0.24 on the shared tiles), which is why
+    the paper rule only rejects above 0.80 and only for satellite tiles."""
     cloud, foot = cloud_mask(tile)
     n = np.count_nonzero(foot)
     return np.count_nonzero(cloud) / n if n else 0.0

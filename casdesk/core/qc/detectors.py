@@ -112,24 +112,27 @@ class TileData:
 
     @cached_property
     def small_planes(self) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-        """((R, G, B) float32 (s, s) planes, footprint bool (s, s)) at :data:`WORK_SIZE`
-        (area mean of :attr:`rgb`, resized band by band)."""
+        """((R, G, B) float32 (s, s) planes, footprint bool (s, s)) at :data:`WORK_SIZE`:
+        :attr:`rgb` reduced by :func:`reduce_small` (the three bands stacked into one
+        image, reduced in one go), and the pixels whose whole block is in the footprint."""
         rows, cols = self.shape
         size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
         bands = default_rgb_bands(self.data.shape[0])
-        if self.hwc is not None and self.full and bands == (0, 1, 2) and (cols, rows) == (4 * size[0], 4 * size[1]):
-            # the three bands stacked into one image, reduced in one go (4x: no block
-            # straddles two bands)
-            stacked = np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols)
-            r, g, b = area_small(stacked, (size[0], 3 * size[1])).reshape(3, size[1], size[0])
-            return (r, g, b), np.ones(r.shape, bool)
         if self.hwc is not None:  # the display RGB is the data's bands, black outside the footprint
-            planes = [np.ascontiguousarray(self.data[b]) for b in bands]
-            if not self.full:
-                planes = [cv2.bitwise_and(p, self.foot8) for p in planes]
+            if bands == (0, 1, 2) and self.full:
+                stacked = np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols)
+            else:
+                stacked = np.empty((3 * rows, cols), np.uint8)
+                for i, b in enumerate(bands):
+                    if self.full:
+                        stacked[i * rows : (i + 1) * rows] = self.data[b]
+                    else:
+                        cv2.bitwise_and(self.data[b], self.foot8, dst=stacked[i * rows : (i + 1) * rows])
         else:
-            planes = [np.ascontiguousarray(self.rgb[..., i]) for i in range(3)]
-        r, g, b = (area_small(p, size) for p in planes)
+            stacked = np.ascontiguousarray(self.rgb.transpose(2, 0, 1)).reshape(3 * rows, cols)
+        small = reduce_small(stacked, rows, size)
+        planes = small.astype(np.float32).reshape(3, size[1], size[0])
+        r, g, b = planes[0], planes[1], planes[2]
         if self.full:
             return (r, g, b), np.ones(r.shape, bool)
         return (r, g, b), area_small(self.foot8, size) == 255
@@ -139,6 +142,24 @@ class TileData:
         """(RGB float32 (s, s, 3), footprint bool (s, s)) at :data:`WORK_SIZE` (area mean)."""
         planes, foot = self.small_planes
         return cv2.merge(list(planes)), foot
+
+
+def reduce_small(stacked: np.ndarray, rows: int, size: tuple[int, int]) -> np.ndarray:
+    """Planes of ``rows`` rows stacked into one uint8 image, each reduced to ``size``
+    (uint8 (n * size[1], size[0])): halved by 2x2 means (rounded half up: OpenCV's
+    vectorised 2x area reduction) while twice ``size`` fits and the sides are even, then
+    the rest by area (``cv2.INTER_AREA``). A 512 px tile halves twice to 128 px: a mean
+    of 4x4 pixels within 1 DN of the exact one (cloud version 3; version 2 reduced 4x
+    in one go, 4 times slower)."""
+    n = stacked.shape[0] // rows
+    h, w = rows, stacked.shape[1]
+    while h % 2 == 0 and w % 2 == 0 and h >= 2 * size[1] and w >= 2 * size[0]:
+        h, w = h // 2, w // 2
+        stacked = cv2.resize(stacked, (w, n * h), interpolation=cv2.INTER_AREA)
+    if (w, h) != size:
+        planes = [cv2.resize(stacked[i * h : (i + 1) * h], size, interpolation=cv2.INTER_AREA) for i in range(n)]
+        stacked = np.concatenate(planes)
+    return stacked
 
 
 def area_small(plane: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -272,7 +293,7 @@ def register_metric(
 
 register_metric("fill_fraction", 2, True, "Fill fraction")(fill_fraction)
 register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
-register_metric("cloud_fraction", 2, True, "Cloud fraction")(cloud_fraction)
+register_metric("cloud_fraction", 3, True, "Cloud fraction")(cloud_fraction)
 register_metric("seam_score", 8, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
 register_metric("blur_score", 1, False, "Sharpness (var. of Laplacian)", (0.0, 5000.0))(blur_score)
 register_metric("valid_fraction", 1, False, "Valid fraction")(valid_fraction)

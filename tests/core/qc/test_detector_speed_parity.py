@@ -110,13 +110,25 @@ def _ref_components(cand: np.ndarray, rows: int, cols: int) -> np.ndarray:
     return out
 
 
+def _ref_small(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The cloud detector's small copy (version 3): 2x2 means rounded half up while twice
+    ``size`` fits and the sides are even, then the rest by an area resize; float32."""
+    out = img.astype(np.int64)
+    while out.shape[0] % 2 == 0 and out.shape[1] % 2 == 0 and out.shape[0] >= 2 * size[1] and out.shape[1] >= 2 * size[0]:
+        out = (out[0::2, 0::2] + out[1::2, 0::2] + out[0::2, 1::2] + out[1::2, 1::2] + 2) // 4
+    small = out.astype(np.uint8)
+    if small.shape[:2] != (size[1], size[0]):
+        small = cv2.resize(small, size, interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32)
+
+
 def _ref_metrics(tile: TileData) -> dict[str, float]:
     fill = _ref_fill(tile.data, tile.valid, tile.has_mask, tile.fill_values)
     foot = tile.valid & ~fill
     rgb = to_display_rgb(tile.data, foot)
     rows, cols = foot.shape
     size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
-    small = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    small = _ref_small(rgb, size)
     sfoot = cv2.resize(foot.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) == 255
     hi, lo, lum = small.max(axis=2), small.min(axis=2), small.mean(axis=2)
     bright = lum >= CLOUD_MIN_BRIGHT
@@ -224,6 +236,27 @@ def test_area_small_is_cv2_area_resize() -> None:
         ):
             ref = cv2.resize(plane, size, interpolation=cv2.INTER_AREA).astype(np.float32)
             assert np.array_equal(area_small(plane, size), ref)
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (1024, 512), (300, 500), (257, 131), (64, 64)])
+def test_small_copy_matches_the_reference(shape: tuple[int, int]) -> None:
+    rows, cols = shape
+    img = synthetic_rgb(max(shape), 5)[:, :rows, :cols].copy()
+    img[:, ::7, ::5] = 128  # ties of the 2x2 rounding
+    size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
+    for tile in (TileData(img, _ones(img)), TileData(img[:1].copy(), _ones(img))):
+        planes, _ = tile.small_planes
+        ref = _ref_small(to_display_rgb(tile.data, tile.footprint), size)
+        for i in range(3):
+            assert np.array_equal(planes[i], ref[..., i])
+    img[:, : rows // 3, : cols // 2] = 0  # a corner of black fill: zero outside the footprint
+    tile = TileData(img, _ones(img))
+    assert tile.fill.any()
+    planes, foot = tile.small_planes
+    ref = _ref_small(to_display_rgb(img, tile.footprint), size)
+    for i in range(3):
+        assert np.array_equal(planes[i], ref[..., i])
+    assert np.array_equal(foot, cv2.resize(tile.foot8, size, interpolation=cv2.INTER_AREA) == 255)
 
 
 def test_scan_gdal_options_still_find_an_external_mask(tmp_path: Path) -> None:
