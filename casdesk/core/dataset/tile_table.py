@@ -94,8 +94,10 @@ def _load_qc(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[qc.Rule], np.ndarray]:
     """(metrics, manual, rule-based state, failed-rule bits, rules, stale) per tile, in
     ``ids`` order: the QC table (:func:`casdesk.core.qc.rules.load_table`) evaluated with
-    the project's working rules, so the browser counts exactly as the QC panel does."""
-    table = qc.load_table(catalog)
+    the project's working rules, so the browser counts exactly as the QC panel does. The
+    table is the process's shared one (:func:`casdesk.core.qc.rules.shared_table`): loaded
+    once for the QC panel, the browser, the map and training."""
+    table = qc.shared_table(catalog)
     rules = qc.current_rules(catalog)
     pos, hit = _align(ids, table.tile_ids)
     metrics: dict[str, np.ndarray] = {}

@@ -17,7 +17,8 @@ from casdesk.core.project.catalog import Catalog, utc_now
 from casdesk.core.qc.detectors import METRICS
 from casdesk.core.qc.model import ACCEPTED, MANUAL_ACCEPT, STATE_NAMES, QCError, Rule
 from casdesk.core.qc.presets import current_rules
-from casdesk.core.qc.table import evaluate, failed_rule_names, load_table
+from casdesk.core.qc.shared import shared_table
+from casdesk.core.qc.table import evaluate, failed_rule_names
 
 
 # --------------------------------------------------------------------------- decisions
@@ -50,7 +51,7 @@ def accepted_tile_ids(catalog: Catalog, rules: Sequence[Rule] | None = None) -> 
     """Tiles to keep: accepted by the rules or manually accepted (flagged and pending tiles
     are not kept until a person decides or metrics exist). ``rules`` default: the project's
     working rules (:func:`current_rules`, what the QC panel shows)."""
-    table = load_table(catalog)
+    table = shared_table(catalog)
     states, _ = evaluate(table, current_rules(catalog) if rules is None else rules)
     keep = (states == ACCEPTED) | (states == MANUAL_ACCEPT)
     return [int(t) for t in table.tile_ids[keep]]
@@ -70,7 +71,7 @@ def write_report(catalog: Catalog, out: str | Path, rules: Sequence[Rule] | None
     """One CSV row per tile (metrics, state, failed rules, manual note); written to a temp
     file beside ``out`` and renamed, so a reader never sees half a report. Returns rows."""
     rules = current_rules(catalog) if rules is None else list(rules)
-    table = load_table(catalog)
+    table = shared_table(catalog)
     states, failed = evaluate(table, rules)
     out = Path(out)
     if not out.parent.is_dir():

@@ -66,6 +66,7 @@ from casdesk.core.qc.scan import (
     compute_metrics,
     measure_tile,
 )
+from casdesk.core.qc.shared import shared_table
 from casdesk.core.qc.table import (
     QCTable,
     count_states,
@@ -126,6 +127,7 @@ __all__ = [
     "set_active_preset",
     "set_current_rules",
     "set_decision",
+    "shared_table",
     "stale_tile_ids",
     "update_decisions",
     "update_table",

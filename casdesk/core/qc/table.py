@@ -85,6 +85,25 @@ class QCTable:
         """Mirror a decision in memory (after :func:`set_decision`) without reloading."""
         self.manual[self.rows(tile_ids)] = {"accept": 1, "reject": -1, "clear": 0}[decision]
 
+    def copy(self) -> QCTable:
+        """A table whose arrays and dicts are this one's copies (a view that updates its
+        table in place, as the QC panel during a scan, works on a copy of the shared one)."""
+        return QCTable(
+            tile_ids=self.tile_ids.copy(),
+            names=self.names.copy(),
+            subdataset_codes=self.subdataset_codes.copy(),
+            subdataset_names=list(self.subdataset_names),
+            sensor_codes=self.sensor_codes.copy(),
+            sensor_names=list(self.sensor_names),
+            metrics={k: v.copy() for k, v in self.metrics.items()},
+            manual=self.manual.copy(),
+            computed=self.computed.copy(),
+            notes=dict(self.notes),
+            _index=None if self._index is None else dict(self._index),
+            stale=self.stale.copy(),
+            measured=None if self.measured is None else {k: v.copy() for k, v in self.measured.items()},
+        )
+
     @classmethod
     def from_arrays(
         cls,

@@ -40,10 +40,12 @@ log = logging.getLogger(__name__)
 
 
 def load_table_for(path: Any) -> tuple[qc.QCTable, list[qc.Rule]]:
-    """Worker side: the QC table and the working rules, on the worker's own connection."""
+    """Worker side: the QC table and the working rules, on the worker's own connection. The
+    table is a copy of the process's shared one (the panel updates it in place during a
+    scan; the browser and the map count with the same loaded table)."""
     catalog = Catalog.open(path, readonly=True)
     try:
-        return qc.load_table(catalog), qc.current_rules(catalog)
+        return qc.shared_table(catalog).copy(), qc.current_rules(catalog)
     finally:
         catalog.close()
 

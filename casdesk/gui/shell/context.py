@@ -35,6 +35,7 @@ from casdesk.core.project.events import (
     TilesRemoved,
 )
 from casdesk.core.project.lock import ProjectLockedError
+from casdesk.core.qc import shared as shared_qc
 from casdesk.gui.kit.gil import lower_thread_priority
 
 
@@ -248,6 +249,11 @@ class ProjectContext(QObject):
         self._cleanup = done
         self._threads.start(work)
 
+    def cleanup_finished(self) -> bool:
+        """True once the open project's cleanup thread is done (a run it marked interrupted
+        has then been announced): views may still reload once for that announcement."""
+        return self._cleanup is None or self._cleanup.is_set()
+
     def close(self) -> None:
         self._cancel_pending_open()
         cleanup = self._cleanup
@@ -255,6 +261,7 @@ class ProjectContext(QObject):
             cleanup.wait(timeout=10)  # it holds its own handle on the project: let it finish
             self._cleanup = None
         if self.catalog is not None:
+            shared_qc.forget(self.catalog.path)  # the closed project's QC table is not kept
             self.catalog.close()
             self.catalog = None
             if self._lock is not None:

@@ -14,8 +14,11 @@ from casdesk.cli import main
 from casdesk.core.dataset import tile_table as ti
 from casdesk.core.jobs import run_job
 from casdesk.core.project.events import MasksChanged
+from casdesk.core.project.stores.qc import QcRecords
 from casdesk.core.qc import rules as qc
+from casdesk.core.qc import shared
 from casdesk.gui.browser.panel import BrowserPanel
+from casdesk.gui.map.panel import MapPanel
 from casdesk.gui.qc.panel import QCPanel
 from casdesk.gui.shell.context import ProjectContext
 from casdesk.ml.training.data import accepted_tile_ids as training_kept
@@ -29,6 +32,7 @@ def views(qtbot, make_project):
     run_job(qc.compute_metrics(catalog))
     path = catalog.path
     catalog.close()
+    shared.forget()
     ctx = ProjectContext()
     panel = QCPanel(ctx)
     browser = BrowserPanel(ctx)
@@ -173,3 +177,52 @@ def test_qc_presentation(views) -> None:
         text = view.item(r, 0).text()
         shown = fm.elidedText(text, view.textElideMode(), view.columnWidth(0) - 8)
         assert shown == text or shown.endswith(text[-8:])  # the end ("(Planet)") stays visible
+
+
+def test_the_views_count_with_one_loaded_table(qtbot, make_project, monkeypatch) -> None:
+    """The QC panel, the browser and the map take one QC table, loaded once at open; a rules
+    change re-evaluates it without reading the metrics again; a decision reloads it once."""
+    full_reads: list[int] = []
+    real_values = QcRecords.metric_values
+
+    def counting(self, tile_ids=None):  # type: ignore[no-untyped-def]
+        if tile_ids is None:
+            full_reads.append(1)  # every tile's metrics read from the project
+        return real_values(self, tile_ids)
+
+    monkeypatch.setattr(QcRecords, "metric_values", counting)
+    catalog = make_project(fill_strip_specs(16, seed=2))
+    run_job(qc.compute_metrics(catalog))
+    path = catalog.path
+    catalog.close()
+    shared.forget()
+    ctx = ProjectContext()
+    panel, browser, map_panel = QCPanel(ctx), BrowserPanel(ctx), MapPanel(ctx)
+    for widget in (panel, browser, map_panel):
+        qtbot.addWidget(widget)
+    map_panel.show()
+    try:
+        ctx.open(path)
+        assert panel.wait_loaded()
+        qtbot.waitUntil(lambda: browser.index is not None and browser.qc_loaded, timeout=20_000)
+        qtbot.waitUntil(lambda: map_panel.data is not None and not map_panel.is_loading(), timeout=20_000)
+        assert shared.loads(path) == 1 and len(full_reads) == 1
+        ed = panel.editors["fill_fraction"]
+        ed.slider.setValue(ed._to_slider(0.12))
+        with qtbot.waitSignal(ctx.events.qc_rules_changed, timeout=5_000):
+            pass
+        qtbot.waitUntil(lambda: browser.qc_loaded and browser.index.rules == tuple(panel.rules), timeout=20_000)
+        rows = browser.index.rows_of(panel.table.tile_ids)
+        assert browser.index.qc_state[rows].tolist() == panel.states.tolist()
+        assert shared.loads(path) == 1 and len(full_reads) == 1
+        tid = int(panel.table.tile_ids[0])
+        panel.decide([tid], "reject")
+        qtbot.waitUntil(
+            lambda: int(browser.index.qc_state[browser.index.rows_of([tid])[0]]) == qc.MANUAL_REJECT, timeout=20_000)
+        browser.reload_qc()
+        qtbot.waitUntil(lambda: browser.qc_loaded, timeout=20_000)
+        assert shared.loads(path) == 2 and len(full_reads) == 2
+        assert int(browser.index.manual[browser.index.rows_of([tid])[0]]) == -1
+    finally:
+        panel.shutdown()
+        ctx.close()

@@ -128,6 +128,24 @@ class QcRecords(Store):
             )
 
     # ---- the project
+    def fingerprint(self) -> tuple[Any, ...]:
+        """A cheap summary that changes whenever anything the QC table holds changes: its
+        metrics (count, newest computation, sum of values and versions), decisions (an
+        append-only log: count, newest id), tiles (count, newest id and change time, names,
+        subdatasets, scenes) and the subdatasets' and scenes' sensors. Read in one statement
+        (one snapshot); about 10 ms per 20,000 tiles. Change times are written as "now", so
+        a change raises the newest one."""
+        row = self._catalog.query(
+            "SELECT (SELECT json_array(count(*), max(computed), total(value), total(version))"
+            "  FROM qc_metrics),"
+            " (SELECT json_array(count(*), max(id)) FROM qc_decisions),"
+            " (SELECT json_array(count(*), max(id), max(modified), total(length(name)),"
+            "   total(subdataset_id * (id % 1009)), total(coalesce(scene_id, 0) * (id % 997))) FROM tiles),"
+            " (SELECT group_concat(id || ':' || name || ':' || coalesce(sensor, ''), ',') FROM subdatasets),"
+            " (SELECT group_concat(id || ':' || coalesce(sensor, ''), ',') FROM scenes)"
+        )[0]
+        return tuple(row)
+
     def has_results(self) -> bool:
         """Whether QC ever ran on the project (a metric or a decision is stored)."""
         row = self._catalog.execute(
