@@ -76,8 +76,10 @@ def test_prediction_overlay_over_the_scene(qtbot, predicted_scene) -> None:
     overlay = panel.predictions
     try:
         context.open(project)
+        # the open's cleanup may announce a runs change, which reloads the map: let it pass
+        qtbot.waitUntil(context.cleanup_finished, timeout=20_000)
         qtbot.waitUntil(lambda: panel.data is not None and not panel.is_loading(), timeout=20_000)
-        qtbot.waitUntil(lambda: overlay.model.count() == 1, timeout=10_000)
+        qtbot.waitUntil(lambda: overlay.model.count() == 1 and not overlay.is_loading(), timeout=10_000)
         assert overlay.show.isEnabled() and not overlay.show.isChecked() and overlay.items() == []
         assert overlay.legend.isHidden()  # the legend comes with the overlay
         overlay.show.setChecked(True)
