@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from casdesk.core.qc.seam_dup import duplication_profile
+from casdesk.core.qc.seam_dup import analyse
 
 if TYPE_CHECKING:
     from casdesk.core.qc.detectors import TileData
@@ -62,6 +62,10 @@ SEAM_DUP_DN = 2000.0
 """DN of seam score per unit of duplicated share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
 a share of 0.00725 reaches the 14.5 DN flag line of the default rule, 0.01325 its 26.5 DN
 reject line (released tiles <= 0.0021, traps <= 0.005)."""
+SEAM_COPY_DN = 12000.0
+"""DN of seam score per unit of copied share (:func:`~casdesk.core.qc.seam_dup.analyse`):
+a share of 0.00121 reaches the 14.5 DN flag line, 0.00221 the 26.5 DN reject line
+(released tiles <= 0.0005, traps <= 0.0006; a displaced scene's repeated band 0.002-0.07)."""
 
 
 @lru_cache(maxsize=4)
@@ -328,10 +332,13 @@ def seam_profile(tile: TileData) -> tuple[float, float, float]:
     if size < 32:
         return (0.0, 0.0, 0.0)
     step = _step_profile(tile, size)
-    share, dy, dx = duplication_profile(tile.rgb, None if tile.full else tile.footprint)
-    if SEAM_DUP_DN * share > step[0]:
-        return (SEAM_DUP_DN * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
-    return step
+    best = step
+    for dn, (share, dy, dx) in zip(
+        (SEAM_DUP_DN, SEAM_COPY_DN), analyse(tile.rgb, None if tile.full else tile.footprint), strict=True
+    ):
+        if dn * share > best[0]:
+            best = (dn * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
+    return best
 
 
 def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:

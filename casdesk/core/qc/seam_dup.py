@@ -35,12 +35,51 @@ def _annulus() -> tuple[np.ndarray, np.ndarray]:
     return (rr >= DUP_MIN_LAG) & (rr <= r), ring
 
 
+DUP_COPY_LAGS = 4
+"""Lags (the highest isolated autocorrelation peaks, one of each mirror pair) checked for
+copied pixels (:func:`copy_profile`)."""
+DUP_COPY_TOL = 6
+"""A pixel copies the one at the lag when the sums of their bands differ by at most this (DN)."""
+DUP_COPY_CONTROL = 2
+"""... and it differs (by more than :data:`DUP_COPY_TOL`) from the 4 pixels this far (px)
+around that one: smooth surfaces (water, haze) match any lag and are not copies."""
+DUP_COPY_CLUMP = 5
+"""... and at least this many of its 3x3 neighbourhood (itself included) copy too: a
+displaced band is a solid strip, chance matches are scattered."""
+
+
 def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) -> tuple[float, int, int]:
     """(share, dy, dx): the strongest isolated peak of the whitened autocorrelation at
     lags of 6.5-36 px above the next one (see :func:`duplication_share`), and its lag."""
+    return analyse(rgb, footprint)[0]
+
+
+def copy_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) -> tuple[float, int, int]:
+    """(share, dy, dx): the largest share of the tile whose pixels copy the pixels one lag
+    away, over the :data:`DUP_COPY_LAGS` highest isolated peaks of the whitened
+    autocorrelation (see :func:`analyse`)."""
+    return analyse(rgb, footprint)[1]
+
+
+def analyse(
+    rgb: np.ndarray, footprint: np.ndarray | None = None
+) -> tuple[tuple[float, int, int], tuple[float, int, int]]:
+    """Both duplication measures from one autocorrelation: ((peak share, dy, dx), (copied
+    share, dy, dx)).
+
+    *Peak share*: the strongest isolated peak of the whitened autocorrelation at lags of
+    6.5-36 px above the next one (:func:`duplication_share`). *Copied share*: at the few
+    highest isolated peaks, the share of the tile (textured pixels inside the footprint)
+    whose band sum equals, within :data:`DUP_COPY_TOL`, that of the pixel one lag away but
+    none of the 4 pixels :data:`DUP_COPY_CONTROL` px around it (a smooth surface matches
+    every lag), in clumps (:data:`DUP_COPY_CLUMP`). A displaced scene's repeated band is
+    such a solid strip of copies, however weak its autocorrelation peak against the rest of
+    the tile's texture; natural tiles hold scattered chance matches (released tiles <=
+    0.0005 of the tile, traps <= 0.0006 on seeds 16 and 17)."""
+    none = ((0.0, 0, 0), (0.0, 0, 0))
     rows, cols = rgb.shape[:2]
     if min(rows, cols) < DUP_MIN_SIZE:
-        return (0.0, 0, 0)
+        return none
     if rgb.ndim == 3:  # the sum of the bands (3x their mean, exact in 16 bits)
         grey = np.add(np.add(rgb[..., 0], rgb[..., 1], dtype=np.int16), rgb[..., 2], dtype=np.int16)
     else:
@@ -52,10 +91,11 @@ def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) ->
     if footprint is not None and not footprint.all():
         inner = cv2.erode(footprint.astype(np.uint8), np.ones((5, 5), np.uint8))
         w *= inner
+    textured = w != 0
     w -= float(w.mean())
     energy = float(np.dot(w.ravel(), w.ravel()))
     if energy <= 0:
-        return (0.0, 0, 0)
+        return none
     r = DUP_MAX_LAG
     # circular (lags wrap around the tile: cheaper than padding, and the wrapped strips,
     # unrelated content, add no peak); odd sizes padded to a fast DFT size
@@ -74,6 +114,9 @@ def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) ->
     # (a straight edge's autocorrelation is a ridge: its own ring holds as high values)
     peak = win - cv2.dilate(win, ring, borderType=cv2.BORDER_REFLECT)
     a = np.where(ann, peak, -1.0)
+    half = a.copy()  # one lag of each mirror pair (v and -v compare the same pixels)
+    half[:r] = -1.0
+    half[r, : r + 1] = -1.0
     i, j = np.unravel_index(int(a.argmax()), a.shape)
     p1 = float(a[i, j])
     # the second peak (not the first's mirror nor its neighbours): periodic texture and the
@@ -81,7 +124,41 @@ def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) ->
     for y, x in ((i, j), (2 * r - i, 2 * r - j)):
         a[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] = -1.0
     p2 = float(a.max())
-    return (max(p1 - max(p2, 0.0), 0.0), int(i) - r, int(j) - r)
+    lags = []
+    for _ in range(DUP_COPY_LAGS):
+        y, x = np.unravel_index(int(half.argmax()), half.shape)
+        if half[y, x] <= 0:
+            break
+        lags.append((int(y) - r, int(x) - r))
+        half[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] = -1.0
+    return (max(p1 - max(p2, 0.0), 0.0), int(i) - r, int(j) - r), _copied(grey, textured, lags)
+
+
+def _copied(grey: np.ndarray, textured: np.ndarray, lags: list[tuple[int, int]]) -> tuple[float, int, int]:
+    """(share of the tile, dy, dx): the lag of ``lags`` at which most textured pixels copy
+    the pixel one lag away (see :func:`analyse`)."""
+    rows, cols = grey.shape
+    pad = DUP_MAX_LAG + DUP_COPY_CONTROL
+    # outside the tile nothing matches (band sums are 0-765)
+    padded = cv2.copyMakeBorder(grey, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=-4096)
+    tol = DUP_COPY_TOL
+    best = (0.0, 0, 0)
+    for dy, dx in lags:
+
+        def near(y: int, x: int) -> np.ndarray:  # where grey matches the pixel (y, x) back
+            moved = padded[pad - y : pad - y + rows, pad - x : pad - x + cols]
+            return np.asarray(cv2.absdiff(grey, moved) <= tol)
+
+        same = near(dy, dx) & textured
+        c = DUP_COPY_CONTROL
+        for ey, ex in ((c, 0), (-c, 0), (0, c), (0, -c)):
+            same &= ~near(dy + ey, dx + ex)
+        m = same.view(np.uint8)
+        clumped = cv2.boxFilter(m, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT) >= DUP_COPY_CLUMP
+        share = float(np.count_nonzero(clumped & same)) / (rows * cols)
+        if share > best[0]:
+            best = (share, dy, dx)
+    return best
 
 
 def duplication_share(rgb: np.ndarray, footprint: np.ndarray | None = None) -> float:
