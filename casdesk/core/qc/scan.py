@@ -53,11 +53,22 @@ def _now_precise() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+SLOW_METRICS = ("seam_score",)
+"""Metrics measured in a second pass over the tiles, after every other metric of every
+tile is stored (the seam costs about 15 times the rest: the other rules' sliders count
+every tile within seconds, the seam rule's tiles show "pending" until it is measured)."""
+MASK_FREE_METRICS = frozenset({"fill_fraction", "cloud_fraction", "seam_score", "blur_score", "valid_fraction"})
+"""Metrics that do not look at the landslide mask: a pass computing only these does not
+read it."""
+
+
 def measure_tile(tile: Tile, names: Sequence[str]) -> dict[str, float]:
     """All requested metrics of one tile. A tile whose pixels cannot be read has no usable
-    footprint: fill 1, valid 0, other metrics NaN (so the fill rule rejects it)."""
+    footprint: fill 1, valid 0, other metrics NaN (so the fill rule rejects it). The mask is
+    read only when a metric may need it (not all in :data:`MASK_FREE_METRICS`)."""
+    mask_path = None if MASK_FREE_METRICS.issuperset(names) else tile.mask_path
     try:
-        data = load_tile(tile.image_path, tile.mask_path, tile.sensor)
+        data = load_tile(tile.image_path, mask_path, tile.sensor)
     except CasdeskError as exc:
         log.warning("QC: %s", exc)
         out = {n: math.nan for n in names}
@@ -134,6 +145,14 @@ def _keep_freed_memory() -> None:
     mallopt(m_mmap_threshold, WORKER_HEAP_KEEP // 2)
 
 
+def _phases(todo: list[tuple[Tile, list[str]]]) -> list[list[tuple[Tile, list[str]]]]:
+    """The scan's passes: every metric but :data:`SLOW_METRICS` first, then those (each
+    pass only the tiles that need one of its metrics)."""
+    fast = [(t, [n for n in need if n not in SLOW_METRICS]) for t, need in todo]
+    slow = [(t, [n for n in need if n in SLOW_METRICS]) for t, need in todo]
+    return [p for p in ([(t, n) for t, n in fast if n], [(t, n) for t, n in slow if n]) if p]
+
+
 def compute_metrics(
     catalog: Catalog | str | Path,
     *,
@@ -147,12 +166,16 @@ def compute_metrics(
     """Compute missing or stale metrics; yield progress; return the number of tiles measured.
 
     Pass a path when running in a worker thread (the job opens its own connection).
-    ``workers`` (default: every core) processes measure chunks of :data:`CHUNK` tiles, each
-    file read once; the results are written in large transactions (:data:`FLUSH_TILES`
-    tiles or :data:`FLUSH_SECONDS`), so a cancelled scan keeps what it finished. Each
-    progress event carries ``data["tile_ids"]``: the tiles written since the previous one
-    (the GUI recounts with them, so its counts cover the tiles done so far). Small scans
-    (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
+    ``workers`` (default: every core) processes measure chunks of :data:`CHUNK` tiles; the
+    results are written in large transactions (:data:`FLUSH_TILES` tiles or
+    :data:`FLUSH_SECONDS`), so a cancelled scan keeps what it finished. Two passes: every
+    metric but :data:`SLOW_METRICS` (the seam) for every tile first, each file read once,
+    then the slow ones (each image read again), so the fast metrics of every tile are
+    stored before the first seam value. Progress counts the passes' tiles
+    (``total``: tiles of the first pass plus tiles of the second); each event carries
+    ``data["tile_ids"]``: the tiles written since the previous one (the GUI recounts with
+    them, so its counts cover the tiles done so far) and ``data["phase"]`` (0 or 1). Small
+    scans (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
     """
     own = not isinstance(catalog, Catalog)
     cat = catalog if isinstance(catalog, Catalog) else Catalog.open(catalog)
@@ -164,13 +187,15 @@ def compute_metrics(
         ids = None if tile_ids is None else {int(t) for t in tile_ids}
         tiles = cat.tiles() if ids is None else [t for t in cat.tiles() if t.id in ids]
         todo = [(t, list(names)) for t in tiles] if force else _stale(cat, tiles, names)
-        total = len(todo)
-        yield Progress(0, total, f"{total} tiles to measure")
+        phases = _phases(todo)
+        total = sum(len(p) for p in phases)
+        yield Progress(0, total, f"{len(todo)} tiles to measure")
         if not total:
             return 0
         n_workers = max(1, workers or os.cpu_count() or 1)
-        use_processes = (total >= PROCESS_MIN_TILES and n_workers > 1) if processes is None else processes
+        use_processes = (len(todo) >= PROCESS_MIN_TILES and n_workers > 1) if processes is None else processes
         done = 0
+        measured: set[int] = set()
         buffer: list[tuple[int, str, int, float | None, str]] = []
         buffer_ids: list[int] = []
         last_flush = time.monotonic()
@@ -191,10 +216,14 @@ def compute_metrics(
                     v = None if math.isnan(value) else value
                     buffer.append((tid, name, METRICS[name].version, v, stamp))
                 buffer_ids.append(tid)
+                measured.add(tid)
                 done += 1
 
+        def event(phase: int) -> Progress:
+            what = "seam" if phase else "metrics"
+            return Progress(done, total, f"{done}/{total} tiles ({what})", {"tile_ids": flush(), "phase": phase})
+
         chunk = CHUNK if use_processes else 1
-        chunks = [todo[i : i + chunk] for i in range(0, total, chunk)]
         pool: Executor
         if use_processes:
             import multiprocessing
@@ -205,50 +234,53 @@ def compute_metrics(
         else:
             pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
         pending: dict[Future[list[tuple[int, dict[str, float]]]], list[tuple[Tile, list[str]]]] = {}
-        queue = iter(chunks)
-        retry: list[list[tuple[Tile, list[str]]]] = []
+        stopped = False
         try:
-            while True:
-                while len(pending) < 3 * n_workers:
-                    item = retry.pop() if retry else next(queue, None)
-                    if item is None:
+            for phase, items in enumerate(phases):
+                queue = iter([items[i : i + chunk] for i in range(0, len(items), chunk)])
+                retry: list[list[tuple[Tile, list[str]]]] = []
+                while True:
+                    while len(pending) < 3 * n_workers and not (cancel is not None and cancel.cancelled):
+                        item = retry.pop() if retry else next(queue, None)
+                        if item is None:
+                            break
+                        pending[pool.submit(_measure_chunk, item)] = item
+                    if not pending:
                         break
-                    pending[pool.submit(_measure_chunk, item)] = item
-                if not pending:
-                    break
-                finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                for fut in finished:
-                    item = pending.pop(fut)
-                    try:
-                        collect(fut.result())
-                    except BrokenProcessPool:
-                        # processes cannot start here (no importable __main__, a frozen app
-                        # without freeze_support): finish in threads
-                        log.warning("QC: worker processes unavailable; measuring in threads")
-                        retry.append(item)
-                        retry.extend(pending.values())
-                        pending.clear()
-                        pool.shutdown(wait=False, cancel_futures=True)
-                        pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
+                    finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                    for fut in finished:
+                        item = pending.pop(fut)
+                        try:
+                            collect(fut.result())
+                        except BrokenProcessPool:
+                            # processes cannot start here (no importable __main__, a frozen
+                            # app without freeze_support): finish in threads
+                            log.warning("QC: worker processes unavailable; measuring in threads")
+                            retry.append(item)
+                            retry.extend(pending.values())
+                            pending.clear()
+                            pool.shutdown(wait=False, cancel_futures=True)
+                            pool = ThreadPoolExecutor(n_workers, thread_name_prefix="casdesk-qc")
+                            break
+                    if buffer_ids and (
+                        time.monotonic() - last_flush > FLUSH_SECONDS or len(buffer_ids) >= FLUSH_TILES
+                    ):
+                        yield event(phase)
+                    if cancel is not None and cancel.cancelled:
+                        stopped = True
                         break
-                if buffer_ids and (
-                    time.monotonic() - last_flush > FLUSH_SECONDS or len(buffer_ids) >= FLUSH_TILES
-                ):
-                    flushed = flush()
-                    yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
-                if cancel is not None and cancel.cancelled:
+                if stopped:
                     break
+                if phase + 1 < len(phases):
+                    yield event(phase)  # every tile's fast metrics stored before the seam pass
         finally:
             for fut in pending:
                 fut.cancel()
             pool.shutdown(wait=True, cancel_futures=True)
-        flushed = flush()
-        yield Progress(done, total, f"{done}/{total} tiles", {"tile_ids": flushed})
+        yield event(phase)
         if cancel is not None:
             cancel.raise_if_cancelled()
-        return done
+        return len(measured)
     finally:
         if own:
             cat.close()
-
-
