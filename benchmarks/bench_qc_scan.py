@@ -12,9 +12,9 @@ scan a subset of the registered metrics (default: all of them). The scan measure
 metric but the seam for every tile first, then the seam (``compute_metrics``' two
 passes): ``ratio_fast_pass_vs_read`` is the time until the first pass is stored (the other
 rules' counts cover every tile) against reading, ``ratio_scan_vs_read`` the whole scan's
-(the same without the seam). The reading side reads with the GDAL configuration the scan's
-workers use (casdesk's default ``GDAL_DISABLE_READDIR_ON_OPEN``: no folder listing at
-every open); ``--plain-read`` reads with GDAL's defaults, which in a folder of thousands
+(the same without the seam). The reading side reads as the scan's workers read: casdesk's
+GDAL default ``GDAL_DISABLE_READDIR_ON_OPEN`` (no folder listing at every open) and one
+rasterio environment per chunk (not one per open and read); ``--plain-read`` reads with GDAL's defaults, which in a folder of thousands
 of tiles cost more than the tiles themselves. Prints a JSON line last with the wall-clock
 ratios and the whole scan's CPU-time ratio (this process and the pools' workers: steadier
 on a shared machine, and it counts the process starts of both sides alike); goal (issue
@@ -85,7 +85,8 @@ def _read_chunk(pairs: list[tuple[Path, Path]], plain: bool = False) -> int:
     if plain:  # GDAL's own default: list the folder at every open
         with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
             return sum(_read_pair(p) for p in pairs)
-    return sum(_read_pair(p) for p in pairs)  # as the scan's workers read (casdesk's GDAL defaults)
+    with rasterio.Env():  # as the scan's workers read: casdesk's GDAL defaults, one environment a chunk
+        return sum(_read_pair(p) for p in pairs)
 
 
 def read_all(pairs: list[tuple[Path, Path]], workers: int, plain: bool = False) -> float:

@@ -113,8 +113,13 @@ FLUSH_SECONDS = 1.0
 
 def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[str, float]]]:
     """A worker's task: measure a few tiles (each file read once; GDAL opens them without
-    listing their folder: casdesk.core.raster.io's default)."""
-    return [(tile.id, measure_tile(tile, need)) for tile, need in items]
+    listing their folder: casdesk.core.raster.io's default). One rasterio environment for
+    the chunk: without it every open and read sets up and tears down its own (about
+    0.2 ms per tile)."""
+    import rasterio
+
+    with rasterio.Env():
+        return [(tile.id, measure_tile(tile, need)) for tile, need in items]
 
 
 def _init_worker() -> None:
