@@ -337,7 +337,7 @@ class QCPanel(QCScanning, QWidget):
         stale = int(self.table.stale.sum())
         self.heading.setText(
             f"{total['tiles']} tiles: {total['kept']} kept, {total['rejected'] + total['manual_reject']} "
-            f"rejected, {total['flagged']} flagged, {total['pending']} without metrics"
+            f"rejected, {total['flagged']} flagged, {self._pending_text(total['pending'])}"
             + (f", {stale} with metrics stale (recomputing)" if stale else "")
         )
         for bit, rule in enumerate(self.rules):
@@ -345,6 +345,24 @@ class QCPanel(QCScanning, QWidget):
             if ed is not None:
                 n = int(np.count_nonzero(self.failed & np.uint32(1 << bit)))
                 ed.set_summary(f"{n} beyond")
+
+    def _pending_text(self, pending: int) -> str:
+        """"N without metrics", or which metric the pending tiles wait for when they have
+        the others (the seam pass of a scan, a detector's new version): "3200 pending:
+        seam_score not measured yet"."""
+        table = self.table
+        if not pending or table is None or table.measured is None:
+            return f"{pending} without metrics"
+        waiting = (self.states == qc.PENDING) & table.computed
+        missing = [
+            r.metric for r in self.rules
+            if r.enabled and r.metric in table.measured and (waiting & ~table.measured[r.metric]).any()
+        ]
+        if not waiting.any() or not missing:
+            return f"{pending} without metrics"
+        n_waiting = int(np.count_nonzero(waiting))
+        text = f"{n_waiting} pending: {', '.join(dict.fromkeys(missing))} not measured yet"
+        return text if n_waiting == pending else f"{pending - n_waiting} without metrics, {text}"
 
     def snapshot(self) -> tuple[qc.QCTable, np.ndarray, np.ndarray, list[qc.Rule]]:
         assert self.table is not None

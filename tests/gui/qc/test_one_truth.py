@@ -147,7 +147,7 @@ def test_tiles_a_new_detector_version_has_not_measured_are_pending_everywhere(vi
     qtbot.waitUntil(lambda: browser.qc_loaded and (browser.index.qc_state == qc.PENDING).any(), timeout=20_000)
     pending = {int(t) for t in panel.table.tile_ids[panel.states == qc.PENDING]}
     assert pending and panel.counts["total"]["accepted"] == 0  # every unrejected tile waits
-    assert f"{len(pending)} without metrics" in panel.heading.text()
+    assert f"{len(pending)} pending: seam_score not measured yet" in panel.heading.text()
     rows = browser.index.rows_of(panel.table.tile_ids)
     assert browser.index.qc_state[rows].tolist() == panel.states.tolist()
     assert not set(qc.accepted_tile_ids(ctx.catalog)) & pending
