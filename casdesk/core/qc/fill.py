@@ -72,9 +72,7 @@ def fill_mask(
             _fill_components((lo >= value) & (hi <= value), fill)
         return fill
     planes = [np.ascontiguousarray(data[i]) for i in ((0, 1, 2) if data.shape[0] >= 3 else (0, 0, 0))]
-    r, g, b = (np.concatenate([p[0], p[-1], p[:, 0], p[:, -1]]).astype(np.int32) for p in planes)
-    uniq, counts = np.unique((r << 16) | (g << 8) | b, return_counts=True)
-    colours = [(int(k) >> 16, (int(k) >> 8) & 255, int(k) & 255) for k in uniq[counts >= FILL_MIN_BORDER]]
+    colours = _border_colours(data)
     # a flat bright grey other than pure white is a synthetic or saturated cloud, not fill
     colours = [c for c in colours if min(c) == max(c) == 255 or not _cloud_like(c)]
     for value in fill_values or ():
@@ -88,6 +86,21 @@ def fill_mask(
         hi = tuple(min(255, c + FILL_TOLERANCE) for c in colour)
         _fill_colour(planes, hwc, lo, hi, fill)
     return fill
+
+
+def _border_colours(data: np.ndarray) -> list[tuple[int, int, int]]:
+    """The (R, G, B) colours held by at least :data:`FILL_MIN_BORDER` pixels of the tile's
+    border rows and columns (a uint8 (bands, rows, cols) tile; one band is grey), in
+    increasing order of their 24-bit code."""
+    bands = data[:3] if data.shape[0] >= 3 else data[:1]
+    edges = np.concatenate((bands[:, 0], bands[:, -1], bands[:, :, 0], bands[:, :, -1]), axis=1).astype(np.int32)
+    keys = (edges[0] << 16) | (edges[1] << 8) | edges[2] if len(edges) == 3 else edges[0] * 0x010101
+    keys.sort()
+    n = FILL_MIN_BORDER
+    if len(keys) < n:
+        return []
+    held = keys[n - 1 :][keys[n - 1 :] == keys[: len(keys) - n + 1]]  # a run of n equal codes ends here
+    return [(k >> 16, (k >> 8) & 255, k & 255) for k in dict.fromkeys(held.tolist())]
 
 
 def _cloud_like(colour: tuple[int, int, int]) -> bool:
