@@ -3,7 +3,8 @@
     python benchmarks/bench_qc_detectors.py [--public PATH] [--repeat 7] [--seam]
 
 For each released tile (``evalset.find_sources``: the CAS tiles and the Hokkaido tiles with
-their masks) on one core (OpenCV limited to one thread, as in a scan worker):
+their masks) on one core, as in a scan worker (OpenCV limited to one thread, freed memory
+kept for the next tile, one rasterio environment):
 
 * ``read``: opening and reading the image and its mask (what ``bench_qc_scan.py`` times as
   the reading side; the baseline),
@@ -37,9 +38,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import cv2  # noqa: E402
+import rasterio  # noqa: E402
 
 from casdesk.core.qc import evalset  # noqa: E402
 from casdesk.core.qc.detectors import METRICS, TileData, load_tile  # noqa: E402
+from casdesk.core.qc.scan import _keep_freed_memory  # noqa: E402
 from casdesk.core.raster.io import open_raster, read_window  # noqa: E402
 
 DEFAULT_PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
@@ -75,6 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (a scan worker uses 1)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
+    _keep_freed_memory()  # as a scan worker: no page faults for each tile's fresh arrays
+    with rasterio.Env():  # as a scan worker reads a chunk: one rasterio environment
+        return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
     sources = evalset.find_sources(args.public)
     if not sources:
         print(f"no released tiles under {args.public}", file=sys.stderr)
