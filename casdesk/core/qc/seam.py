@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from casdesk.core.qc.seam_dup import analyse
+from casdesk.core.qc.seam_dup import duplication_profile
 
 if TYPE_CHECKING:
     from casdesk.core.qc.detectors import TileData
@@ -70,14 +70,11 @@ _CHROMA_SRC = np.array([[1.0, -1.0, 0.0, 128.0], [0.0, -1.0, 1.0, 128.0], [0.0, 
 """(R - G + 128, B - G + 128, 255): the colour-difference planes with a full footprint plane."""
 
 
-SEAM_DUP_DN = 2000.0
-"""DN of seam score per unit of duplicated share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
-a share of 0.00725 reaches the 14.5 DN flag line of the default rule, 0.01325 its 26.5 DN
-reject line (released tiles <= 0.0021, traps <= 0.005)."""
-SEAM_COPY_DN = 12000.0
-"""DN of seam score per unit of copied share (:func:`~casdesk.core.qc.seam_dup.analyse`):
-a share of 0.00121 reaches the 14.5 DN flag line, 0.00221 the 26.5 DN reject line
-(released tiles <= 0.0005, traps <= 0.0006; a displaced scene's repeated band 0.002-0.07)."""
+SEAM_DUP_DN = 12000.0
+"""DN of seam score per unit of copied share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
+a share of 0.00121 reaches the 14.5 DN flag line of the default rule, 0.00221 its 26.5 DN
+reject line (released tiles and traps 0: no lag repeats; at their own strongest
+autocorrelation peaks <= 0.0006; a displaced scene's copied band 0.001-0.07)."""
 
 
 @lru_cache(maxsize=4)
@@ -354,13 +351,10 @@ def seam_profile(tile: TileData) -> tuple[float, float, float]:
     if size < 32:
         return (0.0, 0.0, 0.0)
     step = _step_profile(tile, size)
-    best = step
-    for dn, (share, dy, dx) in zip(
-        (SEAM_DUP_DN, SEAM_COPY_DN), analyse(tile.rgb, None if tile.full else tile.footprint), strict=True
-    ):
-        if dn * share > best[0]:
-            best = (dn * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
-    return best
+    share, dy, dx = duplication_profile(tile.rgb, None if tile.full else tile.footprint)
+    if SEAM_DUP_DN * share > step[0]:
+        return (SEAM_DUP_DN * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
+    return step
 
 
 def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:
@@ -399,10 +393,10 @@ def seam_score(tile: TileData) -> float:
     """Strength of the strongest mosaic seam, in 8-bit DN of the display RGB: the larger of
     a step score and a duplication score.
 
-    Duplication (a geometric seam, one scene displaced): the share of the tile repeating
-    other content of it at one displacement of 6.5-36 px (one FFT autocorrelation of the
-    sign of the Laplacian, see :func:`~casdesk.core.qc.seam_dup.duplication_share`), times
-    :data:`SEAM_DUP_DN`.
+    Duplication (a geometric seam, one scene displaced): the share of the tile copying
+    other content of it at one displacement of 6.5-36 px (the lag where most textured 2x2
+    patches repeat, found by sorting patch keys; then pixel by pixel, see
+    :func:`~casdesk.core.qc.seam_dup.duplication_share`), times :data:`SEAM_DUP_DN`.
 
     Step (a radiometric seam): a straight line across the tile along which one side is
     brighter (or one colour band higher) by the same amount all along it. Candidates: on a
