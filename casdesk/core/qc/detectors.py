@@ -249,10 +249,15 @@ def blur_score(tile: TileData) -> float:
         _, std = cv2.meanStdDev(lap)
         return float(std[0, 0] ** 2)
     inner = cv2.erode(tile.foot8, _SQUARE3)
-    if not cv2.countNonZero(inner):
+    n = cv2.countNonZero(inner)
+    if not n:
         return 0.0
-    _, std = cv2.meanStdDev(lap, mask=inner)
-    return float(std[0, 0] ** 2)
+    # the variance over the mask from the sums of the masked values and of their squares
+    # (whole numbers: exact in doubles); OpenCV's masked meanStdDev is 5 times slower
+    inside = np.zeros_like(lap)
+    cv2.copyTo(lap, inner, inside)
+    mean = cv2.sumElems(inside)[0] / n
+    return max(cv2.norm(inside, cv2.NORM_L2SQR) / n - mean * mean, 0.0)
 
 
 # --------------------------------------------------------------------------- registry
