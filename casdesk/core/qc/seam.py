@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
-from casdesk.core.qc.seam_dup import duplication_profile
+from casdesk.core.qc.seam_dup import analyse
 
 if TYPE_CHECKING:
     from casdesk.core.qc.detectors import TileData
@@ -32,9 +32,6 @@ pieces' steps clipped to +-:data:`SEAM_CLIP`): a seam steps the same in every pi
 natural lines of 40-180 DN strong in parts outrank a 40 DN seam by their median (2 + 1
 instead of 3 + 0 candidates: 40 DN brightness seams caught 18 / 16 of 22 instead of 15 /
 14 on seeds 16 / 17, same cost)."""
-SEAM_STEADY_CHROMA = 0
-"""Steady candidates per colour-difference plane (1 in place of the median one: +1 / -1
-seams on seeds 16 / 17, not kept)."""
 SEAM_CLIP = 24.0
 """Clip (DN) of a piece's coarse step in the steady score."""
 SEAM_REFINE_DEG = 3.375
@@ -70,11 +67,15 @@ _CHROMA_SRC = np.array([[1.0, -1.0, 0.0, 128.0], [0.0, -1.0, 1.0, 128.0], [0.0, 
 """(R - G + 128, B - G + 128, 255): the colour-difference planes with a full footprint plane."""
 
 
-SEAM_DUP_DN = 12000.0
-"""DN of seam score per unit of copied share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
-a share of 0.00121 reaches the 14.5 DN flag line of the default rule, 0.00221 its 26.5 DN
-reject line (released tiles and traps 0: no lag repeats; at their own strongest
-autocorrelation peaks <= 0.0006; a displaced scene's copied band 0.001-0.07)."""
+SEAM_DUP_DN = 2000.0
+"""DN of seam score per unit of duplicated share (:func:`~casdesk.core.qc.seam_dup.duplication_share`):
+a share of 0.00725 reaches the 14.5 DN flag line of the default rule, 0.01325 its 26.5 DN
+reject line (released tiles <= 0.0021, traps <= 0.005)."""
+SEAM_COPY_DN = 12000.0
+"""DN of seam score per unit of copied share (:func:`~casdesk.core.qc.seam_dup.analyse`):
+a share of 0.00121 reaches the 14.5 DN flag line, 0.00221 the 26.5 DN reject line
+(released tiles and traps 0: no lag repeats; at their own strongest autocorrelation peaks
+<= 0.0006; a displaced scene's copied band 0.001-0.07)."""
 
 
 @lru_cache(maxsize=4)
@@ -93,8 +94,8 @@ def _rotations(size: int, angles: int) -> tuple[int, list[np.ndarray]]:
 
 
 def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-    """Candidate seam lines on the small copy: (median score and steady score per (angle,
-    boundary row, plane), first row).
+    """Candidate seam lines on the small copy: (median score per (angle, boundary row,
+    plane), steady score of the grey plane per (angle, boundary row), first row).
 
     Each rotation turns the lines of one direction into rows; every row is cut into
     :data:`SEAM_SEGMENTS` pieces (``cv2.resize`` INTER_AREA does the averaging). For each
@@ -102,7 +103,7 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarra
     kept only when the step between the strips beyond (the plateau) has the same sign, and
     minus the steps of the parallel lines :data:`SEAM_PROMINENCE` rows away (a regional
     change of content is not a line). The score is the median step over the pieces, per
-    plane; the steady score the mean of the steps clipped to +-:data:`SEAM_CLIP`.
+    plane; the steady score the mean of the grey plane's steps clipped to +-:data:`SEAM_CLIP`.
     """
     out, mats = _rotations(rgb.shape[0], SEAM_ANGLES)
     stack = np.dstack([rgb * ok[..., None], ok * 255]).astype(np.uint8)
@@ -147,8 +148,9 @@ def _coarse_seam(rgb: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarra
     score[n_valid < SEAM_MIN_SEGMENTS] = 0.0
     # consistency: the mean of the pieces' steps clipped to +-SEAM_CLIP (a seam steps the
     # same in every piece; a natural line is strong in parts)
-    clipped = np.where(good[..., None], np.clip(step, -SEAM_CLIP, SEAM_CLIP), 0.0).sum(axis=2)
-    steady = np.abs(clipped) / np.maximum(n_valid, 1)[..., None]
+    grey = np.clip(step[..., 0], -SEAM_CLIP, SEAM_CLIP)
+    grey *= good
+    steady = np.abs(grey.sum(axis=2)) / np.maximum(n_valid, 1)
     steady[n_valid < SEAM_MIN_SEGMENTS] = 0.0
     return np.clip(score, 0, None), steady, int(b[0])
 
@@ -351,10 +353,13 @@ def seam_profile(tile: TileData) -> tuple[float, float, float]:
     if size < 32:
         return (0.0, 0.0, 0.0)
     step = _step_profile(tile, size)
-    share, dy, dx = duplication_profile(tile.rgb, None if tile.full else tile.footprint)
-    if SEAM_DUP_DN * share > step[0]:
-        return (SEAM_DUP_DN * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
-    return step
+    best = step
+    for dn, (share, dy, dx) in zip(
+        (SEAM_DUP_DN, SEAM_COPY_DN), analyse(tile.rgb, None if tile.full else tile.footprint), strict=True
+    ):
+        if dn * share > best[0]:
+            best = (dn * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
+    return best
 
 
 def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:
@@ -378,10 +383,9 @@ def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:
     ):
         if not full:  # the last plane: the footprint
             src[..., -1] = inner * 255
-        cells = []
-        for p in planes:
-            got = _candidates(coarse[..., p], n)
-            cells += got + _candidates(steady[..., p], SEAM_STEADY_CANDIDATES if p == 0 else SEAM_STEADY_CHROMA, got)
+        cells = [cell for p in planes for cell in _candidates(coarse[..., p], n)]
+        if planes == (0,):
+            cells += _candidates(steady, SEAM_STEADY_CANDIDATES, cells)
         for angle, r in cells:
             found = _refine_seam(src, size, angle, float(r + first), weight)
             if found[0] > best[0]:
@@ -393,10 +397,13 @@ def seam_score(tile: TileData) -> float:
     """Strength of the strongest mosaic seam, in 8-bit DN of the display RGB: the larger of
     a step score and a duplication score.
 
-    Duplication (a geometric seam, one scene displaced): the share of the tile copying
-    other content of it at one displacement of 6.5-36 px (the lag where most textured 2x2
-    patches repeat, found by sorting patch keys; then pixel by pixel, see
-    :func:`~casdesk.core.qc.seam_dup.duplication_share`), times :data:`SEAM_DUP_DN`.
+    Duplication (a geometric seam, one scene displaced), the larger of: the share of the
+    tile repeating other content of it at one displacement of 6.5-36 px (one FFT
+    autocorrelation of the sign of the Laplacian, see
+    :func:`~casdesk.core.qc.seam_dup.duplication_share`) times :data:`SEAM_DUP_DN`, and the
+    share copying the pixels one lag away (the lag where most textured 2x2 patches repeat,
+    found by sorting patch keys; see :func:`~casdesk.core.qc.seam_dup.analyse`) times
+    :data:`SEAM_COPY_DN`.
 
     Step (a radiometric seam): a straight line across the tile along which one side is
     brighter (or one colour band higher) by the same amount all along it. Candidates: on a

@@ -1,15 +1,19 @@
-"""Geometric mosaic seams seen as duplicated content (see :func:`duplication_share`).
+"""Geometric mosaic seams seen as duplicated content (see :func:`analyse`).
 
 Where two scenes of a mosaic are misregistered by a shift ``v`` and the shift points into
 the displaced side, a band of that side along the whole seamline (as wide as the shift's
-component across the line) repeats the content of the other side at displacement ``v``:
-a solid strip of pixels that copy the pixels one lag ``v`` away. The lag is found by
-sorting small patch keys (a copied band repeats thousands of textured 2x2 patches at one
-lag; natural imagery a handful at any lag), and the copied strip is then measured pixel
-by pixel at that lag, wherever the line is.
+component across the line) repeats the content of the other side at displacement ``v``.
+Two measures, from one whitened image: the autocorrelation's isolated peak at ``v`` (one
+FFT; its height is about the duplicated share of the tile, and it survives a resampled,
+sub-pixel copy), and the share of pixels that copy the pixels one lag ``v`` away, where
+``v`` is the lag at which most textured 2x2 patches repeat (found by sorting patch keys;
+exact or near-exact copies only, but far above chance where the autocorrelation's peak
+drowns in the texture's own correlation at lags near 8 px).
 """
 
 from __future__ import annotations
+
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -45,22 +49,93 @@ DUP_COPY_CLUMP = 5
 displaced band is a solid strip, chance matches are scattered."""
 
 
+@lru_cache(maxsize=1)
+def _annulus() -> tuple[np.ndarray, np.ndarray]:
+    """(lags inside the annulus as a bool (2R+1, 2R+1) window, 5x5 ring kernel)."""
+    r = DUP_MAX_LAG
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    rr = np.hypot(yy, xx)
+    ring = np.ones((5, 5), np.uint8)
+    ring[1:4, 1:4] = 0
+    return (rr >= DUP_MIN_LAG) & (rr <= r), ring
+
+
 def duplication_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) -> tuple[float, int, int]:
+    """(share, dy, dx): the strongest isolated peak of the whitened autocorrelation at
+    lags of 6.5-36 px above the next one (see :func:`duplication_share`), and its lag."""
+    return analyse(rgb, footprint)[0]
+
+
+def copy_profile(rgb: np.ndarray, footprint: np.ndarray | None = None) -> tuple[float, int, int]:
     """(share, dy, dx): the share of the tile copying the pixels one lag (dy, dx) of 6.5-36
-    px away, at the lag where most textured patches repeat (see :func:`duplication_share`)."""
+    px away, at the lag where most textured 2x2 patches repeat (see :func:`analyse`)."""
+    return analyse(rgb, footprint)[1]
+
+
+def analyse(
+    rgb: np.ndarray, footprint: np.ndarray | None = None
+) -> tuple[tuple[float, int, int], tuple[float, int, int]]:
+    """Both duplication measures: ((peak share, dy, dx), (copied share, dy, dx)).
+
+    *Peak share* (:func:`duplication_share`): the strongest isolated peak of the whitened
+    autocorrelation at lags of 6.5-36 px above the next one. *Copied share*: textured 2x2
+    patches (band sums quantised by :data:`DUP_HASH_STEP`, spanning >= :data:`DUP_HASH_RANGE`;
+    one key in :data:`DUP_HASH_KEEP`, chosen by the key) are sorted by key and the lags
+    between equal neighbours counted; at the most frequent lag with at least
+    :data:`DUP_HASH_PAIRS` repeats, the share of the tile's textured pixels whose band sum
+    is within :data:`DUP_COPY_TOL` of the pixel one lag back but not of the 4 pixels
+    :data:`DUP_COPY_CONTROL` px around that one (a smooth surface matches any lag), in
+    clumps (:data:`DUP_COPY_CLUMP` of 3x3). Released tiles and traps: no lag repeats often
+    enough (copied share 0; <= 0.0006 at their own strongest autocorrelation peaks); a
+    geometric seam whose displacement points into the displaced side: up to about (shift
+    across the line) x (line length) / (tile area), 0.001-0.07 for 8-32 px."""
+    none = ((0.0, 0, 0), (0.0, 0, 0))
     rows, cols = rgb.shape[:2]
     if min(rows, cols) < DUP_MIN_SIZE:
-        return (0.0, 0, 0)
+        return none
     if rgb.ndim == 3:  # the sum of the bands (3x their mean, exact in 16 bits)
         grey = np.add(np.add(rgb[..., 0], rgb[..., 1], dtype=np.int16), rgb[..., 2], dtype=np.int16)
     else:
         grey = rgb.astype(np.int16)
-    # textured: a 3x3 Laplacian of at least 2/3 DN of the band mean (flat fill, saturated
-    # and smooth pixels are not), inside the footprint eroded by 2 px
-    textured = np.abs(cv2.Laplacian(grey, cv2.CV_16S, ksize=1)) >= 2
+    lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=1)
+    # whitened: the sign of the Laplacian, 0 where it is flat (fill, saturated, smooth; a
+    # Laplacian under 2/3 DN of the band mean counts as flat): trunc(clip(lap, -2, 2) / 2)
+    w = np.trunc(np.clip(lap, -2, 2).astype(np.float32) * np.float32(0.5))
     if footprint is not None and not footprint.all():
-        textured &= cv2.erode(footprint.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
-    return _copied(grey, textured, _lags(grey, textured, DUP_HASH_LAGS))
+        inner = cv2.erode(footprint.astype(np.uint8), np.ones((5, 5), np.uint8))
+        w *= inner
+    textured = w != 0
+    copied = _copied(grey, textured, _lags(grey, textured, DUP_HASH_LAGS))
+    w -= float(w.mean())
+    energy = float(np.dot(w.ravel(), w.ravel()))
+    if energy <= 0:
+        return ((0.0, 0, 0), copied)
+    r = DUP_MAX_LAG
+    # circular (lags wrap around the tile: cheaper than padding, and the wrapped strips,
+    # unrelated content, add no peak); odd sizes padded to a fast DFT size
+    pr, pc = cv2.getOptimalDFTSize(rows), cv2.getOptimalDFTSize(cols)
+    src = w
+    if (pr, pc) != (rows, cols):
+        src = np.asarray(cv2.copyMakeBorder(w, 0, pr - rows, 0, pc - cols, cv2.BORDER_CONSTANT, value=0), np.float32)
+    f = cv2.dft(src)  # packed (CCS) spectrum of a real image
+    ac = cv2.idft(cv2.mulSpectrums(f, f, 0, conjB=True), flags=cv2.DFT_REAL_OUTPUT | cv2.DFT_SCALE)
+    # the window of lags -r..r (circular indices)
+    idx_r = np.r_[pr - r : pr, 0 : r + 1]
+    idx_c = np.r_[pc - r : pc, 0 : r + 1]
+    win = np.ascontiguousarray(ac[np.ix_(idx_r, idx_c)]) / energy
+    ann, ring = _annulus()
+    # an isolated peak: its value above the highest of the 16 lags two steps around it
+    # (a straight edge's autocorrelation is a ridge: its own ring holds as high values)
+    peak = win - cv2.dilate(win, ring, borderType=cv2.BORDER_REFLECT)
+    a = np.where(ann, peak, -1.0)
+    i, j = np.unravel_index(int(a.argmax()), a.shape)
+    p1 = float(a[i, j])
+    # the second peak (not the first's mirror nor its neighbours): periodic texture and the
+    # tiles' own resampling patterns make several; a displaced scene one
+    for y, x in ((i, j), (2 * r - i, 2 * r - j)):
+        a[max(y - 2, 0) : y + 3, max(x - 2, 0) : x + 3] = -1.0
+    p2 = float(a.max())
+    return (max(p1 - max(p2, 0.0), 0.0), int(i) - r, int(j) - r), copied
 
 
 def _lags(grey: np.ndarray, textured: np.ndarray, k: int) -> list[tuple[int, int]]:
@@ -133,15 +208,14 @@ def _copied(grey: np.ndarray, textured: np.ndarray, lags: list[tuple[int, int]])
 
 
 def duplication_share(rgb: np.ndarray, footprint: np.ndarray | None = None) -> float:
-    """Share of the tile that copies other content of it at one displacement of 6.5-36 px.
+    """Share of the tile that repeats other content of it at one displacement of 6.5-36 px.
 
-    The lag: textured 2x2 patches (band sums quantised by 8 DN, spanning >= 24 DN; one key
-    in 8, chosen by the key) are sorted by key, and the lags between equal neighbours
-    counted; the most frequent lag with at least :data:`DUP_HASH_PAIRS` repeats is measured.
-    The share: textured pixels whose band sum is within 6 DN of the pixel one lag back but
-    not of the 4 pixels 2 px around that one (a smooth surface matches any lag), in clumps
-    (5 of 3x3). Released tiles and traps: 0 (no lag repeats often enough; <= 0.0005 at
-    their own strongest autocorrelation peaks); a geometric seam whose displacement points
-    into the displaced side: up to about (shift across the line) x (line length) / (tile
-    area), 0.001-0.07 for 8-32 px."""
+    The grey image is whitened (sign of its 3x3 Laplacian, 0 where flat) and autocorrelated
+    with one FFT. At each lag the value above the highest of the 16 lags two
+    steps around it measures an isolated peak (edges make ridges, not peaks); the score is
+    the highest such peak minus the next one elsewhere (periodic texture and resampling
+    patterns make several peaks, a displaced scene one). Released tiles: <= 0.0021; a
+    geometric seam whose displacement points into the displaced side: about
+    (shift across the line) x (line length) / (tile area), 0.005-0.07 for 8-32 px; a copy
+    resampled at a sub-pixel shift keeps about half of it (13.25 px: 0.008-0.014)."""
     return duplication_profile(rgb, footprint)[0]
