@@ -299,6 +299,6 @@ def register_metric(
 register_metric("fill_fraction", 2, True, "Fill fraction")(fill_fraction)
 register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
 register_metric("cloud_fraction", 3, True, "Cloud fraction")(cloud_fraction)
-register_metric("seam_score", 12, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
+register_metric("seam_score", 13, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
 register_metric("blur_score", 1, False, "Sharpness (var. of Laplacian)", (0.0, 5000.0))(blur_score)
 register_metric("valid_fraction", 1, False, "Valid fraction")(valid_fraction)

@@ -23,15 +23,17 @@ SEAM_SEGMENTS = 10
 SEAM_MIN_SEGMENTS = 6
 SEAM_STRIP = 3
 SEAM_PROMINENCE = 9
-SEAM_CANDIDATES = 2
+SEAM_CANDIDATES = 3
 """Candidate lines re-fitted on the RGB bands: the best of the grey plane's coarse scores
 (median step over the pieces) ..."""
-SEAM_STEADY_CANDIDATES = 1
+SEAM_STEADY_CANDIDATES = 0
 """... and this many more: the best of the grey plane's *steady* scores (the mean of the
 pieces' steps clipped to +-:data:`SEAM_CLIP`): a seam steps the same in every piece, while
-natural lines of 40-180 DN strong in parts outrank a 40 DN seam by their median (2 + 1
-instead of 3 + 0 candidates: 40 DN brightness seams caught 18 / 16 of 22 instead of 15 /
-14 on seeds 16 / 17, same cost)."""
+natural lines of 40-180 DN strong in parts outrank a 40 DN seam by their median. 0 since
+version 13: 2 + 1 instead of 3 + 0 candidates caught 40 DN brightness seams 18 / 16 of 22
+instead of 15 / 14 on seeds 16 / 17 (severe seams 60.8 / 59.1 % against 59.7 / 58.0 %), but
+its steadiest line scored the released tile Palu0117 27.4-28.5 in 4 of its 8 rotations and
+mirror images (rejected; 19.3-19.6 with 3 + 0), a tile the authors kept."""
 SEAM_CLIP = 24.0
 """Clip (DN) of a piece's coarse step in the steady score."""
 SEAM_REFINE_DEG = 3.375
@@ -410,9 +412,8 @@ def seam_score(tile: TileData) -> float:
     96 px copy of the grey plane and the colour-difference planes R - G and B - G (a
     one-band shift is a step there, clear of the brightness texture the bands share), lines
     in 48 directions, each cut into 10 pieces; per piece the step between 3-px strips beside
-    the line minus the steps of parallel lines 9 px away; the 2 lines of the grey plane with
-    the largest median step, its steadiest line (largest mean of the pieces' steps clipped
-    to +-24 DN) and the best line of each colour-difference plane (largest median step) go on. Each is
+    the line minus the steps of parallel lines 9 px away; the 3 lines of the grey plane with
+    the largest median step and the best line of each colour-difference plane go on. Each is
     re-fitted at full resolution (5 angle corrections over +-3.375 degrees, +-10 px, then
     once more along the straight line fitted to where each piece's step lies; grey-plane
     lines on the RGB bands, the others on the colour-difference planes, scored x 1.25) and
