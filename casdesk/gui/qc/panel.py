@@ -37,6 +37,10 @@ from casdesk.gui.shell.context import ProjectContext
 
 log = logging.getLogger(__name__)
 
+HISTOGRAM_EVERY_MS = 1000
+"""While a scan runs, the histograms are redrawn at most this often (the counts follow every
+batch of tiles)."""
+
 
 
 def load_table_for(path: Any) -> tuple[qc.QCTable, list[qc.Rule]]:
@@ -78,6 +82,10 @@ class QCPanel(QCScanning, QWidget):
         self.stale_timer.setSingleShot(True)
         self.stale_timer.setInterval(500)
         self.stale_timer.timeout.connect(self.recompute_stale)
+        self.histogram_timer = QTimer(self)  # histograms follow a scan at most once a second
+        self.histogram_timer.setSingleShot(True)
+        self.histogram_timer.setInterval(HISTOGRAM_EVERY_MS)
+        self.histogram_timer.timeout.connect(self._update_histograms)
         self._rules_pending = False
         self._load_seq = self._loaded_seq = 0
         self._load_call = LatestCall(self)

@@ -124,6 +124,9 @@ class RuleEditor(QWidget):
         finite = values[np.isfinite(values)]
         if finite.size == 0:
             self.bars.setOpts(x0=[], x1=[], height=[])
+            self.plot.setYRange(0, 1, padding=0)  # not pyqtgraph's -0.5..0.5 of an empty plot
+            self.overflow.setText("")
+            self.overflow_count = 0
             return
         counts, edges = np.histogram(np.clip(finite, self.lo, self.hi), bins=50, range=(self.lo, self.hi))
         self.bars.setOpts(x0=edges[:-1], x1=edges[1:], height=counts)

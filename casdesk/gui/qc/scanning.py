@@ -32,6 +32,7 @@ class QCScanning(QWidget):
     runner: JobRunner | None
     stale_runner: JobRunner | None
     stale_timer: QTimer
+    histogram_timer: QTimer
     compute_button: QPushButton
     cancel_button: QPushButton
     progress: QProgressBar
@@ -75,6 +76,8 @@ class QCScanning(QWidget):
         if ids and self.table is not None and self.context.catalog is not None:
             qc.update_table(self.context.catalog, self.table, ids)
             self.recount()
+            if not self.histogram_timer.isActive():
+                self.histogram_timer.start()
 
     def _on_computed(self, n: int) -> None:
         self.context.status_message.emit(f"QC metrics computed for {n} tiles")

@@ -155,3 +155,20 @@ def test_suspect_labels_review_queue_highlights_disagreement(qtbot, panel):
 
     assert latest_decisions(catalog)[tiles[3].id]["decision"] == "reject"
     review.close()
+
+
+def test_histograms_follow_a_scan_at_most_once_a_second(panel: QCPanel, qtbot) -> None:
+    """While a scan runs the counts follow every batch; the histograms are redrawn from the
+    tiles done so far, at most once per HISTOGRAM_EVERY_MS (not only when the scan ends)."""
+    from casdesk.core.jobs import Progress
+
+    ed = panel.editors["fill_fraction"]
+    assert int(np.sum(ed.bars.opts["height"])) == 0
+    ids = [int(t) for t in panel.table.tile_ids[:5]]
+    version = qc.METRICS["fill_fraction"].version
+    panel.context.catalog.qc.put_metrics(
+        [(t, "fill_fraction", version, 0.1 * k, "2999-01-01T00:00:00.000000+00:00") for k, t in enumerate(ids)])
+    panel._on_progress(Progress(5, 12, "", {"tile_ids": ids}))  # what a scan's batch reports
+    assert panel.histogram_timer.isActive()
+    panel._on_progress(Progress(5, 12, "", {"tile_ids": ids}))  # a second batch: no second timer
+    qtbot.waitUntil(lambda: int(np.sum(ed.bars.opts["height"])) == 5, timeout=5_000)
