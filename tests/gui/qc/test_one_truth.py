@@ -26,13 +26,19 @@ from casdesk.ml.training.data import accepted_tile_ids as training_kept
 from .conftest import fill_strip_specs
 
 
-@pytest.fixture
-def views(qtbot, make_project):
-    catalog = make_project(fill_strip_specs(16, seed=1))
+def measured_project(make_project, seed: int) -> Path:
+    """A 16-tile project with every metric computed (closed; the process's QC table dropped)."""
+    catalog = make_project(fill_strip_specs(16, seed=seed))
     run_job(qc.compute_metrics(catalog))
     path = catalog.path
     catalog.close()
     shared.forget()
+    return path
+
+
+@pytest.fixture
+def views(qtbot, make_project):
+    path = measured_project(make_project, seed=1)
     ctx = ProjectContext()
     panel = QCPanel(ctx)
     browser = BrowserPanel(ctx)
@@ -191,11 +197,7 @@ def test_the_views_count_with_one_loaded_table(qtbot, make_project, monkeypatch)
         return real_values(self, tile_ids)
 
     monkeypatch.setattr(QcRecords, "metric_values", counting)
-    catalog = make_project(fill_strip_specs(16, seed=2))
-    run_job(qc.compute_metrics(catalog))
-    path = catalog.path
-    catalog.close()
-    shared.forget()
+    path = measured_project(make_project, seed=2)
     ctx = ProjectContext()
     panel, browser, map_panel = QCPanel(ctx), BrowserPanel(ctx), MapPanel(ctx)
     for widget in (panel, browser, map_panel):
