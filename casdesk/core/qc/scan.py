@@ -179,7 +179,9 @@ def compute_metrics(
     stored before the first seam value. Progress counts the passes' tiles
     (``total``: tiles of the first pass plus tiles of the second); each event carries
     ``data["tile_ids"]``: the tiles written since the previous one (the GUI recounts with
-    them, so its counts cover the tiles done so far) and ``data["phase"]`` (0 or 1). Small
+    them, so its counts cover the tiles done so far) and ``data["phase"]`` (the pass: 0 or
+    1); the message counts the tiles of the pass ("metrics: 800/5280 tiles", then
+    "seam_score: 40/5280 tiles"). Small
     scans (fewer than :data:`PROCESS_MIN_TILES`) or ``processes=False`` use threads.
     """
     own = not isinstance(catalog, Catalog)
@@ -225,8 +227,11 @@ def compute_metrics(
                 done += 1
 
         def event(phase: int) -> Progress:
-            what = "seam" if phase else "metrics"
-            return Progress(done, total, f"{done}/{total} tiles ({what})", {"tile_ids": flush(), "phase": phase})
+            slow = all(n in SLOW_METRICS for _, need in phases[phase] for n in need)
+            what = ", ".join(SLOW_METRICS) if slow else "metrics"
+            before = sum(len(p) for p in phases[:phase])
+            text = f"{what}: {done - before}/{len(phases[phase])} tiles"
+            return Progress(done, total, text, {"tile_ids": flush(), "phase": phase})
 
         chunk = CHUNK if use_processes else 1
         pool: Executor
