@@ -7,7 +7,7 @@ only reading the same image and mask files, with the same number of worker proce
 Tiles are the released CAS and Hokkaido tiles copied with the 8 flips/rotations (and
 repeated) to reach ``--tiles``; each gets a mask. Both sides start their own process pool
 (spawn), read each file once, in chunks of the same size; the files are in the OS cache
-for both (they were just written, and a warm-up read precedes). ``--metrics`` / ``--without``
+for both (they were just written and synced to disk, and a warm-up read precedes). ``--metrics`` / ``--without``
 scan a subset of the registered metrics (default: all of them). The scan measures every
 metric but the seam for every tile first, then the seam (``compute_metrics``' two
 passes): ``ratio_fast_pass_vs_read`` is the time until the first pass is stored (the other
@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
                 for ip, mp in pairs
             ]
         )
+        if hasattr(os, "sync"):
+            # the tiles just written go to disk now, not during the timed reads and scans (the
+            # kernel's write-back of 5 GB slowed whichever side it overlapped: first reads of
+            # 9-11 s instead of 4-6)
+            os.sync()
         for p in pairs[:50]:
             _read_pair(p)  # lazy imports and the first files, for both sides alike
         # rounds of read, scan, read: each scan against the faster read beside it (a
