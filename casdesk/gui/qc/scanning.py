@@ -72,6 +72,8 @@ class QCScanning(QWidget):
         if event.total:
             self.progress.setRange(0, event.total)
             self.progress.setValue(event.done)
+        if event.message:  # the pass and its tiles ("metrics: 800/5280 tiles", then the seam's)
+            self.progress.setFormat(event.message.replace("%", "%%"))
         ids = event.data.get("tile_ids") if event.data else None
         if ids and self.table is not None and self.context.catalog is not None:
             qc.update_table(self.context.catalog, self.table, ids)

@@ -168,7 +168,8 @@ def test_histograms_follow_a_scan_at_most_once_a_second(panel: QCPanel, qtbot) -
     version = qc.METRICS["fill_fraction"].version
     panel.context.catalog.qc.put_metrics(
         [(t, "fill_fraction", version, 0.1 * k, "2999-01-01T00:00:00.000000+00:00") for k, t in enumerate(ids)])
-    panel._on_progress(Progress(5, 12, "", {"tile_ids": ids}))  # what a scan's batch reports
+    panel._on_progress(Progress(5, 12, "metrics: 5/12 tiles", {"tile_ids": ids}))  # a scan's batch
     assert panel.histogram_timer.isActive()
+    assert panel.progress.text() == "metrics: 5/12 tiles"  # the pass and its own tiles
     panel._on_progress(Progress(5, 12, "", {"tile_ids": ids}))  # a second batch: no second timer
     qtbot.waitUntil(lambda: int(np.sum(ed.bars.opts["height"])) == 5, timeout=5_000)
