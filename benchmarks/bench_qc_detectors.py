@@ -42,7 +42,7 @@ import rasterio  # noqa: E402
 
 from casdesk.core.qc import evalset  # noqa: E402
 from casdesk.core.qc.detectors import METRICS, TileData, load_tile  # noqa: E402
-from casdesk.core.qc.scan import _keep_freed_memory  # noqa: E402
+from casdesk.core.qc.scan import keep_freed_memory  # noqa: E402
 from casdesk.core.raster.io import open_raster, read_window  # noqa: E402
 
 DEFAULT_PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=1, help="OpenCV threads (a scan worker uses 1)")
     args = ap.parse_args(argv)
     cv2.setNumThreads(args.threads)
-    _keep_freed_memory()  # as a scan worker: no page faults for each tile's fresh arrays
+    keep_freed_memory()  # as a scan worker: no page faults for each tile's fresh arrays
     with rasterio.Env():  # as a scan worker reads a chunk: one rasterio environment
         return run(args)
 

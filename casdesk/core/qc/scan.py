@@ -124,14 +124,14 @@ def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[
 
 def _init_worker() -> None:
     """Worker processes: one OpenCV thread each (the pool already uses every core), and
-    freed memory kept for the next tile (:func:`_keep_freed_memory`)."""
+    freed memory kept for the next tile (:func:`keep_freed_memory`)."""
     import cv2
 
     cv2.setNumThreads(1)
-    _keep_freed_memory()
+    keep_freed_memory()
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """glibc gives the freed top of the heap back to the system (above 128 KiB by default)
     and serves large arrays from fresh mappings: every tile's arrays (a few MB) were then
     mapped and page-faulted in again, about 800 faults and 0.9 ms per 512 px tile, 25 % of
