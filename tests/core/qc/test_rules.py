@@ -115,13 +115,13 @@ def test_compute_metrics_stores_and_skips_fresh(project) -> None:
     assert run_job(qc.compute_metrics(project, metrics=["seam_score"])) == 5
 
 
-def test_compute_metrics_cancel_keeps_consistent_rows(project) -> None:
+def test_a_scan_cancelled_before_it_starts_writes_nothing(project) -> None:
+    # a cancel during a pass keeps what that pass finished: tests/core/qc/test_scan_phases.py
     token = CancelToken()
     token.cancel()
     with pytest.raises(CasdeskError):
         run_job(qc.compute_metrics(project, cancel=token, workers=1))
-    rows = project.query("SELECT tile_id, COUNT(*) FROM qc_metrics GROUP BY tile_id")
-    assert all(c == len(qc.METRICS) for _, c in rows)
+    assert project.query("SELECT COUNT(*) FROM qc_metrics")[0][0] == 0
 
 
 def test_decisions_presets_and_accepted_ids(project) -> None:
