@@ -148,8 +148,11 @@ def add_radiometric_seam(
 
 
 def add_geometric_seam(
-    img: np.ndarray, rng: np.random.Generator, px: float, jagged: bool
+    img: np.ndarray, rng: np.random.Generator, px: float, jagged: bool, subpixel: float = 0.0
 ) -> np.ndarray:
+    """One side of a line displaced by ``px`` in a random direction. ``subpixel`` > 0 adds
+    that fraction of a pixel to the shift and resamples bilinearly, as a reprojected scene
+    of a real mosaic is (its pixels are then no exact copies of the other side's)."""
     rows, cols = img.shape[1:]
     side = _side(
         (rows, cols),
@@ -160,10 +163,12 @@ def add_geometric_seam(
     )
     LAST_SIDE[:] = [side]
     direction = rng.uniform(0, 2 * math.pi)
-    m = np.array([[1, 0, px * math.cos(direction)], [0, 1, px * math.sin(direction)]], np.float32)
+    shift = px + subpixel
+    m = np.array([[1, 0, shift * math.cos(direction)], [0, 1, shift * math.sin(direction)]], np.float32)
     hwc = np.ascontiguousarray(img.transpose(1, 2, 0))
     moved = cv2.warpAffine(
-        hwc, m, (cols, rows), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT
+        hwc, m, (cols, rows), flags=cv2.INTER_LINEAR if subpixel else cv2.INTER_NEAREST,
+        borderMode=cv2.BORDER_REFLECT,
     )
     out = hwc.copy()
     out[side] = moved[side]
@@ -303,16 +308,21 @@ def build_cases(
     seed: int = 16,
     per_source: int = 1,
     kinds: Sequence[str] = ALL_KINDS,
+    resampled: bool = False,
 ) -> Iterator[Case]:
     """All evaluation cases for ``sources``: each clean tile, then ``per_source`` rounds of
     seams (every DN and px level, brightness/colour, straight/jagged), fills, clouds and
     traps made from it. A fill case's truth includes the source tile's own footprint fill
     (three released tiles have a white or black corner; checked by eye). ``kinds`` limits
     the cases made (each kind draws from its own seeded generator, so a subset gives the
-    same cases as the full set)."""
+    same cases as the full set). ``resampled``: geometric seams shifted by a further 0.1-0.9
+    px and resampled bilinearly (a stress variant: the same cases otherwise; the shifts'
+    fractions come from a generator of their own)."""
     from casdesk.core.qc.detectors import fill_mask
 
     rngs = {kind: np.random.default_rng([seed, i]) for i, kind in enumerate(ALL_KINDS)}
+    if resampled:
+        rngs["subpixel"] = np.random.default_rng([seed, 99])
     images = [(Path(p).stem, read_rgb(p)) for p in sources]
     own_fill = {name: fill_mask(img, np.ones(img.shape[1:], bool), False) for name, img in images}
     if "clean" in kinds:
@@ -345,7 +355,8 @@ def _defects(
             )
         for i, px in enumerate(SEAM_PX):
             jagged = (i + rnd) % 3 == 2
-            seamed = add_geometric_seam(img, rng, px, jagged)
+            sub = rngs["subpixel"].uniform(0.1, 0.9) if "subpixel" in rngs else 0.0
+            seamed = add_geometric_seam(img, rng, px, jagged, sub)
             yield Case(
                 f"{name}/seam{px}px{'j' if jagged else ''}",
                 "seam",

@@ -207,3 +207,23 @@ def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
     assert seam["radiometric_severe_caught"] >= 0.60
     assert seam["geometric_severe_caught"] >= 0.54
     assert seam["severe_caught"] >= 0.58
+
+
+def test_the_resampled_variant_changes_only_the_geometric_seams() -> None:
+    """``build_cases(resampled=True)`` (bench_qc_accuracy --resampled): the geometric seams
+    are shifted a further fraction of a pixel and interpolated, so their displaced side
+    holds no exact copies; every other case is the default set's."""
+    src = sources(2)
+    plain = list(evalset.build_cases(src))
+    resampled = list(evalset.build_cases(src, resampled=True))
+    assert [c.name for c in plain] == [c.name for c in resampled]
+    geometric = 0
+    for a, b in zip(plain, resampled, strict=True):
+        if a.kind == "seam" and a.truth["px"] > 0:
+            geometric += 1
+            assert a.side is not None and b.side is not None and np.array_equal(a.side, b.side)
+            assert not np.array_equal(a.image[:, a.side], b.image[:, b.side])
+            assert np.array_equal(a.image[:, ~a.side], b.image[:, ~b.side])  # the other scene stays
+        else:
+            assert np.array_equal(a.image, b.image), a.name
+    assert geometric == 2 * len(evalset.SEAM_PX)
