@@ -82,6 +82,7 @@ class QCPanel(QCScanning, QWidget):
         self.stale_timer.setSingleShot(True)
         self.stale_timer.setInterval(500)
         self.stale_timer.timeout.connect(self.recompute_stale)
+        self._histogram_keys: dict[str, tuple[int, int, int, float]] = {}  # what each histogram shows
         self.histogram_timer = QTimer(self)  # histograms follow a scan at most once a second
         self.histogram_timer.setSingleShot(True)
         self.histogram_timer.setInterval(HISTOGRAM_EVERY_MS)
@@ -329,9 +330,17 @@ class QCPanel(QCScanning, QWidget):
         self._update_histograms()
 
     def _update_histograms(self) -> None:
+        """Redraw the histograms whose values changed (during a scan's seam pass only the
+        seam's; the check costs ~0.1 ms per 20,000 tiles, a redraw several)."""
         for metric, ed in self.editors.items():
             values = self.table.metrics.get(metric) if self.table is not None else None
-            ed.set_values(values if values is not None else np.zeros(0))
+            if values is None:
+                values = np.zeros(0)
+            finite = np.isfinite(values)
+            key = (id(self.table), values.size, int(np.count_nonzero(finite)), float(values[finite].sum()))
+            if self._histogram_keys.get(metric) != key:
+                self._histogram_keys[metric] = key
+                ed.set_values(values)
 
     # ---- counting
     def recount(self) -> None:

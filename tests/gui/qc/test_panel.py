@@ -173,3 +173,11 @@ def test_histograms_follow_a_scan_at_most_once_a_second(panel: QCPanel, qtbot) -
     assert panel.progress.text() == "metrics: 5/12 tiles"  # the pass and its own tiles
     panel._on_progress(Progress(5, 12, "", {"tile_ids": ids}))  # a second batch: no second timer
     qtbot.waitUntil(lambda: int(np.sum(ed.bars.opts["height"])) == 5, timeout=5_000)
+    redrawn: list[str] = []
+    for metric, editor in panel.editors.items():
+        editor.set_values = lambda values, m=metric: redrawn.append(m)  # type: ignore[method-assign]
+    panel._update_histograms()
+    assert redrawn == []  # nothing changed since: no histogram is redrawn
+    panel.table.metrics["seam_score"][0] = 3.0  # the seam pass measured a tile
+    panel._update_histograms()
+    assert redrawn == ["seam_score"]
