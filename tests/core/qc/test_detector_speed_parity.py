@@ -1,10 +1,12 @@
 """The fast QC detectors give exactly what the straightforward definitions give.
 
-``fill_mask``, ``cloud_mask``, ``blur_score`` and the small copy were rewritten for speed
+``fill_mask``, ``cloud_mask``, ``blur_score`` and the small copies were rewritten for speed
 (issue 16: QC at the speed of reading): border-strip screening, flood fills from seeds,
 work within bounding boxes, band-by-band range tests, a vectorised area reduction. The
 reference implementations below are the plain definitions (whole-tile masks, labelling,
-float copies); every case must match them exactly (fill masks pixel for pixel).
+float copies); every case must match them exactly (fill masks pixel for pixel). The blur
+reference follows blur_score's version 2 (a half-size copy: a changed definition, not a
+speed-up).
 """
 
 from __future__ import annotations
@@ -137,8 +139,14 @@ def _ref_metrics(tile: TileData) -> dict[str, float]:
     core = cv2.morphologyEx((bright & grey & (texture <= CLOUD_MAX_TEXTURE) & sfoot).astype(np.uint8),
                             cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     cloud = cv2.dilate(core, np.ones((7, 7), np.uint8)).astype(bool) & bright & grey & sfoot
-    lap = cv2.Laplacian(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.CV_16S, ksize=3)
-    inner = cv2.erode(foot.astype(np.uint8), np.ones((3, 3), np.uint8))
+    # blur (version 2): the Laplacian of the luma of the display RGB halved once by 2x2
+    # means, over the half-size pixels whose whole block is in the footprint, eroded by 1 px
+    half, hfoot = rgb, foot
+    if rows % 2 == 0 and cols % 2 == 0 and rows >= 2 * WORK_SIZE and cols >= 2 * WORK_SIZE:
+        half = _ref_small(rgb, (cols // 2, rows // 2)).astype(np.uint8)
+        hfoot = foot[0::2, 0::2] & foot[1::2, 0::2] & foot[0::2, 1::2] & foot[1::2, 1::2]
+    lap = cv2.Laplacian(cv2.cvtColor(half, cv2.COLOR_RGB2GRAY), cv2.CV_16S, ksize=3)
+    inner = cv2.erode(hfoot.astype(np.uint8), np.ones((3, 3), np.uint8))
     blur = float(cv2.meanStdDev(lap, mask=inner)[1][0, 0] ** 2) if inner.any() else 0.0
     n = int(foot.sum())
     label = math.nan if tile.mask is None else (float((tile.mask.astype(bool) & foot).sum() / n) if n else 0.0)
