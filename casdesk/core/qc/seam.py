@@ -5,6 +5,7 @@ scene (see :func:`seam_score` and :mod:`~casdesk.core.qc.seam_dup`)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
@@ -345,23 +346,46 @@ def _line_score(
     return (value, normal, offset), (t, nrm, centre, pos, along, clear)
 
 
+@dataclass(frozen=True)
+class SeamFinding:
+    """What :func:`seam_score` found, for a reviewer: ``kind`` "step" (a brightness or
+    colour step along the line whose normal points at ``angle`` degrees, x right and y down,
+    ``offset`` from the tile's centre along it as a fraction of the shorter side) or
+    "repeat" (a band repeats the content ``lag`` px away in direction ``angle``: a displaced
+    scene; no line position), or "none"."""
+
+    score: float
+    kind: str
+    angle: float = 0.0
+    offset: float = 0.0
+    lag: float = 0.0
+
+
+def seam_finding(tile: TileData) -> SeamFinding:
+    """The strongest seam of the tile and how it was seen (:class:`SeamFinding`); its
+    ``score`` is :func:`seam_score`."""
+    rows, cols = tile.shape
+    size = min(SEAM_SIZE, rows, cols)
+    if size < 32:
+        return SeamFinding(0.0, "none")
+    dn, angle, offset = _step_profile(tile, size)
+    best = SeamFinding(dn, "step" if dn > 0 else "none", angle, offset)
+    for scale, (share, dy, dx) in zip(
+        (SEAM_DUP_DN, SEAM_COPY_DN), analyse(tile.rgb, None if tile.full else tile.footprint), strict=True
+    ):
+        if scale * share > best.score:
+            best = SeamFinding(scale * share, "repeat", math.degrees(math.atan2(dy, dx)) % 180.0, 0.0,
+                               math.hypot(dy, dx))
+    return best
+
+
 def seam_profile(tile: TileData) -> tuple[float, float, float]:
     """(score in DN, angle in degrees, signed offset from the centre as a fraction of the
     tile side) of the strongest seam; see :func:`seam_score`. For a brightness or colour
     step the angle is the line's normal; for duplicated content (a displaced scene) it is
     the displacement's direction and the offset is 0."""
-    rows, cols = tile.shape
-    size = min(SEAM_SIZE, rows, cols)
-    if size < 32:
-        return (0.0, 0.0, 0.0)
-    step = _step_profile(tile, size)
-    best = step
-    for dn, (share, dy, dx) in zip(
-        (SEAM_DUP_DN, SEAM_COPY_DN), analyse(tile.rgb, None if tile.full else tile.footprint), strict=True
-    ):
-        if dn * share > best[0]:
-            best = (dn * share, math.degrees(math.atan2(dy, dx)) % 180.0, 0.0)
-    return best
+    found = seam_finding(tile)
+    return (found.score, found.angle, found.offset)
 
 
 def _step_profile(tile: TileData, size: int) -> tuple[float, float, float]:

@@ -537,3 +537,4 @@ class QCPanel(QCScanning, QWidget):
             self.runner.shutdown()
         if self.review is not None:
             self.review.close()
+            self.review.shutdown()
