@@ -62,6 +62,9 @@ class TileIndex:
     """The working rules the states were evaluated with."""
     stale: np.ndarray | None = None
     """True where a tile's image or mask changed after its metrics were computed."""
+    unmeasured: np.ndarray | None = None
+    """uint32 bits per tile: ``rules[i]`` is enabled but the tile lacks its metric at the
+    detector's current version (a scan's seam pass to come, a detector's new version)."""
     _name_rank: np.ndarray | None = field(default=None, repr=False)
     _names_lower: np.ndarray | None = field(default=None, repr=False)
     _name_shared: np.ndarray | None = field(default=None, repr=False)
@@ -130,13 +133,25 @@ class TileIndex:
                 out.append(qc.describe_failure(rule, v, self.subdataset_names[self.subdataset_code[row]]))
         return out
 
+    def state_text(self, row: int) -> str:
+        """The tile's QC state in words; a pending tile that has metrics says which it still
+        waits for ("pending (seam_score not measured yet)")."""
+        code = int(self.qc_state[row])
+        text = state_name(code)
+        if code == qc.PENDING and self.unmeasured is not None and self.rules:
+            bits = int(self.unmeasured[row])
+            waiting = list(dict.fromkeys(r.metric for i, r in enumerate(self.rules) if bits >> i & 1))
+            if waiting:
+                text += f" ({', '.join(waiting)} not measured yet)"
+        return text
+
     def tooltip(self, row: int) -> str:
         """Name, subdataset, QC state, split and key metrics of one tile (plain text)."""
         lines = [
             str(self.names[row]),
             f"{self.subdataset_names[self.subdataset_code[row]]}"
             + (f" ({SENSOR_NAMES[self.sensor_code[row]]})" if self.sensor_code[row] else ""),
-            f"QC: {state_name(int(self.qc_state[row]))}"
+            f"QC: {self.state_text(row)}"
             + (" (metrics stale: recomputing)" if self.stale is not None and self.stale[row] else ""),
         ]
         lines += self.failed_rules(row)

@@ -89,10 +89,23 @@ def _align(ids: np.ndarray, other_ids: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return pos[hit], hit
 
 
+def _unmeasured_bits(table: qc.QCTable, rules: Sequence[qc.Rule]) -> np.ndarray:
+    """uint32 bits per table row: enabled rule i's metric is missing at its detector's
+    current version on a tile that has other metrics (what a pending tile waits for)."""
+    bits = np.zeros(len(table), np.uint32)
+    if table.measured is None:
+        return bits
+    for i, rule in enumerate(rules[:32]):
+        measured = table.measured.get(rule.metric)
+        if rule.enabled and measured is not None:
+            bits |= ((~measured & table.computed).astype(np.uint32) << np.uint32(i))
+    return bits
+
+
 def _load_qc(
     catalog: Catalog, ids: np.ndarray
-) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[qc.Rule], np.ndarray]:
-    """(metrics, manual, rule-based state, failed-rule bits, rules, stale) per tile, in
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, list[qc.Rule], np.ndarray, np.ndarray]:
+    """(metrics, manual, rule-based state, failed-rule bits, rules, stale, unmeasured bits) per tile, in
     ``ids`` order: the QC table (:func:`casdesk.core.qc.rules.load_table`) evaluated with
     the project's working rules, so the browser counts exactly as the QC panel does. The
     table is the process's shared one (:func:`casdesk.core.qc.rules.shared_table`): loaded
@@ -116,7 +129,9 @@ def _load_qc(
     failed[pos] = failed_bits[hit]
     stale = np.zeros(ids.size, bool)
     stale[pos] = table.stale[hit]
-    return metrics, manual, auto, failed, rules, stale
+    unmeasured = np.zeros(ids.size, np.uint32)
+    unmeasured[pos] = _unmeasured_bits(table, rules)[hit]
+    return metrics, manual, auto, failed, rules, stale, unmeasured
 
 
 def combine_states(auto: np.ndarray, manual: np.ndarray) -> np.ndarray:
@@ -231,12 +246,14 @@ class QCColumns:
     rules: tuple[qc.Rule, ...] = ()
     stale: np.ndarray | None = None
     """True where the tile changed after its metrics were computed (recomputed soon)."""
+    unmeasured: np.ndarray | None = None
+    """uint32 bits: ``rules[i]``'s metric is not measured yet (see :attr:`TileIndex.unmeasured`)."""
 
 
 def load_qc(catalog: Catalog, ids: np.ndarray) -> QCColumns:
     """The QC columns of a :class:`TileIndex` (the slow half of :func:`load_index`)."""
-    metrics, manual, auto, failed, rules, stale = _load_qc(catalog, ids)
-    return QCColumns(ids, metrics, manual, auto, failed, tuple(rules), stale)
+    metrics, manual, auto, failed, rules, stale, unmeasured = _load_qc(catalog, ids)
+    return QCColumns(ids, metrics, manual, auto, failed, tuple(rules), stale, unmeasured)
 
 
 def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
@@ -252,6 +269,7 @@ def attach_qc(index: TileIndex, columns: QCColumns) -> bool:
     index.failed = columns.failed if columns.failed is not None else np.zeros(n, np.uint32)
     index.rules = tuple(columns.rules)
     index.stale = columns.stale if columns.stale is not None else np.zeros(n, bool)
+    index.unmeasured = columns.unmeasured
     return True
 
 

@@ -73,7 +73,7 @@ class DetailPane(QWidget):
         if not rows.size:
             return
         row = int(rows[0])
-        lines = [f"QC: {ti.state_name(int(index.qc_state[row]))}", *index.failed_rules(row)]
+        lines = [f"QC: {index.state_text(row)}", *index.failed_rules(row)]
         if index.stale is not None and index.stale[row]:
             lines.append("metrics stale (recomputing)")
         self.detail.title.setText(self.detail.title.text() + "<br>" + "; ".join(lines))

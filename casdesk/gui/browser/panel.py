@@ -410,7 +410,8 @@ class BrowserPanel(BrowserToolbar, TileActions, DetailPane, QWidget):
         if old is not None and self.qc_loaded:
             same = ti.attach_qc(
                 index,
-                ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state, old.failed, old.rules, old.stale),
+                ti.QCColumns(old.ids, old.metrics, old.manual, old.auto_state, old.failed, old.rules, old.stale,
+                             old.unmeasured),
             )
             if same and old.split_name == index.split_name and old.split_part.shape == index.ids.shape:
                 index.split_part = old.split_part.copy()

@@ -28,7 +28,8 @@ VERSION = 1
 _COLUMNS = ("ids", "subdataset_code", "sensor_code", "scene_id", "row_off", "col_off", "width", "height",
             "label_pixels")
 _TEXT = ("names", "image_path", "modified")
-_NOT_TABLE = {"metrics", "manual", "auto_state", "qc_state", "split_name", "split_part", "failed", "rules", "stale"}
+_NOT_TABLE = {"metrics", "manual", "auto_state", "qc_state", "split_name", "split_part", "failed", "rules", "stale",
+              "unmeasured"}
 """TileIndex fields that are not the tile table (QC columns, split parts) or are caches."""
 
 

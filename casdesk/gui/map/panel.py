@@ -436,7 +436,7 @@ class MapPanel(QWidget):
         sub = index.subdataset_names[index.subdataset_code[r]]
         part = ti.PART_NAMES[index.split_part[r]] if index.split_part.size and index.split_part[r] else ""
         self.tile_info.setText(
-            f"<b>{sub} / {index.names[r]}</b> (tile {tid}) \u2022 QC {ti.state_name(int(index.qc_state[r]))}"
+            f"<b>{sub} / {index.names[r]}</b> (tile {tid}) \u2022 QC {index.state_text(r)}"
             + (f" \u2022 {index.split_name}: {part}" if part else "")
             + (" \u2022 labelled" if index.label_pixels[r] > 0 else "")
         )

@@ -156,6 +156,8 @@ def test_tiles_a_new_detector_version_has_not_measured_are_pending_everywhere(vi
     assert f"{len(pending)} pending: seam_score not measured yet" in panel.heading.text()
     rows = browser.index.rows_of(panel.table.tile_ids)
     assert browser.index.qc_state[rows].tolist() == panel.states.tolist()
+    waiting = browser.index.rows_of(sorted(pending))[0]  # the browser says what it waits for
+    assert "QC: pending (seam_score not measured yet)" in browser.index.tooltip(int(waiting))
     assert not set(qc.accepted_tile_ids(ctx.catalog)) & pending
     capsys.readouterr()
     assert main(["qc", str(path), "--no-compute", "--json"]) == 0
