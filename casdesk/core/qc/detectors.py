@@ -83,7 +83,15 @@ class TileData:
     @cached_property
     def fill(self) -> np.ndarray:
         """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
-        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self.hwc if not self.has_mask else None)
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged)
+
+    def _merged(self) -> np.ndarray:
+        """:attr:`hwc` of a uint8 tile (fill asks for it only then, and only for a tile whose
+        candidate fill regions must be filled out)."""
+        hwc = self.hwc
+        if hwc is None:
+            raise ValueError("not an 8-bit tile")
+        return hwc
 
     @cached_property
     def footprint(self) -> np.ndarray:

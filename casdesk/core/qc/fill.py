@@ -40,11 +40,12 @@ def fill_mask(
     valid: np.ndarray,
     has_mask: bool,
     fill_values: tuple[float, ...] | None = None,
-    hwc: np.ndarray | None = None,
+    hwc: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pixels outside the scene footprint.
 
-    ``hwc``: the same uint8 bands as (rows, cols, 3), when the caller has them already.
+    ``hwc``: gives the same uint8 bands as (rows, cols, 3) (called only when a candidate
+    colour's regions must be filled out: most tiles never need the merged copy).
 
     When the file declares nodata / a mask, that is the answer (``~valid``). Otherwise fill
     is a region of one constant colour that touches the tile border and is bounded inside
@@ -79,12 +80,18 @@ def fill_mask(
         colours.append((int(value),) * 3)
     if not colours:
         return fill
-    if hwc is None:
-        hwc = cv2.merge(planes)
+    merged: list[np.ndarray] = []
+    strips = _border_strips(planes)
+
+    def get_hwc() -> np.ndarray:  # merged only when a colour has seeds (the flood needs it)
+        if not merged:
+            merged.append(hwc() if hwc is not None else cv2.merge(planes))
+        return merged[0]
+
     for colour in dict.fromkeys(colours):
         lo = tuple(max(0, c - FILL_TOLERANCE) for c in colour)
         hi = tuple(min(255, c + FILL_TOLERANCE) for c in colour)
-        _fill_colour(planes, hwc, lo, hi, fill)
+        _fill_colour(planes, strips, get_hwc, lo, hi, fill)
     return fill
 
 
@@ -114,28 +121,40 @@ _DISC_AREA = int(_DISC.sum())
 _DISC_T = np.ascontiguousarray(_DISC.T)
 
 
-def _border_seeds(hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...]) -> np.ndarray | None:
-    """(x, y) of the pixels within the disc's radius of the tile border that the erosion of
-    the candidate colour by the disc keeps (computed on the four border strips only), or
-    None when the tile is too small for strips. A region's opening reaches the border only
-    through such a pixel: none (the common case) means no fill of this colour."""
-    rows, cols = hwc.shape[:2]
+def _border_strips(planes: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray, int, str]] | None:
+    """The four border strips, 2r+1 px deep, as (strip (rows, cols, 3), its disc, the first
+    of its rows the seeds are read from, side), the side strips transposed (OpenCV erodes
+    wide images much faster than tall), or None when the tile is too small for strips."""
+    rows, cols = planes[0].shape
     b, r = 2 * _DISC_R + 1, _DISC_R
     if rows < 2 * b or cols < 2 * b:
         return None
+    # the merged strips of the three bands: the side strips from the transposed bands
+    side = [(p[:, :b].T, p[:, -b:].T) for p in planes]
+    return [
+        (cv2.merge([p[:b] for p in planes]), _DISC, 0, "top"),
+        (cv2.merge([p[-b:] for p in planes]), _DISC, r, "bottom"),
+        (cv2.merge([np.ascontiguousarray(s[0]) for s in side]), _DISC_T, 0, "left"),
+        (cv2.merge([np.ascontiguousarray(s[1]) for s in side]), _DISC_T, r, "right"),
+    ]
+
+
+def _border_seeds(
+    strips: list[tuple[np.ndarray, np.ndarray, int, str]], rows: int, cols: int, lo: tuple[int, ...], hi: tuple[int, ...]
+) -> np.ndarray:
+    """(x, y) of the pixels within the disc's radius of the tile border that the erosion of
+    the candidate colour by the disc keeps (computed on the four border strips of
+    :func:`_border_strips` only). A region's opening reaches the border only through such a
+    pixel: none (the common case) means no fill of this colour."""
+    b, r = 2 * _DISC_R + 1, _DISC_R
     found = []
-    # each strip's inner edge is 2r+1 px in: the erosion of its outer r+1 px is exact; the
-    # side strips are eroded transposed (OpenCV erodes wide images much faster than tall)
-    for strip, disc, first, side, edge in (
-        (hwc[:b], _DISC, 0, "top", hwc[0]),
-        (hwc[-b:], _DISC, r, "bottom", hwc[-1]),
-        (hwc[:, :b].transpose(1, 0, 2), _DISC_T, 0, "left", hwc[:, 0]),
-        (hwc[:, -b:].transpose(1, 0, 2), _DISC_T, r, "right", hwc[:, -1]),
-    ):
+    # each strip's inner edge is 2r+1 px in: the erosion of its outer r+1 px is exact
+    for strip, disc, first, side in strips:
         # a disc kept within r px of the border holds at least one border pixel
-        if not cv2.countNonZero(cv2.inRange(np.ascontiguousarray(edge[None]), lo, hi)):
+        edge = strip[:1] if first == 0 else strip[-1:]
+        if not cv2.countNonZero(cv2.inRange(edge, lo, hi)):
             continue
-        cand = cv2.inRange(np.ascontiguousarray(strip), lo, hi)
+        cand = cv2.inRange(strip, lo, hi)
         if not cv2.countNonZero(cand):
             continue
         band = cv2.erode(cand, disc, borderType=cv2.BORDER_REPLICATE)[first : first + r + 1]
@@ -158,7 +177,12 @@ _FLOOD = 8 | cv2.FLOODFILL_MASK_ONLY | cv2.FLOODFILL_FIXED_RANGE | (255 << 8)
 
 
 def _fill_colour(
-    planes: list[np.ndarray], hwc: np.ndarray, lo: tuple[int, ...], hi: tuple[int, ...], out: np.ndarray
+    planes: list[np.ndarray],
+    strips: list[tuple[np.ndarray, np.ndarray, int, str]] | None,
+    get_hwc: Callable[[], np.ndarray],
+    lo: tuple[int, ...],
+    hi: tuple[int, ...],
+    out: np.ndarray,
 ) -> None:
     """Add to ``out`` the fill of one candidate colour (pixels within ``lo``-``hi``) of a
     uint8 tile; the same as :func:`_fill_components` on the whole candidate mask, at the cost of
@@ -166,14 +190,15 @@ def _fill_colour(
     its erosion keeps near the border (:func:`_border_seeds`), so only the candidate
     regions holding such a pixel are filled out (flood fill on the image within the
     colour range), opened and judged."""
-    rows, cols = hwc.shape[:2]
-    seeds = _border_seeds(hwc, lo, hi)
-    if seeds is None:  # a tiny tile: the whole candidate mask
+    rows, cols = out.shape
+    if strips is None:  # a tiny tile: the whole candidate mask
         cand = _in_range(planes, lo, hi, np.s_[:, :])
         _fill_components(cand, out)
         return
+    seeds = _border_seeds(strips, rows, cols, lo, hi)
     if not len(seeds):
         return
+    hwc = get_hwc()
     # the candidate regions (8-connected) holding a seed, in one mask (values 255)
     region = np.zeros((rows + 2, cols + 2), np.uint8)
     x0, y0, x1, y1 = cols, rows, 0, 0
