@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from casdesk.core.qc.cloud import cloud_fraction, cloud_mask
-from casdesk.core.qc.fill import default_fill_values, fill_mask
+from casdesk.core.qc.fill import FILL_HALF_MIN, default_fill_values, fill_mask, halve_stacked
 from casdesk.core.qc.seam import seam_profile, seam_score
 from casdesk.core.raster.io import default_rgb_bands, open_raster, read_window, to_display_rgb
 
@@ -83,7 +83,14 @@ class TileData:
     @cached_property
     def fill(self) -> np.ndarray:
         """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
-        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged)
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged, lambda: self._raw_half)
+
+    @cached_property
+    def _raw_half(self) -> np.ndarray:
+        """The first three bands stacked and halved (:func:`halve_stacked`): fill's copy, and
+        :attr:`half` itself when the tile is all footprint."""
+        rows, cols = self.shape
+        return halve_stacked(np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols))
 
     def _merged(self) -> np.ndarray:
         """:attr:`hwc` of a uint8 tile (fill asks for it only then, and only for a tile whose
@@ -127,6 +134,9 @@ class TileData:
         cloud detector's small copy and :func:`blur_score`."""
         rows, cols = self.shape
         bands = default_rgb_bands(self.data.shape[0])
+        halved = rows % 2 == 0 and cols % 2 == 0 and rows >= 2 * WORK_SIZE and cols >= 2 * WORK_SIZE
+        if self.data.dtype == np.uint8 and bands == (0, 1, 2) and self.full and halved and min(rows, cols) >= FILL_HALF_MIN:
+            return self._raw_half, rows // 2  # the copy fill made (or makes now)
         if self.data.dtype == np.uint8:  # the display RGB is the data's bands, black outside the footprint
             if bands == (0, 1, 2) and self.full:
                 stacked = np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols)
@@ -139,8 +149,8 @@ class TileData:
                         cv2.bitwise_and(self.data[b], self.foot8, dst=stacked[i * rows : (i + 1) * rows])
         else:
             stacked = np.ascontiguousarray(self.rgb.transpose(2, 0, 1)).reshape(3 * rows, cols)
-        if rows % 2 == 0 and cols % 2 == 0 and rows >= 2 * WORK_SIZE and cols >= 2 * WORK_SIZE:
-            return cv2.resize(stacked, (cols // 2, 3 * rows // 2), interpolation=cv2.INTER_AREA), rows // 2
+        if halved:
+            return halve_stacked(stacked), rows // 2
         return stacked, rows
 
     @cached_property

@@ -42,8 +42,12 @@ def fill_mask(
     has_mask: bool,
     fill_values: tuple[float, ...] | None = None,
     hwc: Callable[[], np.ndarray] | None = None,
+    half: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pixels outside the scene footprint.
+
+    ``half``: gives the tile's first three bands stacked into one (3 * rows, cols) image and
+    halved by 2x2 means (``cv2.INTER_AREA``), when the caller shares that copy.
 
     ``hwc``: gives the same uint8 bands as (rows, cols, 3) (called only when a candidate
     colour's regions must be filled out: most tiles never need the merged copy).
@@ -91,8 +95,12 @@ def fill_mask(
         for colour in dict.fromkeys(colours)
     ]
     if rows % 2 == 0 and cols % 2 == 0 and min(rows, cols) >= FILL_HALF_MIN:
-        three = data[:3] if data.shape[0] >= 3 and data[:3].flags.c_contiguous else np.stack(planes)
-        _fill_half(planes, three.reshape(3 * rows, cols), ranges, fill)
+        if half is not None and data.shape[0] >= 3:
+            small = half()
+        else:
+            three = data[:3] if data.shape[0] >= 3 and data[:3].flags.c_contiguous else np.stack(planes)
+            small = halve_stacked(three.reshape(3 * rows, cols))
+        _fill_half(planes, small, ranges, fill)
         return fill
     merged: list[np.ndarray] = []
     strips = _border_strips(planes, _FULL)
@@ -112,9 +120,15 @@ FILL_HALF_MIN = 128
 version 3; see :func:`_fill_half`)."""
 
 
+def halve_stacked(stacked: np.ndarray) -> np.ndarray:
+    """Planes stacked into one uint8 image (each with an even number of rows), halved by
+    2x2 means (OpenCV's vectorised 2x area reduction, rounded half up)."""
+    return cv2.resize(stacked, (stacked.shape[1] // 2, stacked.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def _fill_half(
     planes: list[np.ndarray],
-    stacked: np.ndarray,
+    small: np.ndarray,
     ranges: list[tuple[tuple[int, ...], tuple[int, ...]]],
     out: np.ndarray,
 ) -> None:
@@ -123,11 +137,10 @@ def _fill_half(
     found there keep only the blocks whose four pixels have the colour) with every size halved (:data:`_HALF`: a 5 px disc, segments of 8 and 24 px), then brought back
     to full size: each fill pixel's 2x2 block, grown by 1 px over the colour's own pixels
     (the blocks that straddle the fill's edge, whose means left the colour). A quarter of the
-    pixels: the flood fills, openings and boundaries cost about a quarter. ``stacked``: the
-    three bands of ``planes`` as one (3 * rows, cols) image."""
+    pixels: the flood fills, openings and boundaries cost about a quarter. ``small``: the
+    three bands of ``planes`` stacked and halved (:func:`halve_stacked`)."""
     rows, cols = out.shape
     h, w = rows // 2, cols // 2
-    small = cv2.resize(stacked, (w, 3 * h), interpolation=cv2.INTER_AREA)
     half = [small[i * h : (i + 1) * h] for i in range(3)]
     merged: list[np.ndarray] = []
     strips = _border_strips(half, _HALF)
