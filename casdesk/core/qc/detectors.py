@@ -171,15 +171,25 @@ class TileData:
         :attr:`rgb` reduced by :func:`reduce_small` (the three bands stacked into one
         image, reduced in one go, from :attr:`half`), and the pixels whose whole block is
         in the footprint."""
+        planes = self.small_stacked.astype(np.float32).reshape(3, *self.small_foot.shape)
+        return (planes[0], planes[1], planes[2]), self.small_foot
+
+    @cached_property
+    def small_stacked(self) -> np.ndarray:
+        """The uint8 (R, G, B) planes of :attr:`small_planes`, stacked: (3 * s, s)."""
         rows, cols = self.shape
         size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
         stacked, h = self.half
-        small = reduce_small(stacked, h, size)
-        planes = small.astype(np.float32).reshape(3, size[1], size[0])
-        r, g, b = planes[0], planes[1], planes[2]
+        return reduce_small(stacked, h, size)
+
+    @cached_property
+    def small_foot(self) -> np.ndarray:
+        """Bool (s, s): the pixels of :attr:`small_planes` whose whole block is in the footprint."""
+        rows, cols = self.shape
+        size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
         if self.full:
-            return (r, g, b), np.ones(r.shape, bool)
-        return (r, g, b), area_small(self.foot8, size) == 255
+            return np.ones((size[1], size[0]), bool)
+        return area_small(self.foot8, size) == 255
 
     @cached_property
     def small(self) -> tuple[np.ndarray, np.ndarray]:
