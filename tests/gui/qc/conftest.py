@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +40,24 @@ def fill_strip_specs(n: int, seed: int) -> list[dict]:
         mask = (rng.random((96, 96)) < 0.05).astype(np.uint8)
         specs.append({"subdataset": "A" if i % 2 else "B", "image": img, "mask": mask, "sensor": "UAV"})
     return specs
+
+
+@contextmanager
+def qc_panel_on(qtbot, catalog) -> Iterator:  # type: ignore[no-untyped-def]
+    """A QC panel on ``catalog``'s project (closed here and opened by the panel's context),
+    loaded; shut down and closed afterwards."""
+    from casdesk.gui.qc.panel import QCPanel
+    from casdesk.gui.shell.context import ProjectContext
+
+    path = catalog.path
+    catalog.close()
+    ctx = ProjectContext()
+    panel = QCPanel(ctx)
+    qtbot.addWidget(panel)
+    ctx.open(path)
+    assert panel.wait_loaded()
+    try:
+        yield panel
+    finally:
+        panel.shutdown()
+        ctx.close()

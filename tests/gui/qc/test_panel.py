@@ -9,24 +9,14 @@ from PySide6.QtCore import QThread
 from casdesk.core.jobs import run_job
 from casdesk.core.qc import rules as qc
 from casdesk.gui.qc.panel import QCPanel
-from casdesk.gui.shell.context import ProjectContext
 
-from .conftest import fill_strip_specs
+from .conftest import fill_strip_specs, qc_panel_on
 
 
 @pytest.fixture
 def panel(qtbot, make_project):
-    catalog = make_project(fill_strip_specs(12, seed=0))
-    path = catalog.path
-    catalog.close()
-    ctx = ProjectContext()
-    widget = QCPanel(ctx)
-    qtbot.addWidget(widget)
-    ctx.open(path)
-    assert widget.wait_loaded()
-    yield widget
-    widget.shutdown()
-    ctx.close()
+    with qc_panel_on(qtbot, make_project(fill_strip_specs(12, seed=0))) as widget:
+        yield widget
 
 
 def shown_matches_core(panel: QCPanel) -> None:

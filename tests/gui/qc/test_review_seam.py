@@ -10,11 +10,9 @@ from PySide6.QtGui import QColor
 
 from casdesk.core.jobs import run_job
 from casdesk.core.qc import rules as qc
-from casdesk.gui.qc.panel import QCPanel
 from casdesk.gui.qc.review import SEAM_COLOUR
-from casdesk.gui.shell.context import ProjectContext
 
-from .conftest import make_project, real_tile  # noqa: F401 - make_project is a fixture
+from .conftest import make_project, qc_panel_on, real_tile  # noqa: F401 - make_project is a fixture
 
 STEP_ROW = 330
 
@@ -32,16 +30,8 @@ def review(qtbot, make_project):  # noqa: F811 - the fixture imported above
         {"subdataset": "S", "image": clean, "mask": mask, "sensor": "UAV"},
     ])
     run_job(qc.compute_metrics(catalog, processes=False))
-    path = catalog.path
-    catalog.close()
-    ctx = ProjectContext()
-    panel = QCPanel(ctx)
-    qtbot.addWidget(panel)
-    ctx.open(path)
-    assert panel.wait_loaded()
-    yield panel
-    panel.shutdown()
-    ctx.close()
+    with qc_panel_on(qtbot, catalog) as panel:
+        yield panel
 
 
 def magenta_rows(dialog) -> set[int]:  # type: ignore[no-untyped-def]
