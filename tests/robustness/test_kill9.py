@@ -278,3 +278,64 @@ def test_kill_during_training_checkpoint(tiled_project: Path, tmp_path: Path) ->
     with sqlite3.connect(tiled_project) as db:
         assert db.execute("SELECT MAX(epoch) FROM run_epochs WHERE run_id = ?",
                           (ckpt["run_id"],)).fetchone()[0] == saved_epoch + 1
+
+
+# ---------------------------------------------------------------------- QC scan (two passes)
+SCANNER = textwrap.dedent(
+    """
+    import sys
+    from casdesk.core.qc.rules import compute_metrics
+    for event in compute_metrics(sys.argv[1], workers=1, processes=False):
+        print(event.data.get("phase", -1), event.done, flush=True)  # reported: rows committed
+    """
+)
+
+
+def test_kill_during_the_seam_pass_keeps_whole_passes(tmp_path: Path, public_data: Path) -> None:
+    """SIGKILL while the scan's seam pass runs on real released tiles: every tile keeps all
+    of its fast metrics (the first pass committed), seam values exist only for measured
+    tiles, and a re-run measures only the missing seam values, leaving the stored rows as
+    they were."""
+    from casdesk.core.jobs import run_job
+    from casdesk.core.qc.rules import METRICS, compute_metrics
+
+    images = sorted((public_data / "cas_tiles").glob("*.tif*"))
+    if len(images) < 10:
+        pytest.skip("released CAS tiles not found")
+    cat = Catalog.create(tmp_path / "real.casdesk")
+    rows = []
+    for i in range(8):  # 80 tiles: the seam pass takes seconds, committed every second
+        rows += [{"name": f"{p.stem}_{i}", "subdataset": "cas", "image_path": p, "width": 512, "height": 512}
+                 for p in images]
+    cat.add_tiles(rows)
+    cat.close()
+    project = tmp_path / "real.casdesk"
+    proc = python_subprocess(SCANNER, project)
+    seen: list[str] = []
+
+    def in_seam_pass() -> bool:
+        line = proc.stdout.readline() if proc.stdout is not None else ""
+        seen.append(line)
+        parts = line.split()
+        # a seam batch committed, not the last one
+        return len(parts) == 2 and parts[0] == "1" and len(rows) < int(parts[1]) < 2 * len(rows)
+    wait_for(in_seam_pass, 90, "a committed seam batch", proc)
+    kill9(proc)
+    cat = assert_project_sound(project)
+    try:
+        fast = [m for m in METRICS if m != "seam_score"]
+        stored = cat.query("SELECT tile_id, metric, value, computed FROM qc_metrics ORDER BY tile_id, metric")
+        per_tile: dict[int, set[str]] = {}
+        for tid, metric, _v, _c in stored:
+            per_tile.setdefault(int(tid), set()).add(str(metric))
+        assert len(per_tile) == len(rows)  # the first pass finished for every tile
+        assert all(set(fast) <= names for names in per_tile.values())
+        with_seam = {t for t, names in per_tile.items() if "seam_score" in names}
+        assert 0 < len(with_seam) < len(rows)
+        before = {(r[0], r[1]): (r[2], r[3]) for r in stored}
+        assert run_job(compute_metrics(cat, workers=1, processes=False)) == len(rows) - len(with_seam)
+        after = {(r[0], r[1]): (r[2], r[3]) for r in cat.query("SELECT tile_id, metric, value, computed FROM qc_metrics")}
+        assert {k: after[k] for k in before} == before  # what was stored is untouched
+        assert len(after) == len(rows) * len(METRICS)
+    finally:
+        cat.close()
