@@ -154,6 +154,14 @@ class TileData:
         return stacked, rows
 
     @cached_property
+    def half_grey(self) -> np.ndarray:
+        """uint8 luma (OpenCV's RGB to grey) of :attr:`half`: blur's plane and the cloud
+        detector's fine texture."""
+        stacked, h = self.half
+        planes = stacked.reshape(3, h, stacked.shape[1])
+        return cv2.cvtColor(cv2.merge([planes[0], planes[1], planes[2]]), cv2.COLOR_RGB2GRAY)
+
+    @cached_property
     def half_foot8(self) -> np.ndarray:
         """uint8 0/255 at the size of :attr:`half`: 255 where the whole block of pixels
         behind a pixel is in the footprint."""
@@ -299,10 +307,7 @@ def blur_score(tile: TileData) -> float:
     Version 1 used the full tile; the half-size copy costs a quarter and reads 0.8-7 times
     version 1 on the released tiles (soft, upsampled tiles gain most: 78 -> 570 for the
     softest, still the lowest; sharp ones 20,000-43,000). Informative only; no paper rule."""
-    stacked, h = tile.half
-    planes = stacked.reshape(3, h, stacked.shape[1])
-    grey = cv2.cvtColor(cv2.merge([planes[0], planes[1], planes[2]]), cv2.COLOR_RGB2GRAY)
-    lap = cv2.Laplacian(grey, cv2.CV_16S, ksize=3)
+    lap = cv2.Laplacian(tile.half_grey, cv2.CV_16S, ksize=3)
     if tile.full:  # the eroded footprint is the whole tile (erode's border counts as inside)
         _, std = cv2.meanStdDev(lap)
         return float(std[0, 0] ** 2)
@@ -356,7 +361,7 @@ def register_metric(
 
 register_metric("fill_fraction", 3, True, "Fill fraction")(fill_fraction)
 register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
-register_metric("cloud_fraction", 3, True, "Cloud fraction")(cloud_fraction)
+register_metric("cloud_fraction", 4, True, "Cloud fraction")(cloud_fraction)
 register_metric("seam_score", 13, True, "Seam score (DN)", (0.0, 60.0))(seam_score)
 register_metric("blur_score", 2, False, "Sharpness (var. of Laplacian)", (0.0, 5000.0))(blur_score)
 register_metric("valid_fraction", 1, False, "Valid fraction")(valid_fraction)

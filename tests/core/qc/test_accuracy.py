@@ -102,8 +102,12 @@ def test_fill_within_003_whatever_surrounds_it() -> None:
 
 
 def test_cloud_cover_within_01() -> None:
-    _, summary = measured(("cloud",), 6)
-    assert summary["cloud_fraction"]["within_goal"] >= 0.85
+    """Every synthetic cloud on every released tile (66 cases) within +-0.1 of its cover;
+    version 3 missed 2 (bright bare soil beside the cloud: Mengdong0201 +0.158, 10120 +0.113)."""
+    _, summary = measured(("cloud",), None)
+    cloud = summary["cloud_fraction"]
+    assert cloud["defects_n"] == 66
+    assert cloud["within_goal"] == 1.0 and cloud["max_error"] <= 0.1, cloud
 
 
 def test_traps_are_not_fill_or_cloud() -> None:
@@ -200,7 +204,7 @@ def test_whole_evaluation_set_meets_the_measured_numbers() -> None:
     summary = evalset.summarise(cases, evalset.measure_cases(cases), PAPER_DEFAULTS)
     fill, cloud, seam = summary["fill_fraction"], summary["cloud_fraction"], summary["seam_score"]
     assert fill["within_goal"] == 1.0 and fill["clean_rejected"] == 0.0
-    assert cloud["within_goal"] >= 0.95 and cloud["clean_rejected"] == 0.0
+    assert cloud["within_goal"] == 1.0 and cloud["clean_rejected"] == 0.0 and cloud["clean_flagged"] == 0.0
     assert seam["clean_rejected"] == 0.0 and seam["clean_flagged"] <= 0.10
     assert seam["trap_rejected"] == 0.0
     # measured (version 13) 62.5 % / 56.8 % / 59.7 % (seed 16; seed 17: 58.0 % / 58.0 % / 58.0 %)

@@ -22,7 +22,13 @@ import pytest
 import rasterio
 
 from casdesk.core.qc import evalset
-from casdesk.core.qc.cloud import CLOUD_MAX_SATURATION, CLOUD_MAX_TEXTURE, CLOUD_MIN_BRIGHT
+from casdesk.core.qc.cloud import (
+    CLOUD_MAX_FINE_TEXTURE,
+    CLOUD_MAX_SATURATION,
+    CLOUD_MAX_TEXTURE,
+    CLOUD_MAX_WARMTH,
+    CLOUD_MIN_BRIGHT,
+)
 from casdesk.core.qc.detectors import (
     METRICS,
     WORK_SIZE,
@@ -138,20 +144,25 @@ def _ref_metrics(tile: TileData, fill: np.ndarray | None = None) -> dict[str, fl
     size = (min(WORK_SIZE, cols), min(WORK_SIZE, rows))
     small = _ref_small(rgb, size)
     sfoot = cv2.resize(foot.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) == 255
-    hi, lo, lum = small.max(axis=2), small.min(axis=2), small.mean(axis=2)
-    bright = lum >= CLOUD_MIN_BRIGHT
-    grey = (hi - lo) <= CLOUD_MAX_SATURATION * np.maximum(hi, 1.0)
-    texture = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (5, 5), 0)), (3, 3))
-    core = cv2.morphologyEx((bright & grey & (texture <= CLOUD_MAX_TEXTURE) & sfoot).astype(np.uint8),
-                            cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-    cloud = cv2.dilate(core, np.ones((7, 7), np.uint8)).astype(bool) & bright & grey & sfoot
-    # blur (version 2): the Laplacian of the luma of the display RGB halved once by 2x2
-    # means, over the half-size pixels whose whole block is in the footprint, eroded by 1 px
+    # the display RGB halved once by 2x2 means (blur version 2's and cloud version 4's plane)
     half, hfoot = rgb, foot
     if rows % 2 == 0 and cols % 2 == 0 and rows >= 2 * WORK_SIZE and cols >= 2 * WORK_SIZE:
         half = _ref_small(rgb, (cols // 2, rows // 2)).astype(np.uint8)
         hfoot = foot[0::2, 0::2] & foot[1::2, 0::2] & foot[0::2, 1::2] & foot[1::2, 1::2]
-    lap = cv2.Laplacian(cv2.cvtColor(half, cv2.COLOR_RGB2GRAY), cv2.CV_16S, ksize=3)
+    half_grey = cv2.cvtColor(half, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    hi, lo, lum = small.max(axis=2), small.min(axis=2), small.mean(axis=2)
+    bright = lum >= CLOUD_MIN_BRIGHT
+    grey = (hi - lo) <= CLOUD_MAX_SATURATION * np.maximum(hi, 1.0)
+    texture = cv2.blur(np.abs(lum - cv2.GaussianBlur(lum, (5, 5), 0)), (3, 3))
+    fine = cv2.resize(np.abs(half_grey - cv2.GaussianBlur(half_grey, (3, 3), 0)), size, interpolation=cv2.INTER_AREA)
+    # warmth (R - B) / max <= 0.06, as whole numbers: 50 * (R - B) <= 3 * max
+    cool = 50 * (small[..., 0] - small[..., 2]) <= round(CLOUD_MAX_WARMTH * 50) * hi
+    seeds = bright & grey & (texture <= CLOUD_MAX_TEXTURE) & (fine <= CLOUD_MAX_FINE_TEXTURE) & cool & sfoot
+    core = cv2.morphologyEx(seeds.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    cloud = cv2.dilate(core, np.ones((7, 7), np.uint8)).astype(bool) & bright & grey & sfoot
+    # blur (version 2): the Laplacian of the luma of the half-size copy, over the half-size
+    # pixels whose whole block is in the footprint, eroded by 1 px
+    lap = cv2.Laplacian(half_grey.astype(np.uint8), cv2.CV_16S, ksize=3)
     inner = cv2.erode(hfoot.astype(np.uint8), np.ones((3, 3), np.uint8))
     blur = float(cv2.meanStdDev(lap, mask=inner)[1][0, 0] ** 2) if inner.any() else 0.0
     n = int(foot.sum())
