@@ -20,6 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import numpy as np  # noqa: E402
+
 from casdesk.core.qc import evalset  # noqa: E402
 from casdesk.core.qc.rules import PAPER_DEFAULTS  # noqa: E402
 
@@ -90,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
                 f"  defects within +-{goal:g} of truth: {row['within_goal']:.1%} (n={row['defects_n']:.0f});"
                 f" median error {row['median_error']:.3f}, worst {row['max_error']:.3f}"
             )
+    scene = evalset.scene_fill_cases(args.public)
+    if scene:
+        got = evalset.measure_cases(scene, ("fill_fraction",))
+        err = np.array([abs(v["fill_fraction"] - c.truth["fill"]) for c, v in zip(scene, got, strict=True)])
+        with_fill = sum(c.truth["fill"] > 0.05 for c in scene)
+        print(
+            f"\nfill_fraction on real boundary fill ({len(scene)} windows of {evalset.SCENE_FILL_SOURCE}, nodata flag"
+            f" dropped; {with_fill} hold more than 5 % fill): within +-0.03 {(err <= 0.03).mean():.1%},"
+            f" worst {err.max():.3f}"
+        )
     return 0
 
 

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from casdesk.core.qc.cloud import cloud_fraction, cloud_mask
-from casdesk.core.qc.fill import FILL_HALF_MIN, default_fill_values, fill_mask, halve_stacked
+from casdesk.core.qc.fill import default_fill_values, fill_mask
 from casdesk.core.qc.seam import seam_profile, seam_score
 from casdesk.core.raster.io import default_rgb_bands, open_raster, read_window, to_display_rgb
 
@@ -83,14 +83,7 @@ class TileData:
     @cached_property
     def fill(self) -> np.ndarray:
         """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
-        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged, lambda: self._raw_half)
-
-    @cached_property
-    def _raw_half(self) -> np.ndarray:
-        """The first three bands stacked and halved (:func:`halve_stacked`): fill's copy, and
-        :attr:`half` itself when the tile is all footprint."""
-        rows, cols = self.shape
-        return halve_stacked(np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols))
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged)
 
     def _merged(self) -> np.ndarray:
         """:attr:`hwc` of a uint8 tile (fill asks for it only then, and only for a tile whose
@@ -135,8 +128,6 @@ class TileData:
         rows, cols = self.shape
         bands = default_rgb_bands(self.data.shape[0])
         halved = rows % 2 == 0 and cols % 2 == 0 and rows >= 2 * WORK_SIZE and cols >= 2 * WORK_SIZE
-        if self.data.dtype == np.uint8 and bands == (0, 1, 2) and self.full and halved and min(rows, cols) >= FILL_HALF_MIN:
-            return self._raw_half, rows // 2  # the copy fill made (or makes now)
         if self.data.dtype == np.uint8:  # the display RGB is the data's bands, black outside the footprint
             if bands == (0, 1, 2) and self.full:
                 stacked = np.ascontiguousarray(self.data[:3]).reshape(3 * rows, cols)
@@ -206,6 +197,12 @@ class TileData:
         return cv2.merge(list(planes)), foot
 
 
+def halve_stacked(stacked: np.ndarray) -> np.ndarray:
+    """Planes stacked into one uint8 image (each with an even number of rows), halved by
+    2x2 means (OpenCV's vectorised 2x area reduction, rounded half up)."""
+    return cv2.resize(stacked, (stacked.shape[1] // 2, stacked.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+
 def reduce_small(stacked: np.ndarray, rows: int, size: tuple[int, int]) -> np.ndarray:
     """Planes of ``rows`` rows stacked into one uint8 image, each reduced to ``size``
     (uint8 (n * size[1], size[0])): halved by 2x2 means (rounded half up: OpenCV's
@@ -270,9 +267,9 @@ def load_tile(
 # --------------------------------------------------------------------------- metrics
 def fill_fraction(tile: TileData) -> float:
     """Share (0-1) of the tile outside the scene footprint (nodata/mask, or straight-edged
-    uniform black/white regions touching the border; see :func:`fill_mask`; version 3 finds
-    and judges the regions of an 8-bit tile with even sides on its half-size copy, within
-    0.015 of version 2 on the evaluation fills). Paper rule: reject above 0.30."""
+    uniform regions touching the border; see :func:`fill_mask`; version 4 judges every tile
+    at full resolution again, as version 2: version 3's half-size copy lost real rotated
+    footprint edges). Paper rule: reject above 0.30."""
     fill = tile.fill
     return np.count_nonzero(fill) / fill.size if fill.size else 0.0
 
@@ -359,7 +356,7 @@ def register_metric(
     return wrap
 
 
-register_metric("fill_fraction", 3, True, "Fill fraction")(fill_fraction)
+register_metric("fill_fraction", 4, True, "Fill fraction")(fill_fraction)
 register_metric("label_fraction", 1, False, "Labelled fraction", (0.0, 0.02))(label_fraction)
 register_metric("cloud_fraction", 4, True, "Cloud fraction")(cloud_fraction)
 register_metric("seam_score", 13, True, "Seam score (DN)", (0.0, 60.0))(seam_score)

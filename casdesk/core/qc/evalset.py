@@ -68,6 +68,30 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.ascontiguousarray(data.astype(np.uint8))
 
 
+SCENE_FILL_SOURCE = "RGB.byte.tif"
+"""A real scene in the shared data folder whose rotated footprint leaves nodata wedges."""
+
+
+def scene_fill_cases(public: str | Path, sizes: Sequence[int] = (512, 256, 128)) -> list[Case]:
+    """Real boundary fill: windows of the Landsat scene (``public``/:data:`SCENE_FILL_SOURCE`)
+    at half-window steps, its nodata flag dropped, as a released CAS tile declares none;
+    truth: the share outside the scene's own dataset mask. Empty when the scene is absent."""
+    path = Path(public) / SCENE_FILL_SOURCE
+    if not path.exists():
+        return []
+    with open_raster(path) as ds:
+        data, footprint = ds.read(), ds.dataset_mask() > 0
+    rows, cols = footprint.shape
+    out = []
+    for size in sizes:
+        for r in range(0, rows - size + 1, size // 2):
+            for c in range(0, cols - size + 1, size // 2):
+                truth = 1.0 - float(footprint[r : r + size, c : c + size].mean())
+                img = np.ascontiguousarray(data[:3, r : r + size, c : c + size])
+                out.append(Case(f"{path.stem}/{size}px_r{r}_c{c}", "scene_fill", img, {"fill": truth}))
+    return out
+
+
 # --------------------------------------------------------------------------- helpers
 def fractal_noise(
     shape: tuple[int, int], rng: np.random.Generator, octaves: int = 5, base: int = 4

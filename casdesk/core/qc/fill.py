@@ -42,12 +42,8 @@ def fill_mask(
     has_mask: bool,
     fill_values: tuple[float, ...] | None = None,
     hwc: Callable[[], np.ndarray] | None = None,
-    half: Callable[[], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Pixels outside the scene footprint.
-
-    ``half``: gives the tile's first three bands stacked into one (3 * rows, cols) image and
-    halved by 2x2 means (``cv2.INTER_AREA``), when the caller shares that copy.
 
     ``hwc``: gives the same uint8 bands as (rows, cols, 3) (called only when a candidate
     colour's regions must be filled out: most tiles never need the merged copy).
@@ -66,10 +62,12 @@ def fill_mask(
        (a fill wedge merged with a dark shadow or a saturated scar) keeps only its part on
        the fill side of the straight edges.
 
-    An 8-bit tile with even sides of at least :data:`FILL_HALF_MIN` pixels and no declared
-    mask is searched and judged on its half-size copy (:func:`_fill_half`, version 3): the
-    same steps with every size halved, then brought back to full size. A file that declares
-    nodata, alpha or an internal mask keeps the exact answer (``~valid``).
+    Every tile is judged at full resolution (version 4). Version 3 searched and judged
+    8-bit tiles on a half-size copy with every size halved, the polygon tolerance too: a
+    real rotated footprint edge is a staircase of whole pixels at any scale, and at half
+    the tolerance 13 of 132 tiles cut from the Landsat scene lost their fill wedge (0.52
+    read as 0.02; docs/qc.md). A file that declares nodata, alpha or an internal mask keeps
+    the exact answer (``~valid``).
     """
     if has_mask:
         return ~valid
@@ -94,14 +92,6 @@ def fill_mask(
         (tuple(max(0, c - FILL_TOLERANCE) for c in colour), tuple(min(255, c + FILL_TOLERANCE) for c in colour))
         for colour in dict.fromkeys(colours)
     ]
-    if rows % 2 == 0 and cols % 2 == 0 and min(rows, cols) >= FILL_HALF_MIN:
-        if half is not None and data.shape[0] >= 3:
-            small = half()
-        else:
-            three = data[:3] if data.shape[0] >= 3 and data[:3].flags.c_contiguous else np.stack(planes)
-            small = halve_stacked(three.reshape(3 * rows, cols))
-        _fill_half(planes, small, ranges, fill)
-        return fill
     merged: list[np.ndarray] = []
     strips = _border_strips(planes, _FULL)
 
@@ -113,68 +103,6 @@ def fill_mask(
     for lo, hi in ranges:
         _fill_colour(planes, strips, get_hwc, lo, hi, fill)
     return fill
-
-
-FILL_HALF_MIN = 128
-"""8-bit tiles with even sides at least this long are judged on a half-size copy (fill
-version 3; see :func:`_fill_half`)."""
-
-
-def halve_stacked(stacked: np.ndarray) -> np.ndarray:
-    """Planes stacked into one uint8 image (each with an even number of rows), halved by
-    2x2 means (OpenCV's vectorised 2x area reduction, rounded half up)."""
-    return cv2.resize(stacked, (stacked.shape[1] // 2, stacked.shape[0] // 2), interpolation=cv2.INTER_AREA)
-
-
-def _fill_half(
-    planes: list[np.ndarray],
-    small: np.ndarray,
-    ranges: list[tuple[tuple[int, ...], tuple[int, ...]]],
-    out: np.ndarray,
-) -> None:
-    """Add to ``out`` the fill of an 8-bit tile with even sides, found on its half-size
-    copy (2x2 means: a block of one fill colour keeps it, within the tolerance; the regions
-    found there keep only the blocks whose four pixels have the colour) with every size halved (:data:`_HALF`: a 5 px disc, segments of 8 and 24 px), then brought back
-    to full size: each fill pixel's 2x2 block, grown by 1 px over the colour's own pixels
-    (the blocks that straddle the fill's edge, whose means left the colour). A quarter of the
-    pixels: the flood fills, openings and boundaries cost about a quarter. ``small``: the
-    three bands of ``planes`` stacked and halved (:func:`halve_stacked`)."""
-    rows, cols = out.shape
-    h, w = rows // 2, cols // 2
-    half = [small[i * h : (i + 1) * h] for i in range(3)]
-    merged: list[np.ndarray] = []
-    strips = _border_strips(half, _HALF)
-
-    def get_hwc() -> np.ndarray:
-        if not merged:
-            merged.append(cv2.merge(half))
-        return merged[0]
-
-    found = np.zeros((h, w), bool)
-    for lo, hi in ranges:
-        found[:] = False
-
-        def exact(box: tuple[slice, slice], lo: tuple[int, ...] = lo, hi: tuple[int, ...] = hi) -> np.ndarray:
-            """255 where the whole 2x2 block behind a half-size pixel of ``box`` has the colour
-            (a block's mean may have it when one of its pixels does not)."""
-            ys, xs = box
-            full = _in_range(planes, lo, hi, np.s_[2 * ys.start : 2 * ys.stop, 2 * xs.start : 2 * xs.stop])
-            small = cv2.resize(full, (xs.stop - xs.start, ys.stop - ys.start), interpolation=cv2.INTER_AREA)
-            return cv2.threshold(small, 254, 255, cv2.THRESH_BINARY)[1]
-
-        _fill_colour(half, strips, get_hwc, lo, hi, found, _HALF, exact)
-        bx, by, bw, bh = cv2.boundingRect(found.view(np.uint8))
-        if not bw:
-            continue
-        r = 1  # the half-size search grew its regions back already: only the blocks cut by their edge
-        x0, y0 = max(0, 2 * bx - r), max(0, 2 * by - r)
-        x1, y1 = min(cols, 2 * (bx + bw) + r), min(rows, 2 * (by + bh) + r)
-        block = np.zeros((y1 - y0, x1 - x0), np.uint8)
-        up = cv2.resize(found[by : by + bh, bx : bx + bw].view(np.uint8), (2 * bw, 2 * bh), interpolation=cv2.INTER_NEAREST)
-        block[2 * by - y0 : 2 * (by + bh) - y0, 2 * bx - x0 : 2 * (bx + bw) - x0] = up
-        grown = cv2.dilate(block, _SQUARE3)
-        box = np.s_[y0:y1, x0:x1]
-        out[box] |= (grown > 0) & (_in_range(planes, lo, hi, box) > 0)
 
 
 def _border_colours(data: np.ndarray) -> list[tuple[int, int, int]]:
@@ -218,13 +146,6 @@ class _Geom(NamedTuple):
 
 _SQUARE3 = np.ones((3, 3), np.uint8)
 _FULL = _Geom(_DISC, _DISC_T, _DISC_R, FILL_MIN_AREA, FILL_SEGMENT_PX, FILL_LINE_PX, 1.5, 4)
-_DISC5 = np.ones((5, 5), np.uint8)
-_DISC5[::4, ::4] = 0  # the 9 px disc halved: 5 px without its corners (OpenCV's 5 px ellipse is a cross)
-_HALF = _Geom(
-    _DISC5, np.ascontiguousarray(_DISC5.T), 2, FILL_MIN_AREA // 4, FILL_SEGMENT_PX / 2, FILL_LINE_PX / 2, 0.75, 2
-)
-"""Every size halved, for the half-size copy (fill version 3)."""
-
 
 def _border_strips(planes: list[np.ndarray], g: _Geom) -> list[tuple[np.ndarray, np.ndarray, int, str]] | None:
     """The four border strips, 2r+1 px deep, as (strip (rows, cols, 3), its disc, the first
@@ -294,7 +215,6 @@ def _fill_colour(
     hi: tuple[int, ...],
     out: np.ndarray,
     g: _Geom = _FULL,
-    exact: Callable[[tuple[slice, slice]], np.ndarray] | None = None,
 ) -> None:
     """Add to ``out`` the fill of one candidate colour (pixels within ``lo``-``hi``) of a
     uint8 tile; the same as :func:`_fill_components` on the whole candidate mask, at the cost of
@@ -328,9 +248,10 @@ def _fill_colour(
     ox, oy = max(0, x0 - r - 1), max(0, y0 - r - 1)
     ex, ey = min(cols, x1 + r + 1), min(rows, y1 + r + 1)
     crop = region[oy + 1 : ey + 1, ox + 1 : ex + 1]
-    cand_in = exact if exact is not None else (lambda box: _in_range(planes, lo, hi, box))
-    if exact is not None:  # the pixels of the half-size copy whose whole block has the colour
-        crop = cv2.bitwise_and(crop, exact(np.s_[oy:ey, ox:ex]))
+
+    def cand_in(box: tuple[slice, slice]) -> np.ndarray:
+        return _in_range(planes, lo, hi, box)
+
     eroded = cv2.erode(crop, g.disc, borderType=cv2.BORDER_REPLICATE)
     opened = cv2.dilate(eroded, g.disc, borderType=cv2.BORDER_REPLICATE)
     _fill_parts(opened, ox, oy, cand_in, out, g)

@@ -6,9 +6,9 @@ work within bounding boxes, band-by-band range tests, a vectorised area reductio
 reference implementations below are the plain definitions (whole-tile masks, labelling,
 float copies); every case must match them exactly (fill masks pixel for pixel). The blur
 reference follows blur_score's version 2 (a half-size copy: a changed definition, not a
-speed-up). Fill version 3 judges even-sided 8-bit tiles on a half-size copy: there the full-size
-reference is the definition it approximates (fractions within 0.006, at most 0.6 % of the
-pixels differ), and the other metrics are checked exactly on the detector's own footprint.
+speed-up). Fill version 4 judges every tile at full resolution again (version 3's half-size
+copy, an approximation, lost real rotated footprint edges): every fill mask equals the
+reference pixel for pixel.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ from casdesk.core.qc.detectors import (
     load_tile,
 )
 from casdesk.core.qc.fill import (
-    FILL_HALF_MIN,
     FILL_LINE_PX,
     FILL_MIN_AREA,
     FILL_MIN_BORDER,
@@ -176,21 +175,11 @@ def _ref_metrics(tile: TileData, fill: np.ndarray | None = None) -> dict[str, fl
     }
 
 
-def _half_fill(tile: TileData) -> bool:
-    """Fill version 3 judges even-sided 8-bit tiles without a declared mask on a half-size copy."""
-    rows, cols = tile.shape
-    return tile.data.dtype == np.uint8 and not tile.has_mask and rows % 2 == 0 and cols % 2 == 0 and min(rows, cols) >= FILL_HALF_MIN
-
-
 def _check(tile: TileData) -> None:
     got = TileData(tile.data, tile.valid, tile.has_mask, tile.mask, tile.sensor, tile.fill_values)
     ref = _ref_metrics(TileData(tile.data, tile.valid, tile.has_mask, tile.mask, tile.sensor, tile.fill_values), got.fill)
-    if _half_fill(tile):  # an approximation of the full-size definition (the reference)
-        assert fill_fraction(got) == pytest.approx(ref["fill_fraction"], abs=0.006)
-        assert np.count_nonzero(got.fill ^ ref["fill_mask"]) <= 0.006 * got.fill.size
-    else:
-        assert np.array_equal(got.fill, ref["fill_mask"])
-        assert fill_fraction(got) == pytest.approx(ref["fill_fraction"], abs=1e-12)
+    assert np.array_equal(got.fill, ref["fill_mask"])
+    assert fill_fraction(got) == pytest.approx(ref["fill_fraction"], abs=1e-12)
     assert cloud_fraction(got) == pytest.approx(ref["cloud_fraction"], abs=1e-12)
     assert blur_score(got) == pytest.approx(ref["blur_score"], rel=1e-9, abs=1e-9)
     if tile.mask is None:
@@ -228,9 +217,7 @@ def test_pasted_fills_beside_scars_and_shadows_match_the_reference(seed: int) ->
 
 
 def test_many_border_regions_match_the_reference() -> None:
-    """More than 254 regions touching the border (the flood fill's mask values wrap). An
-    odd width keeps the tile on the full-size path (on the half-size copy, teeth 10 px wide
-    are at the disc's limit: some fall apart)."""
+    """More than 254 regions touching the border (the flood fill's mask values wrap)."""
     img = synthetic_rgb(1024, 7)
     for i in range(0, 1024 - 40, 11):  # 10 px black teeth, 40 px deep, on every side
         img[:, :40, i : i + 10] = 0
@@ -240,7 +227,6 @@ def test_many_border_regions_match_the_reference() -> None:
     img[:, 400:700, :200] = 255  # and a white band over some of them
     img = np.ascontiguousarray(img[:, :, :1023])
     tile = TileData(img, _ones(img))
-    assert not _half_fill(tile)
     _check(tile)
     assert fill_fraction(tile) > 0.1  # the teeth are straight-edged: fill
 
