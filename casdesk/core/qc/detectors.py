@@ -67,6 +67,9 @@ class TileData:
     mask: np.ndarray | None = None
     sensor: str | None = None
     fill_values: tuple[float, ...] | None = None
+    display_limits: np.ndarray | None = None
+    """(bands, 2) stretch limits for a tile that is not 8-bit (its scene's, see
+    :mod:`casdesk.core.qc.stretch`); None: the tile's own 2-98 % range."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -108,7 +111,10 @@ class TileData:
         """Display-stretched 8-bit (rows, cols, 3) RGB, as :func:`to_display_rgb` shows it."""
         hwc = self.hwc
         if hwc is None:
-            return to_display_rgb(self.data, self.footprint)
+            limits = self.display_limits
+            if limits is not None and limits.shape[0] != self.data.shape[0]:
+                limits = None  # not this tile's bands: its own range
+            return to_display_rgb(self.data, self.footprint, limits=limits)
         if self.full:
             return hwc
         return cv2.copyTo(hwc, self.foot8)  # black outside the footprint
@@ -244,8 +250,10 @@ def load_tile(
     mask_path: str | Path | None = None,
     sensor: str | None = None,
     fill_values: tuple[float, ...] | None = None,
+    display_limits: np.ndarray | None = None,
 ) -> TileData:
-    """Read a tile image (and its mask) into a :class:`TileData` (raises RasterError)."""
+    """Read a tile image (and its mask) into a :class:`TileData` (raises RasterError);
+    ``display_limits``: its scene's stretch when it is not 8-bit (:mod:`casdesk.core.qc.stretch`)."""
     with open_raster(image_path) as ds:
         flags = ds.mask_flag_enums[0] if ds.count else ()
         has_mask = any(f.name in ("per_dataset", "alpha", "nodata") for f in flags)
@@ -261,7 +269,7 @@ def load_tile(
             mask = label.view(np.uint8)
         if mask.shape != valid.shape:
             mask = None
-    return TileData(data, valid, has_mask, mask, sensor, fill_values)
+    return TileData(data, valid, has_mask, mask, sensor, fill_values, display_limits)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -25,11 +25,14 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+
 from casdesk.core.errors import CasdeskError
 from casdesk.core.jobs import CancelToken, Progress
 from casdesk.core.project.catalog import Catalog, Tile
 from casdesk.core.qc.detectors import METRICS, load_tile
 from casdesk.core.qc.model import QCError
+from casdesk.core.qc.stretch import limits_for
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +65,15 @@ MASK_FREE_METRICS = frozenset({"fill_fraction", "cloud_fraction", "seam_score", 
 read it."""
 
 
-def measure_tile(tile: Tile, names: Sequence[str]) -> dict[str, float]:
+def measure_tile(tile: Tile, names: Sequence[str], display_limits: np.ndarray | None = None) -> dict[str, float]:
     """All requested metrics of one tile. A tile whose pixels cannot be read has no usable
     footprint: fill 1, valid 0, other metrics NaN (so the fill rule rejects it). The mask is
-    read only when a metric may need it (not all in :data:`MASK_FREE_METRICS`)."""
+    read only when a metric may need it (not all in :data:`MASK_FREE_METRICS`).
+    ``display_limits``: the stretch of the tile's scene when it is not 8-bit
+    (:func:`casdesk.core.qc.stretch.limits_for`)."""
     mask_path = None if MASK_FREE_METRICS.issuperset(names) else tile.mask_path
     try:
-        data = load_tile(tile.image_path, mask_path, tile.sensor)
+        data = load_tile(tile.image_path, mask_path, tile.sensor, display_limits=display_limits)
     except CasdeskError as exc:
         log.warning("QC: %s", exc)
         out = {n: math.nan for n in names}
@@ -111,15 +116,22 @@ FLUSH_SECONDS = 1.0
 """Results are written in one transaction per this many tiles or seconds, whichever first."""
 
 
-def _measure_chunk(items: list[tuple[Tile, list[str]]]) -> list[tuple[int, dict[str, float]]]:
+def _measure_chunk(
+    items: list[tuple[Tile, list[str]]], limits: dict[int, np.ndarray] | None = None
+) -> list[tuple[int, dict[str, float]]]:
     """A worker's task: measure a few tiles (each file read once; GDAL opens them without
     listing their folder: casdesk.core.raster.io's default). One rasterio environment for
     the chunk: without it every open and read sets up and tears down its own (about
-    0.2 ms per tile)."""
+    0.2 ms per tile). ``limits``: scene id -> display stretch of the chunk's scenes that are
+    not 8-bit."""
     import rasterio
 
+    limits = limits or {}
     with rasterio.Env():
-        return [(tile.id, measure_tile(tile, need)) for tile, need in items]
+        return [
+            (tile.id, measure_tile(tile, need, None if tile.scene_id is None else limits.get(tile.scene_id)))
+            for tile, need in items
+        ]
 
 
 def _init_worker() -> None:
@@ -196,6 +208,7 @@ def compute_metrics(
         todo = [(t, list(names)) for t in tiles] if force else _stale(cat, tiles, names)
         phases = _phases(todo)
         total = sum(len(p) for p in phases)
+        stretch = limits_for(cat, [t for t, _ in todo])  # one stretch per scene that is not 8-bit
         yield Progress(0, total, f"{len(todo)} tiles to measure")
         if not total:
             return 0
@@ -254,7 +267,8 @@ def compute_metrics(
                         item = retry.pop() if retry else next(queue, None)
                         if item is None:
                             break
-                        pending[pool.submit(_measure_chunk, item)] = item
+                        chunk_limits = {t.scene_id: stretch[t.scene_id] for t, _ in item if t.scene_id in stretch}
+                        pending[pool.submit(_measure_chunk, item, chunk_limits)] = item
                     if not pending:
                         break
                     finished, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)

@@ -27,6 +27,7 @@ from casdesk.core.errors import CasdeskError
 from casdesk.core.qc.detectors import TileData, load_tile
 from casdesk.core.qc.rules import METRICS, STATE_NAMES, Rule, failure_details
 from casdesk.core.qc.seam import SeamFinding, seam_finding
+from casdesk.core.qc.stretch import limits_for
 from casdesk.gui.browser.loader import LatestCall
 
 SEAM_COLOUR = QColor(255, 0, 255)
@@ -79,6 +80,8 @@ class ReviewDialog(QDialog):
         self.index = 0
         self._decide = decide
         self.undo_stack: list[tuple[int, str, str | None]] = []
+        self._limits: dict[int, np.ndarray | None] = {}
+        """Scene id -> the display stretch QC measured its tiles with (None: 8-bit or unreadable)."""
         self.seam: tuple[int, SeamFinding] | None = None
         """The seam finding shown (tile id, finding); None while none is (being) found."""
         self._seam_call = LatestCall(self)
@@ -147,7 +150,12 @@ class ReviewDialog(QDialog):
         data: TileData | None = None
         pix: QPixmap | None = None
         try:
-            data = load_tile(tile.image_path, tile.mask_path, tile.sensor)
+            limits = None
+            if tile.scene_id is not None:
+                if tile.scene_id not in self._limits:  # sampled once per scene (16-bit scenes only)
+                    self._limits[tile.scene_id] = limits_for(catalog, [tile]).get(tile.scene_id)
+                limits = self._limits[tile.scene_id]
+            data = load_tile(tile.image_path, tile.mask_path, tile.sensor, display_limits=limits)
             rgb = overlay(data.rgb, data.mask, data.fill, _read_region(catalog, self.suspects.get(tid)))
             h, w, _ = rgb.shape
             qimg = QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
