@@ -90,9 +90,9 @@ def test_the_seam_pass_reads_no_mask(cas_project, monkeypatch) -> None:
     calls: list[tuple[str, bool]] = []
     load = scan.load_tile
 
-    def spy(image_path, mask_path=None, sensor=None, fill_values=None):
+    def spy(image_path, mask_path=None, sensor=None, fill_values=None, display_limits=None):
         calls.append((str(image_path), mask_path is not None))
-        return load(image_path, mask_path, sensor, fill_values)
+        return load(image_path, mask_path, sensor, fill_values, display_limits)
 
     monkeypatch.setattr(scan, "load_tile", spy)
     n = len(cas_project.tiles())
@@ -123,9 +123,9 @@ def test_cancel_during_the_seam_pass_keeps_every_fast_metric(cas_project, monkey
     calls: list[list[str]] = []
     measure = scan.measure_tile
 
-    def spy(tile, names):
+    def spy(tile, names, display_limits=None):
         calls.append(list(names))
-        return measure(tile, names)
+        return measure(tile, names, display_limits)
 
     monkeypatch.setattr(scan, "measure_tile", spy)
     assert run_job(scan.compute_metrics(catalog, workers=1)) == len(ids - with_seam)
