@@ -74,9 +74,14 @@ def fill_mask(
     rows, cols = valid.shape
     fill = ~valid
     if data.dtype != np.uint8:
+        values = fill_values if fill_values is not None else default_fill_values(data.dtype)
+        if np.issubdtype(data.dtype, np.integer):  # any constant held along the border, as in 8 bits
+            held = _border_pixels_held(data)
+            for pixel in held:
+                _fill_components(np.all(data == pixel[:, None, None], axis=0), fill)
+            values = tuple(v for v in values if not any((pixel == v).all() for pixel in held))
         lo = data.min(axis=0)
         hi = data.max(axis=0)
-        values = fill_values if fill_values is not None else default_fill_values(data.dtype)
         for value in values:
             _fill_components((lo >= value) & (hi <= value), fill)
         return fill
@@ -103,6 +108,18 @@ def fill_mask(
     for lo, hi in ranges:
         _fill_colour(planes, strips, get_hwc, lo, hi, fill)
     return fill
+
+
+def _border_pixels_held(data: np.ndarray) -> list[np.ndarray]:
+    """The pixel values (every band) held by at least :data:`FILL_MIN_BORDER` pixels of the
+    border rows and columns of an integer (bands, rows, cols) tile: a white or fixed-value
+    fill strip of a 16-bit tile (e.g. 4095 of a 12-bit sensor), not only 0 and the type's
+    maximum."""
+    edges = np.concatenate((data[:, 0], data[:, -1], data[:, :, 0], data[:, :, -1]), axis=1).T
+    if len(edges) < FILL_MIN_BORDER:
+        return []
+    values, counts = np.unique(edges, axis=0, return_counts=True)
+    return [v for v, n in zip(values, counts, strict=True) if n >= FILL_MIN_BORDER]
 
 
 def _border_colours(data: np.ndarray) -> list[tuple[int, int, int]]:

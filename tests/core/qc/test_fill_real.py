@@ -14,9 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from casdesk.core.qc import evalset
+from casdesk.core.qc.detectors import TileData, fill_fraction
 
 PUBLIC = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "public"
 
@@ -34,3 +36,19 @@ def test_fill_of_tiles_cut_from_a_rotated_scene_matches_its_footprint() -> None:
         if abs(v["fill_fraction"] - c.truth["fill"]) > 0.03
     ]
     assert not wrong
+
+
+def test_a_16_bit_copy_of_a_released_tile_keeps_its_fill_strip() -> None:
+    """A fill strip of any constant value held along the border is fill in 16 bits too (the
+    released tiles' white strips x 16 + 100 = 4180, as a 12-bit sensor's saturated value
+    would be); before, only 0 and 65535 were, and Haiti146's strip counted as cloud."""
+    sources = {p.stem: p for p in evalset.find_sources(PUBLIC)}
+    if not {"Haiti146", "Hokkaido0017", "Luding_1m_UAV325"} <= set(sources):
+        pytest.skip("released tiles not found")
+    for name in ("Haiti146", "Hokkaido0017", "Luding_1m_UAV325"):
+        img = evalset.read_rgb(sources[name])
+        d16 = np.concatenate([img.astype(np.uint16) * 16 + 100, (img[1].astype(np.uint16) * 20 + 50)[None]])
+        eight = fill_fraction(TileData(img, np.ones((512, 512), bool)))
+        sixteen = fill_fraction(TileData(np.ascontiguousarray(d16), np.ones((512, 512), bool)))
+        assert eight > 0.07
+        assert sixteen == pytest.approx(eight, abs=1e-9), name
