@@ -102,6 +102,16 @@ def main(argv: list[str] | None = None) -> int:
             f" dropped; {with_fill} hold more than 5 % fill): within +-0.03 {(err <= 0.03).mean():.1%},"
             f" worst {err.max():.3f}"
         )
+    jpeg = evalset.jpeg_cases(sources)
+    got = evalset.measure_cases(jpeg, ("fill_fraction",))
+    err = np.array([abs(v["fill_fraction"] - c.truth["fill"]) for c, v in zip(jpeg, got, strict=True)])
+    missed = sum(c.truth["fill"] > 0.03 and v["fill_fraction"] < c.truth["fill"] - 0.03 for c, v in zip(jpeg, got, strict=True))
+    false = sum(c.truth["fill"] <= 0.03 and v["fill_fraction"] > c.truth["fill"] + 0.03 for c, v in zip(jpeg, got, strict=True))
+    print(
+        f"fill_fraction on the released tiles JPEG-compressed (quality {', '.join(map(str, evalset.JPEG_QUALITIES))};"
+        f" {len(jpeg)} cases): within +-0.03 {(err <= 0.03).mean():.1%}, fill lost {missed}, false fill {false},"
+        f" worst {err.max():.3f}"
+    )
     return 0
 
 

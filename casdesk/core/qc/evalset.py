@@ -92,6 +92,33 @@ def scene_fill_cases(public: str | Path, sizes: Sequence[int] = (512, 256, 128))
     return out
 
 
+JPEG_QUALITIES = (95, 90, 75, 50)
+
+
+def jpeg_cases(sources: Sequence[str | Path], qualities: Sequence[int] = JPEG_QUALITIES) -> list[Case]:
+    """The released tiles JPEG-compressed at each quality (OpenCV, 4:2:0 chroma), as
+    drone orthomosaics are often stored; truth: the fill the detector finds on the
+    released tile itself (checked by eye on the three with a fill strip, docs/qc.md)."""
+    from casdesk.core.qc.detectors import TileData
+
+    out = []
+    for path in sources:
+        img = read_rgb(path)
+        fill = TileData(img, np.ones(img.shape[1:], bool)).fill
+        truth = float(fill.mean())
+        bgr = np.ascontiguousarray(img.transpose(1, 2, 0)[:, :, ::-1])
+        for q in qualities:
+            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
+            if not ok:
+                continue
+            decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+            if decoded is None:
+                continue
+            back = decoded[:, :, ::-1].transpose(2, 0, 1)
+            out.append(Case(f"{Path(path).stem}/jpeg{q}", "jpeg", np.ascontiguousarray(back), {"fill": truth}))
+    return out
+
+
 # --------------------------------------------------------------------------- helpers
 def fractal_noise(
     shape: tuple[int, int], rng: np.random.Generator, octaves: int = 5, base: int = 4
