@@ -107,7 +107,7 @@ def cloud_fraction(tile: TileData) -> float:
     cores are cleaned by a 3x3 opening and grown 3 px over bright grey neighbours to recover
     soft cloud edges. Clouds are bright, grey, smooth and spectrally flat; forest, rock
     texture and bare soil (warm, grainy) are not. Version 3 (no fine texture or warmth test)
-    counted pale landslide scars as cloud: Mengdong0201, a satellite tile, 0.222 (now 0.07)
+    counted pale landslide scars as cloud: Mengdong0201, a satellite tile, 0.222 (now 0.013)
     and a scar filling the tile up to 0.73, near the 0.80 rule; see docs/qc.md. Saturated
     or very smooth pale surfaces (snow, a flat white roof) still count."""
     cloud, foot = _cloud_u8(tile)

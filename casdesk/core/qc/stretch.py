@@ -16,6 +16,7 @@ datasets), or whose scene file is gone, keep the per-tile stretch.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -37,7 +38,20 @@ SAMPLE_WINDOW = 128
 
 def scene_limits(path: str | Path) -> np.ndarray | None:
     """(bands, 2) 2-98 % limits of the valid pixels of windows sampled on a grid over the
-    scene at ``path``; None for 8-bit scenes (shown as they are)."""
+    scene at ``path``; None for 8-bit scenes (shown as they are). Kept for the process
+    while the file's size and modification time stay the same (the background recompute
+    of stale tiles asks again every few tiles)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except OSError:
+        return _sampled_limits(str(p), -1, -1)  # open_raster says what is wrong
+    limits = _sampled_limits(str(p), st.st_size, st.st_mtime_ns)
+    return None if limits is None else limits.copy()
+
+
+@functools.lru_cache(maxsize=32)
+def _sampled_limits(path: str, size: int, mtime_ns: int) -> np.ndarray | None:
     with open_raster(path) as ds:
         if np.dtype(ds.dtypes[0]) == np.uint8:
             return None

@@ -102,3 +102,18 @@ def test_scene_limits_sample_the_whole_scene(tmp_path: Path) -> None:
     with rasterio.open(tmp_path / "b.tif", "w", driver="GTiff", width=64, height=64, count=3, dtype="uint8") as ds:
         ds.write(np.zeros((3, 64, 64), np.uint8))
     assert scene_limits(tmp_path / "b.tif") is None
+
+
+def test_scene_limits_follow_a_rewritten_scene(tmp_path: Path) -> None:
+    """Sampled once per file version: a scene rewritten in place gets new limits."""
+    import os
+
+    path = tmp_path / "s.tif"
+    for k, value in enumerate((1000, 5000)):
+        data = np.full((1, 256, 256), value, np.uint16)
+        data[:, :128] = value * 2
+        with rasterio.open(path, "w", driver="GTiff", width=256, height=256, count=1, dtype="uint16") as ds:
+            ds.write(data)
+        os.utime(path, ns=(10**18 + k, 10**18 + k))  # a new modification time, whatever the clock's grain
+        limits = scene_limits(path)
+        assert limits is not None and limits[0].tolist() == [value, 2 * value]
