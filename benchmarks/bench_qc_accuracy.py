@@ -112,6 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         f" {len(jpeg)} cases): within +-0.03 {(err <= 0.03).mean():.1%}, fill lost {missed}, false fill {false},"
         f" worst {err.max():.3f}"
     )
+    fills = [c for c in cases if c.kind == "fill"]
+    for q in (90, 75):
+        copies = evalset.jpeg_copies(fills, q)
+        got = evalset.measure_cases(copies, ("fill_fraction",))
+        err = np.array([abs(v["fill_fraction"] - c.truth["fill"]) for c, v in zip(copies, got, strict=True)])
+        print(
+            f"fill_fraction on the pasted fills JPEG-compressed at quality {q} ({len(copies)} cases): within +-0.03"
+            f" {(err <= 0.03).mean():.1%}, median error {np.median(err):.3f}, worst {err.max():.3f}"
+        )
     return 0
 
 

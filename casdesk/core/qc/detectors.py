@@ -21,6 +21,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from rasterio.enums import Compression
 
 from casdesk.core.qc.cloud import cloud_fraction, cloud_mask
 from casdesk.core.qc.fill import default_fill_values, fill_mask
@@ -70,6 +71,8 @@ class TileData:
     display_limits: np.ndarray | None = None
     """(bands, 2) stretch limits for a tile that is not 8-bit (its scene's, see
     :mod:`casdesk.core.qc.stretch`); None: the tile's own 2-98 % range."""
+    lossy: bool = False
+    """The file is JPEG-compressed: fill allows for the blocks' ringing (:func:`fill_mask`)."""
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -86,7 +89,7 @@ class TileData:
     @cached_property
     def fill(self) -> np.ndarray:
         """Boolean (rows, cols): outside the scene footprint (see :func:`fill_mask`)."""
-        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged)
+        return fill_mask(self.data, self.valid, self.has_mask, self.fill_values, self._merged, self.lossy)
 
     def _merged(self) -> np.ndarray:
         """:attr:`hwc` of a uint8 tile (fill asks for it only then, and only for a tile whose
@@ -258,6 +261,7 @@ def load_tile(
         flags = ds.mask_flag_enums[0] if ds.count else ()
         has_mask = any(f.name in ("per_dataset", "alpha", "nodata") for f in flags)
         has_mask |= np.issubdtype(np.dtype(ds.dtypes[0]), np.floating)
+        lossy = ds.compression == Compression.jpeg  # a JPEG file or a JPEG-compressed GeoTIFF
         data, valid = read_window(ds)
     mask = None
     if mask_path is not None and Path(mask_path).exists():
@@ -269,7 +273,7 @@ def load_tile(
             mask = label.view(np.uint8)
         if mask.shape != valid.shape:
             mask = None
-    return TileData(data, valid, has_mask, mask, sensor, fill_values, display_limits)
+    return TileData(data, valid, has_mask, mask, sensor, fill_values, display_limits, lossy)
 
 
 # --------------------------------------------------------------------------- metrics

@@ -95,27 +95,39 @@ def scene_fill_cases(public: str | Path, sizes: Sequence[int] = (512, 256, 128))
 JPEG_QUALITIES = (95, 90, 75, 50)
 
 
+def jpeg_image(img: np.ndarray, quality: int) -> np.ndarray | None:
+    """A (3, rows, cols) uint8 tile after a JPEG round trip at ``quality`` (OpenCV, 4:2:0
+    chroma); None when OpenCV cannot encode it."""
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img.transpose(1, 2, 0)[:, :, ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR) if ok else None
+    return None if decoded is None else np.ascontiguousarray(decoded[:, :, ::-1].transpose(2, 0, 1))
+
+
+def jpeg_copies(cases: Sequence[Case], quality: int) -> list[Case]:
+    """``cases`` JPEG-compressed at ``quality``, same truth, kind "jpeg"."""
+    out = []
+    for case in cases:
+        img = jpeg_image(case.image, quality)
+        if img is not None:
+            out.append(Case(f"{case.name}/jpeg{quality}", "jpeg", img, dict(case.truth), case.tags))
+    return out
+
+
 def jpeg_cases(sources: Sequence[str | Path], qualities: Sequence[int] = JPEG_QUALITIES) -> list[Case]:
     """The released tiles JPEG-compressed at each quality (OpenCV, 4:2:0 chroma), as
     drone orthomosaics are often stored; truth: the fill the detector finds on the
-    released tile itself (checked by eye on the three with a fill strip, docs/qc.md)."""
+    released tile itself (checked by eye on the three with a fill strip, docs/qc.md).
+    :func:`measure_cases` measures them as JPEG files are (``TileData.lossy``)."""
     from casdesk.core.qc.detectors import TileData
 
     out = []
     for path in sources:
         img = read_rgb(path)
-        fill = TileData(img, np.ones(img.shape[1:], bool)).fill
-        truth = float(fill.mean())
-        bgr = np.ascontiguousarray(img.transpose(1, 2, 0)[:, :, ::-1])
+        truth = float(TileData(img, np.ones(img.shape[1:], bool)).fill.mean())
         for q in qualities:
-            ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
-            if not ok:
-                continue
-            decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
-            if decoded is None:
-                continue
-            back = decoded[:, :, ::-1].transpose(2, 0, 1)
-            out.append(Case(f"{Path(path).stem}/jpeg{q}", "jpeg", np.ascontiguousarray(back), {"fill": truth}))
+            back = jpeg_image(img, q)
+            if back is not None:
+                out.append(Case(f"{Path(path).stem}/jpeg{q}", "jpeg", back, {"fill": truth}))
     return out
 
 
@@ -454,7 +466,7 @@ def measure_cases(
 
     out = []
     for case in cases:
-        tile = TileData(case.image, np.ones(case.image.shape[1:], bool), False, None, "SAT")
+        tile = TileData(case.image, np.ones(case.image.shape[1:], bool), False, None, "SAT", lossy=case.kind == "jpeg")
         out.append({name: float(METRICS[name].func(tile)) for name in metrics})
     return out
 

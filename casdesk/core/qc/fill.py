@@ -13,6 +13,18 @@ from casdesk.core.qc.cloud import CLOUD_MAX_SATURATION, CLOUD_MIN_BRIGHT
 FILL_TOLERANCE = 2
 """A pixel is "uniform fill" when every band is within this many 8-bit DN of the fill value
 (lossy compression leaves a little noise in a white or black border)."""
+FILL_TOLERANCE_LOSSY = 6
+"""The same for a JPEG-compressed tile: 95-98 % of a fill wedge's pixels stay within 2 DN,
+but the 8 px blocks along its edge ring further (docs/qc.md)."""
+FILL_LOSSY_LINES = (10.0, 64.0, 0.95)
+"""For a JPEG-compressed tile, a region whose boundary fails the straightness test gets a
+second one: (polygon tolerance px, segment px, share). The blocks along a straight edge
+leave teeth up to 8-10 px deep, so the edge is straight only at a coarser tolerance,
+judged with longer segments and a higher share."""
+FILL_LOSSY_LINE_PX = 96.0
+"""For a JPEG-compressed tile whose region has no straight edge of :data:`FILL_LINE_PX` at
+the fine tolerance (a wedge merged with a shadow or scar that compression smoothed), the
+segments of at least this length at the coarse tolerance are the edges it is cut along."""
 FILL_MIN_AREA = 32
 """Border-connected uniform regions smaller than this (pixels) are ignored."""
 FILL_SEGMENT_PX = 16.0
@@ -42,8 +54,12 @@ def fill_mask(
     has_mask: bool,
     fill_values: tuple[float, ...] | None = None,
     hwc: Callable[[], np.ndarray] | None = None,
+    lossy: bool = False,
 ) -> np.ndarray:
     """Pixels outside the scene footprint.
+
+    ``lossy``: the tile was JPEG-compressed (:data:`FILL_TOLERANCE_LOSSY` and the second
+    straightness test :data:`FILL_LOSSY_LINES`).
 
     ``hwc``: gives the same uint8 bands as (rows, cols, 3) (called only when a candidate
     colour's regions must be filled out: most tiles never need the merged copy).
@@ -93,12 +109,13 @@ def fill_mask(
         colours.append((int(value),) * 3)
     if not colours:
         return fill
+    tol, g = (FILL_TOLERANCE_LOSSY, _LOSSY) if lossy else (FILL_TOLERANCE, _FULL)
     ranges = [
-        (tuple(max(0, c - FILL_TOLERANCE) for c in colour), tuple(min(255, c + FILL_TOLERANCE) for c in colour))
+        (tuple(max(0, c - tol) for c in colour), tuple(min(255, c + tol) for c in colour))
         for colour in dict.fromkeys(colours)
     ]
     merged: list[np.ndarray] = []
-    strips = _border_strips(planes, _FULL)
+    strips = _border_strips(planes, g)
 
     def get_hwc() -> np.ndarray:  # merged only when a colour has seeds (the flood needs it)
         if not merged:
@@ -106,7 +123,7 @@ def fill_mask(
         return merged[0]
 
     for lo, hi in ranges:
-        _fill_colour(planes, strips, get_hwc, lo, hi, fill)
+        _fill_colour(planes, strips, get_hwc, lo, hi, fill, g)
     return fill
 
 
@@ -159,10 +176,12 @@ class _Geom(NamedTuple):
     line_px: float
     epsilon: float  # of the boundary's polygon (approxPolyDP)
     probe: int  # how far inside a straight edge its side is read
+    relaxed: tuple[float, float, float] | None = None  # a second test (:data:`FILL_LOSSY_LINES`)
 
 
 _SQUARE3 = np.ones((3, 3), np.uint8)
 _FULL = _Geom(_DISC, _DISC_T, _DISC_R, FILL_MIN_AREA, FILL_SEGMENT_PX, FILL_LINE_PX, 1.5, 4)
+_LOSSY = _FULL._replace(relaxed=FILL_LOSSY_LINES)
 
 def _border_strips(planes: list[np.ndarray], g: _Geom) -> list[tuple[np.ndarray, np.ndarray, int, str]] | None:
     """The four border strips, 2r+1 px deep, as (strip (rows, cols, 3), its disc, the first
@@ -385,6 +404,24 @@ def _run_starts(line: np.ndarray) -> list[int]:
     return [int(i) for i in idx[np.concatenate(([True], np.diff(idx) > 1))]]
 
 
+def _straight_share(
+    contour: np.ndarray, x: int, y: int, rows: int, cols: int, epsilon: float, segment: float
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(share of the inner boundary (not along the tile border) made of polygon segments
+    >= ``segment`` px at tolerance ``epsilon``; 1.0 when there is no inner boundary),
+    with the polygon, its next vertices, segment lengths and on-border flags."""
+    poly = cv2.approxPolyDP(contour, epsilon, True)[:, 0, :].astype(np.float64) + (x - 1.0, y - 1.0)
+    nxt = np.concatenate((poly[1:], poly[:1]))
+    lengths = np.hypot(*(nxt - poly).T)
+    mid = (poly + nxt) / 2
+    on_border = (mid[:, 0] <= 0.5) | (mid[:, 1] <= 0.5) | (mid[:, 0] >= cols - 1.5) | (mid[:, 1] >= rows - 1.5)
+    inner = lengths[~on_border]
+    total = inner.sum()
+    if len(poly) < 2 or total < 1.0:
+        return 1.0, poly, nxt, lengths, on_border  # the region fills the tile or only runs along its border
+    return float(inner[inner >= segment].sum() / total), poly, nxt, lengths, on_border
+
+
 def _straight_edges(
     comp: np.ndarray, x: int, y: int, rows: int, cols: int, g: _Geom = _FULL
 ) -> tuple[float, list[tuple[tuple[float, float], tuple[float, float], int]]]:
@@ -397,22 +434,20 @@ def _straight_edges(
     if not contours:
         return 0.0, []
     contour = max(contours, key=len)
-    poly = cv2.approxPolyDP(contour, g.epsilon, True)[:, 0, :].astype(np.float64) + (x - 1.0, y - 1.0)
-    if len(poly) < 2:
-        return 1.0, []
-    nxt = np.concatenate((poly[1:], poly[:1]))
-    lengths = np.hypot(*(nxt - poly).T)
-    mid = (poly + nxt) / 2
-    on_border = (mid[:, 0] <= 0.5) | (mid[:, 1] <= 0.5) | (mid[:, 0] >= cols - 1.5) | (mid[:, 1] >= rows - 1.5)
-    inner = lengths[~on_border]
-    total = inner.sum()
-    if total < 1.0:
-        return 1.0, []  # the region fills the tile or only runs along its border
-    share = float(inner[inner >= g.segment_px].sum() / total)
+    share, poly, nxt, lengths, on_border = _straight_share(contour, x, y, rows, cols, g.epsilon, g.segment_px)
     if share >= FILL_STRAIGHT_SHARE:
-        return share, []  # the whole region is fill: its lines are not needed
+        return share, []  # the whole region is fill (or only runs along the border): no lines needed
+    line_px = g.line_px
+    if g.relaxed is not None:
+        epsilon, segment, needed = g.relaxed
+        coarse = _straight_share(contour, x, y, rows, cols, epsilon, segment)
+        if coarse[0] >= needed:
+            return 1.0, []  # straight at the coarser tolerance a compressed edge needs
+        if not np.any(~on_border & (lengths >= g.line_px)):  # cut along the coarse lines instead
+            _, poly, nxt, lengths, on_border = coarse
+            line_px = FILL_LOSSY_LINE_PX
     lines = []
-    for i in np.flatnonzero(~on_border & (lengths >= g.line_px)):
+    for i in np.flatnonzero(~on_border & (lengths >= line_px)):
         (x0, y0), (x1, y1) = poly[i], nxt[i]
         mx, my = (x0 + x1) / 2, (y0 + y1) / 2
         nx, ny = (y1 - y0) / lengths[i], -(x1 - x0) / lengths[i]
