@@ -23,7 +23,7 @@ from casdesk.core.errors import ImportDatasetError, RasterError
 from casdesk.core.jobs import CancelToken, Job, Progress
 from casdesk.core.labels.io import binarize_label_array
 from casdesk.core.project.catalog import Catalog
-from casdesk.core.raster.io import open_raster
+from casdesk.core.raster.io import is_lossy, open_raster
 
 IMAGE_SUFFIXES = {".tif", ".tiff", ".png", ".jpg", ".jpeg"}
 BATCH = 500
@@ -111,7 +111,8 @@ def _read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
             )
         data = ds.read()
         nodata = ds.nodata
-    return binarize_label_array(data, path, nodata)  # nodata -> 255 (ignore)
+        lossy = is_lossy(ds)
+    return binarize_label_array(data, path, nodata, lossy)  # nodata -> 255 (ignore)
 
 
 def _write_mask(path: Path, mask: np.ndarray) -> None:

@@ -22,7 +22,7 @@ from shapely.geometry import MultiPolygon, Polygon, shape
 from shapely.geometry.base import BaseGeometry
 
 from casdesk.core.errors import LabelError
-from casdesk.core.raster.io import IDENTITY, RasterInfo, open_raster
+from casdesk.core.raster.io import IDENTITY, RasterInfo, is_lossy, open_raster
 
 log = logging.getLogger(__name__)
 
@@ -130,8 +130,13 @@ def mask_to_cas_label(mask: np.ndarray) -> np.ndarray:
     return np.stack((band, band, band))
 
 
+LOSSY_DARK = 64
+"""In a JPEG-compressed label, a band value up to this counts as black (the 8 px blocks
+ring by tens of DN along a label's edge and leave a few DN everywhere)."""
+
+
 def binarize_label_array(
-    data: np.ndarray, path: Path | None = None, nodata: float | None = None
+    data: np.ndarray, path: Path | None = None, nodata: float | None = None, lossy: bool = False
 ) -> np.ndarray:
     """Turn a label raster (bands, rows, cols) into a 0/1 mask, detecting the convention;
     pixels equal to ``nodata`` (in every band) become 255, the ignore value.
@@ -141,13 +146,22 @@ def binarize_label_array(
       convention, landslide = black (0, 0, 0) on white.
     - three or more bands otherwise (e.g. landslide red on black): landslide = any
       non-black pixel.
+
+    ``lossy``: the raster is JPEG-compressed, so no pixel is exactly black or white: black
+    is every band <= :data:`LOSSY_DARK`, white every band >= 255 - LOSSY_DARK, and a
+    one-band mask whose values exceed 1 is split at half its maximum. Read exactly, a CAS
+    label saved as JPEG was taken for "landslide = any non-black pixel" and came out
+    inverted (93 % landslide for 8 %).
     """
     if data.ndim == 2:
         data = data[None]
     missing = None
     if nodata is not None:
         missing = np.all(np.isnan(data) if np.isnan(nodata) else data == nodata, axis=0)
-    out = _binarize(data, path, missing)
+    if lossy and np.issubdtype(data.dtype, np.integer):
+        out = _binarize_lossy(data, path, missing)
+    else:
+        out = _binarize(data, path, missing)
     if missing is not None:
         out[missing] = 255
     return out
@@ -164,6 +178,21 @@ def _binarize(data: np.ndarray, path: Path | None, missing: np.ndarray | None) -
         if white.mean() < 0.5 and black.any():
             log.info("%s: black/white label with mostly black: read as CAS (landslide black)", path)
         return black.astype(np.uint8)
+    return (~black).astype(np.uint8)
+
+
+def _binarize_lossy(data: np.ndarray, path: Path | None, missing: np.ndarray | None) -> np.ndarray:
+    """:func:`_binarize` for a JPEG-compressed label (see :func:`binarize_label_array`)."""
+    if data.shape[0] == 1:
+        top = int(data.max()) if data.size else 0
+        return (data[0] > (top // 2 if top > 1 else 0)).astype(np.uint8)
+    rgb = data[:3]
+    black = np.all(rgb <= LOSSY_DARK, axis=0)
+    white = np.all(rgb >= 255 - LOSSY_DARK, axis=0)
+    known = black | white if missing is None else black | white | missing
+    if known.mean() >= 0.995 and white.any():  # black and white but for a few edge pixels
+        grey = rgb.astype(np.float32).mean(axis=0)
+        return (grey < 128).astype(np.uint8)
     return (~black).astype(np.uint8)
 
 
@@ -184,7 +213,8 @@ def read_label_raster(path: str | Path, expected_shape: tuple[int, int] | None =
         except Exception as exc:  # noqa: BLE001 - rasterio raises several IO errors
             raise LabelError(f"label pixels cannot be read ({exc})", p) from exc
         nodata = ds.nodata
-    return binarize_label_array(data, p, nodata)
+        lossy = is_lossy(ds)
+    return binarize_label_array(data, p, nodata, lossy)
 
 
 # --------------------------------------------------------------------------- vectors

@@ -21,12 +21,17 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from rasterio.enums import Compression
 
 from casdesk.core.qc.cloud import cloud_fraction, cloud_mask
 from casdesk.core.qc.fill import default_fill_values, fill_mask
 from casdesk.core.qc.seam import seam_profile, seam_score
-from casdesk.core.raster.io import default_rgb_bands, open_raster, read_window, to_display_rgb
+from casdesk.core.raster.io import (
+    default_rgb_bands,
+    is_lossy,
+    open_raster,
+    read_window,
+    to_display_rgb,
+)
 
 __all__ = [
     "METRICS",
@@ -261,7 +266,7 @@ def load_tile(
         flags = ds.mask_flag_enums[0] if ds.count else ()
         has_mask = any(f.name in ("per_dataset", "alpha", "nodata") for f in flags)
         has_mask |= np.issubdtype(np.dtype(ds.dtypes[0]), np.floating)
-        lossy = ds.compression == Compression.jpeg  # a JPEG file or a JPEG-compressed GeoTIFF
+        lossy = is_lossy(ds)
         data, valid = read_window(ds)
     mask = None
     if mask_path is not None and Path(mask_path).exists():

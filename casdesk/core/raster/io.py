@@ -97,6 +97,12 @@ def open_raster(path: str | Path) -> rasterio.io.DatasetReader:
         ) from exc
 
 
+def is_lossy(ds: rasterio.io.DatasetReader) -> bool:
+    """Whether a dataset is JPEG-compressed (a JPEG file or a JPEG GeoTIFF): no pixel can be
+    trusted to hold an exact value (fill, label colours)."""
+    return str(getattr(ds.compression, "value", ds.compression) or "").upper() == "JPEG"
+
+
 def raster_info(path: str | Path) -> RasterInfo:
     with open_raster(path) as ds:
         return _info(ds, Path(path))
