@@ -127,12 +127,17 @@ def fill_mask(
     return fill
 
 
+def _border_values(bands: np.ndarray) -> np.ndarray:
+    """(bands, n): the values of the tile's border rows and columns (corners twice)."""
+    return np.concatenate((bands[:, 0], bands[:, -1], bands[:, :, 0], bands[:, :, -1]), axis=1)
+
+
 def _border_pixels_held(data: np.ndarray) -> list[np.ndarray]:
     """The pixel values (every band) held by at least :data:`FILL_MIN_BORDER` pixels of the
     border rows and columns of an integer (bands, rows, cols) tile: a white or fixed-value
     fill strip of a 16-bit tile (e.g. 4095 of a 12-bit sensor), not only 0 and the type's
     maximum."""
-    edges = np.concatenate((data[:, 0], data[:, -1], data[:, :, 0], data[:, :, -1]), axis=1).T
+    edges = _border_values(data).T
     if len(edges) < FILL_MIN_BORDER:
         return []
     values, counts = np.unique(edges, axis=0, return_counts=True)
@@ -143,8 +148,7 @@ def _border_colours(data: np.ndarray) -> list[tuple[int, int, int]]:
     """The (R, G, B) colours held by at least :data:`FILL_MIN_BORDER` pixels of the tile's
     border rows and columns (a uint8 (bands, rows, cols) tile; one band is grey), in
     increasing order of their 24-bit code."""
-    bands = data[:3] if data.shape[0] >= 3 else data[:1]
-    edges = np.concatenate((bands[:, 0], bands[:, -1], bands[:, :, 0], bands[:, :, -1]), axis=1).astype(np.int32)
+    edges = _border_values(data[:3] if data.shape[0] >= 3 else data[:1]).astype(np.int32)
     keys = (edges[0] << 16) | (edges[1] << 8) | edges[2] if len(edges) == 3 else edges[0] * 0x010101
     keys.sort()
     n = FILL_MIN_BORDER
