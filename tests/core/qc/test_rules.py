@@ -115,6 +115,31 @@ def test_compute_metrics_stores_and_skips_fresh(project) -> None:
     assert run_job(qc.compute_metrics(project, metrics=["seam_score"])) == 5
 
 
+def test_a_detector_version_bump_rewrites_only_that_metric(project) -> None:
+    """Fill and cloud went to version 4 (2026-12-03): an existing project recomputes those
+    two metrics and nothing else: every other stored row (value, version, time), every
+    manual decision and every tile row stay byte for byte; a second scan writes nothing."""
+    run_job(qc.compute_metrics(project, workers=1))
+    ids = [int(i) for i in qc.load_table(project).tile_ids]
+    qc.set_decision(project, [ids[0]], "reject", note="seam by eye", author="me")
+    with project.transaction() as db:
+        db.execute("UPDATE qc_metrics SET version = 3 WHERE metric IN ('fill_fraction', 'cloud_fraction')")
+
+    def rows(sql: str) -> list:
+        return sorted(tuple(r) for r in project.query(sql))
+
+    others = "SELECT * FROM qc_metrics WHERE metric NOT IN ('fill_fraction', 'cloud_fraction')"
+    before = (rows(others), rows("SELECT * FROM qc_decisions"), rows("SELECT * FROM tiles"))
+    assert run_job(qc.compute_metrics(project, workers=1)) == len(ids)
+    assert (rows(others), rows("SELECT * FROM qc_decisions"), rows("SELECT * FROM tiles")) == before
+    bumped = rows("SELECT tile_id, metric, version FROM qc_metrics WHERE metric IN ('fill_fraction', 'cloud_fraction')")
+    assert bumped == sorted((t, m, 4) for t in ids for m in ("cloud_fraction", "fill_fraction"))
+    everything = rows("SELECT * FROM qc_metrics")
+    assert run_job(qc.compute_metrics(project, workers=1)) == 0
+    assert rows("SELECT * FROM qc_metrics") == everything
+    assert qc.load_table(project).notes.get(ids[0]) == "seam by eye"
+
+
 def test_a_scan_cancelled_before_it_starts_writes_nothing(project) -> None:
     # a cancel during a pass keeps what that pass finished: tests/core/qc/test_scan_phases.py
     token = CancelToken()
